@@ -1,0 +1,410 @@
+#include "io/animal.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include "core/error.hpp"
+#include "core/h5.hpp"
+
+namespace cohortnet {
+
+namespace fs = std::filesystem;
+
+std::vector<std::int64_t> AnimalMeta::units_of(int region) const {
+  std::vector<std::int64_t> u;
+  for (size_t i = 0; i < unit_region.size(); ++i)
+    if (unit_region[i] == region) u.push_back(std::int64_t(i));
+  return u;
+}
+
+void validate_meta(const AnimalMeta& m, const std::string& where) {
+  const std::string at = "file " + where + ": ";
+  if (m.n_units < 1) fail(at, "dataset /activity has no units (0 rows)");
+  if (m.n_samples < 2) fail(at, "dataset /activity has ", m.n_samples, " samples; at least 2 are needed");
+  if (!(m.sample_interval > 0) || !std::isfinite(m.sample_interval))
+    fail(at, "attribute sample_interval must be a positive number of seconds, is ", m.sample_interval);
+  if (m.region_names.empty()) fail(at, "dataset /region_names is empty");
+  std::set<std::string> seen;
+  for (auto& r : m.region_names) {
+    if (r.empty()) fail(at, "dataset /region_names has an empty name");
+    if (!seen.insert(r).second) fail(at, "dataset /region_names lists region '", r, "' twice");
+  }
+  if (std::int64_t(m.unit_region.size()) != m.n_units)
+    fail(at, "dataset /unit_region has ", m.unit_region.size(), " labels but /activity has ", m.n_units, " units");
+  std::vector<std::int64_t> count(m.region_names.size(), 0);
+  for (size_t i = 0; i < m.unit_region.size(); ++i) {
+    int q = m.unit_region[i];
+    if (q < 0 || q >= m.n_regions())
+      fail(at, "dataset /unit_region: unit ", i, " has label ", q, ", outside the ", m.n_regions(),
+           " regions of /region_names");
+    ++count[size_t(q)];
+  }
+  for (size_t q = 0; q < count.size(); ++q)
+    if (count[q] == 0) fail(at, "region '", m.region_names[q], "' (in /region_names) has no units in /unit_region");
+  if (m.trial_starts.empty() || m.trial_starts[0] != 0)
+    fail(at, "dataset /trial_starts must start with sample 0");
+  for (size_t i = 1; i < m.trial_starts.size(); ++i)
+    if (m.trial_starts[i] <= m.trial_starts[i - 1])
+      fail(at, "dataset /trial_starts must be strictly ascending (entry ", i, ")");
+  if (m.trial_starts.back() >= m.n_samples)
+    fail(at, "dataset /trial_starts has start ", m.trial_starts.back(), " beyond the ", m.n_samples, " samples");
+  if (!m.behaviour.empty()) {
+    if (std::int64_t(m.behaviour.size()) != m.n_samples)
+      fail(at, "dataset /behaviour has ", m.behaviour.size(), " entries but /activity has ", m.n_samples, " samples");
+    for (size_t t = 0; t < m.behaviour.size(); ++t)
+      if (m.behaviour[t] < 0 || m.behaviour[t] >= int(m.behaviour_names.size()))
+        fail(at, "dataset /behaviour: sample ", t, " has state ", m.behaviour[t], ", outside the ",
+             m.behaviour_names.size(), " states of /behaviour_names");
+  }
+  for (char c : m.animal_id)
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.'))
+      fail(at, "attribute animal_id '", m.animal_id, "' may only use letters, digits, '-', '_' and '.'");
+  if (m.animal_id.empty() || m.animal_id[0] == '.' || m.animal_id[0] == '-')
+    fail(at, "attribute animal_id '", m.animal_id, "' must be non-empty and start with a letter, digit or '_'");
+}
+
+namespace {
+
+AnimalMeta read_meta_local(const h5::File& f) {
+  const std::string& path = f.path;
+  AnimalMeta m;
+  m.path = path;
+  if (!h5::has_attr(f, "/", "format"))
+    fail("file ", path, ": not a cohortnet animal file (attribute 'format' missing; see docs/format.md)");
+  std::string format = h5::attr_string(f, "/", "format");
+  if (format != kAnimalFormat)
+    fail("file ", path, ": attribute format is '", format, "', expected '", kAnimalFormat, "'");
+  std::int64_t version = h5::has_attr(f, "/", "format_version") ? h5::attr_int(f, "/", "format_version") : 1;
+  if (version > kAnimalFormatVersion)
+    fail("file ", path, ": format_version ", version, " is newer than this cohortnet reads (", kAnimalFormatVersion, ")");
+  if (!h5::has_attr(f, "/", "animal_id")) fail("file ", path, ": attribute animal_id is missing");
+  m.animal_id = h5::attr_string(f, "/", "animal_id");
+  if (!h5::has_attr(f, "/", "sample_interval")) fail("file ", path, ": attribute sample_interval is missing");
+  m.sample_interval = h5::attr_double(f, "/", "sample_interval");
+  auto opt = [&](const char* name) { return h5::has_attr(f, "/", name) ? h5::attr_string(f, "/", name) : std::string(); };
+  m.species = opt("species");
+  m.atlas = opt("atlas");
+  m.provenance = opt("provenance");
+
+  auto shape = h5::dims(f, "/activity");
+  if (shape.size() != 2) fail("file ", path, ": dataset /activity must be 2-D [units x samples], has ", shape.size(), " dimensions");
+  m.n_units = std::int64_t(shape[0]);
+  m.n_samples = std::int64_t(shape[1]);
+  m.region_names = h5::read_strings(f, "/region_names");
+  auto labels = h5::read_ints(f, "/unit_region");
+  m.unit_region.assign(labels.begin(), labels.end());
+  for (size_t i = 0; i < labels.size(); ++i)
+    if (labels[i] != m.unit_region[i]) fail("file ", path, ": dataset /unit_region: label of unit ", i, " is out of range");
+  m.trial_starts = h5::exists(f, "/trial_starts") ? h5::read_ints(f, "/trial_starts") : std::vector<std::int64_t>{0};
+  if (h5::exists(f, "/behaviour")) {
+    auto b = h5::read_ints(f, "/behaviour");
+    m.behaviour.assign(b.begin(), b.end());
+    if (!h5::exists(f, "/behaviour_names")) fail("file ", path, ": dataset /behaviour needs /behaviour_names");
+    m.behaviour_names = h5::read_strings(f, "/behaviour_names");
+  }
+  if (h5::exists(f, "/inputs")) {
+    auto s = h5::dims(f, "/inputs");
+    if (s.size() != 2 || std::int64_t(s[1]) != m.n_samples)
+      fail("file ", path, ": dataset /inputs must be [inputs x ", m.n_samples, " samples]");
+    if (!h5::exists(f, "/input_names")) fail("file ", path, ": dataset /inputs needs /input_names");
+    m.input_names = h5::read_strings(f, "/input_names");
+    if (m.input_names.size() != s[0])
+      fail("file ", path, ": dataset /input_names has ", m.input_names.size(), " names for ", s[0], " inputs");
+  }
+  validate_meta(m, path);
+  return m;
+}
+
+void check_finite(const std::vector<double>& v, std::int64_t cols, std::int64_t row0, const std::string& path,
+                  const char* dataset) {
+  for (size_t i = 0; i < v.size(); ++i)
+    if (!std::isfinite(v[i]))
+      fail("file ", path, ": dataset ", dataset, " has ", std::isnan(v[i]) ? "NaN" : "Inf", " at unit ",
+           row0 + std::int64_t(i) / cols, ", sample ", std::int64_t(i) % cols);
+}
+
+}  // namespace
+
+AnimalMeta read_animal_meta(const std::string& path, MPI_Comm comm) {
+  h5::File f = h5::open_read(path, comm);
+  AnimalMeta m;
+  // Every rank reads the (small) metadata; errors are agreed so no rank is left waiting.
+  collective(comm, [&] { m = read_meta_local(f); });
+  return m;
+}
+
+std::uint64_t available_memory_bytes() {
+  std::uint64_t avail = 0;
+  std::ifstream in("/proc/meminfo");
+  std::string key;
+  std::uint64_t kb;
+  std::string unit;
+  while (in >> key >> kb >> unit)
+    if (key == "MemAvailable:") {
+      avail = kb * 1024;
+      break;
+    }
+  if (avail == 0) avail = std::uint64_t(sysconf(_SC_PHYS_PAGES)) * std::uint64_t(sysconf(_SC_PAGE_SIZE));
+  // A cgroup (Slurm job) limit may be smaller than the machine's memory.
+  for (const char* p : {"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"}) {
+    std::ifstream c(p);
+    std::string s;
+    if (c >> s && s != "max") {
+      try {
+        std::uint64_t lim = std::stoull(s);
+        if (lim > 0 && lim < avail) avail = lim;
+      } catch (...) {
+      }
+    }
+  }
+  return avail;
+}
+
+AnimalData read_animal(const std::string& path, MPI_Comm comm) {
+  h5::File f = h5::open_read(path, comm);
+  AnimalData a;
+  collective(comm, [&] { a.meta = read_meta_local(f); });
+  a.rows = own_rows(PetscInt(a.meta.n_units), comm);
+  // Refuse sizes this rank cannot hold before allocating (with headroom for the rest of the work).
+  const double need = double(a.rows.count()) * double(a.meta.n_samples) * 8.0 +
+                      double(a.meta.input_names.size()) * double(a.meta.n_samples) * 8.0;
+  const double have = double(available_memory_bytes());
+  std::string err;
+  if (need > 0.8 * have)
+    err = cat("file ", path, ": this rank's share of /activity needs ", need / 1e9, " GB but only ", have / 1e9,
+              " GB are available; run with more ranks or nodes");
+  agree(comm, err);
+  a.activity = h5::read_rows(f, "/activity", a.rows);
+  collective(comm, [&] { check_finite(a.activity, a.meta.n_samples, a.rows.begin, path, "/activity"); });
+  if (!a.meta.input_names.empty()) {
+    a.inputs = h5::read_doubles(f, "/inputs");
+    collective(comm, [&] { check_finite(a.inputs, a.meta.n_samples, 0, path, "/inputs"); });
+  }
+  return a;
+}
+
+void write_animal(const std::string& path, const AnimalMeta& m, RowRange rows, const std::vector<double>& local,
+                  const std::vector<double>& inputs, MPI_Comm comm) {
+  collective(comm, [&] {
+    validate_meta(m, path);
+    RowRange want = own_rows(PetscInt(m.n_units), comm);
+    if (want.begin != rows.begin || want.end != rows.end)
+      fail("write_animal ", path, ": rows [", rows.begin, ",", rows.end, ") are not this rank's own rows");
+    if (local.size() != size_t(rows.count()) * size_t(m.n_samples))
+      fail("write_animal ", path, ": local activity has ", local.size(), " values, expected ",
+           rows.count() * m.n_samples);
+    if (inputs.size() != m.input_names.size() * size_t(m.n_samples))
+      fail("write_animal ", path, ": inputs have ", inputs.size(), " values, expected ",
+           m.input_names.size() * size_t(m.n_samples));
+  });
+  h5::AtomicFile out(path, comm);
+  h5::File& f = out.file();
+  h5::set_attr(f, "/", "format", kAnimalFormat);
+  h5::set_attr(f, "/", "format_version", kAnimalFormatVersion);
+  h5::set_attr(f, "/", "animal_id", m.animal_id);
+  h5::set_attr(f, "/", "sample_interval", m.sample_interval);
+  h5::set_attr(f, "/", "species", m.species);
+  h5::set_attr(f, "/", "atlas", m.atlas);
+  h5::set_attr(f, "/", "provenance", m.provenance);
+  h5::write_rows(f, "/activity", hsize_t(m.n_units), hsize_t(m.n_samples), rows, local.data());
+  std::vector<std::int64_t> labels(m.unit_region.begin(), m.unit_region.end());
+  h5::write_ints(f, "/unit_region", {hsize_t(labels.size())}, labels.data());
+  h5::write_strings(f, "/region_names", m.region_names);
+  h5::write_ints(f, "/trial_starts", {hsize_t(m.trial_starts.size())}, m.trial_starts.data());
+  if (!m.behaviour.empty()) {
+    std::vector<std::int64_t> b(m.behaviour.begin(), m.behaviour.end());
+    h5::write_ints(f, "/behaviour", {hsize_t(b.size())}, b.data());
+    h5::write_strings(f, "/behaviour_names", m.behaviour_names);
+  }
+  if (!m.input_names.empty()) {
+    h5::write_doubles(f, "/inputs", {hsize_t(m.input_names.size()), hsize_t(m.n_samples)}, inputs.data());
+    h5::write_strings(f, "/input_names", m.input_names);
+  }
+  out.commit();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cohorts
+
+int Cohort::region_index(const std::string& region) const {
+  for (size_t i = 0; i < regions.size(); ++i)
+    if (regions[i] == region) return int(i);
+  return -1;
+}
+
+namespace {
+
+std::vector<std::string> split_list(const std::string& s) {
+  std::vector<std::string> out;
+  std::string cur;
+  std::istringstream in(s);
+  while (std::getline(in, cur, ',')) {
+    auto b = cur.find_first_not_of(" \t"), e = cur.find_last_not_of(" \t\r");
+    if (b != std::string::npos) out.push_back(cur.substr(b, e - b + 1));
+  }
+  return out;
+}
+
+std::string trim(const std::string& s) {
+  auto b = s.find_first_not_of(" \t\r"), e = s.find_last_not_of(" \t\r");
+  return b == std::string::npos ? std::string() : s.substr(b, e - b + 1);
+}
+
+// Rank 0's reading of the cohort folder.
+Cohort read_cohort_local(const std::string& dir) {
+  Cohort c;
+  c.dir = dir;
+  if (!fs::is_directory(dir)) fail("cohort ", dir, ": is not a folder");
+  const std::string manifest = (fs::path(dir) / "cohort.ini").string();
+  std::vector<std::string> files;
+  bool have_regions = false;
+  if (fs::exists(manifest)) {
+    std::ifstream in(manifest);
+    std::string line;
+    int lineno = 0;
+    while (std::getline(in, line)) {
+      ++lineno;
+      line = trim(line);
+      if (line.empty() || line[0] == '#' || line[0] == ';') continue;
+      auto eq = line.find('=');
+      if (eq == std::string::npos) fail("cohort manifest ", manifest, " line ", lineno, ": expected key = value");
+      std::string key = trim(line.substr(0, eq)), val = trim(line.substr(eq + 1));
+      if (key == "name")
+        c.name = val;
+      else if (key == "regions") {
+        c.regions = split_list(val);
+        have_regions = true;
+      } else if (key == "animal")
+        files.push_back(val);
+      else
+        fail("cohort manifest ", manifest, " line ", lineno, ": unknown key '", key, "'");
+    }
+    if (files.empty()) fail("cohort manifest ", manifest, ": lists no animal");
+  } else {
+    for (auto& e : fs::directory_iterator(dir))
+      if (e.is_regular_file() && e.path().extension() == ".h5") files.push_back(e.path().filename().string());
+    std::sort(files.begin(), files.end());
+    if (files.empty()) fail("cohort ", dir, ": no cohort.ini and no *.h5 animal files");
+    c.name = fs::path(dir).filename().string();
+  }
+  std::map<std::string, std::string> ids;
+  std::set<std::string> listed(c.regions.begin(), c.regions.end());
+  if (listed.size() != c.regions.size()) fail("cohort manifest ", manifest, ": a region is listed twice");
+  for (auto& rel : files) {
+    std::string path = fs::path(rel).is_absolute() ? rel : (fs::path(dir) / rel).string();
+    h5::File f = h5::open_read(path, MPI_COMM_SELF);
+    AnimalMeta m = read_meta_local(f);
+    if (ids.count(m.animal_id))
+      fail("cohort ", dir, ": animal id '", m.animal_id, "' is used by both ", ids[m.animal_id], " and ", path);
+    ids[m.animal_id] = path;
+    for (auto& r : m.region_names) {
+      if (!listed.count(r)) {
+        if (have_regions)
+          fail("file ", path, ": region '", r, "' is not in the cohort's region list (", manifest, ")");
+        c.regions.push_back(r);
+        listed.insert(r);
+      }
+    }
+    c.animals.push_back({m.animal_id, path, m.n_units, m.n_samples});
+  }
+  return c;
+}
+
+std::string pack(const Cohort& c) {
+  std::ostringstream os;
+  auto put = [&](const std::string& s) { os << s.size() << ':' << s; };
+  put(c.dir);
+  put(c.name);
+  os << c.regions.size() << ';';
+  for (auto& r : c.regions) put(r);
+  os << c.animals.size() << ';';
+  for (auto& a : c.animals) {
+    put(a.animal_id);
+    put(a.path);
+    os << a.n_units << ';' << a.n_samples << ';';
+  }
+  return os.str();
+}
+
+Cohort unpack(const std::string& s) {
+  std::istringstream is(s);
+  auto get = [&]() {
+    size_t n;
+    char colon;
+    is >> n >> colon;
+    std::string out(n, '\0');
+    is.read(out.data(), std::streamsize(n));
+    return out;
+  };
+  auto num = [&]() {
+    long long n;
+    char semi;
+    is >> n >> semi;
+    return n;
+  };
+  Cohort c;
+  c.dir = get();
+  c.name = get();
+  for (long long i = num(); i > 0; --i) c.regions.push_back(get());
+  for (long long i = num(); i > 0; --i) {
+    CohortAnimal a;
+    a.animal_id = get();
+    a.path = get();
+    a.n_units = num();
+    a.n_samples = num();
+    c.animals.push_back(a);
+  }
+  return c;
+}
+
+}  // namespace
+
+Cohort read_cohort(const std::string& dir, MPI_Comm comm) {
+  std::string err, packed;
+  if (comm_rank(comm) == 0) {
+    try {
+      packed = pack(read_cohort_local(dir));
+    } catch (const std::exception& e) {
+      err = e.what();
+    }
+  }
+  agree(comm, err);
+  long len = long(packed.size());
+  MPI_Bcast(&len, 1, MPI_LONG, 0, comm);
+  packed.resize(size_t(len));
+  MPI_Bcast(packed.data(), int(len), MPI_CHAR, 0, comm);
+  return unpack(packed);
+}
+
+void write_cohort_manifest(const Cohort& c, MPI_Comm comm) {
+  std::string err;
+  if (comm_rank(comm) == 0) {
+    const std::string path = (fs::path(c.dir) / "cohort.ini").string();
+    const std::string tmp = path + ".partial";
+    std::ofstream out(tmp);
+    out << "# cohortnet cohort manifest (docs/format.md)\n";
+    if (!c.name.empty()) out << "name = " << c.name << "\n";
+    out << "regions = ";
+    for (size_t i = 0; i < c.regions.size(); ++i) out << (i ? "," : "") << c.regions[i];
+    out << "\n";
+    for (auto& a : c.animals) {
+      fs::path p(a.path);
+      out << "animal = " << (p.parent_path() == fs::path(c.dir) ? p.filename().string() : a.path) << "\n";
+    }
+    out.close();
+    std::error_code ec;
+    if (!out) err = cat("cohort manifest ", path, ": cannot be written");
+    else fs::rename(tmp, path, ec);
+    if (ec) err = cat("cohort manifest ", path, ": cannot be renamed into place");
+  }
+  agree(comm, err);
+}
+
+}  // namespace cohortnet

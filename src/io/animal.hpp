@@ -1,0 +1,90 @@
+#pragma once
+// The cohort data format (docs/format.md): one HDF5 file per animal, a cohort folder with a
+// manifest. Readers are collective: every rank holds the metadata, and reads only its own rows
+// of /activity. Every check names the file and the dataset at fault.
+#include <mpi.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/parallel.hpp"
+
+namespace cohortnet {
+
+inline constexpr const char* kAnimalFormat = "cohortnet-animal";
+inline constexpr std::int64_t kAnimalFormatVersion = 1;
+
+// Everything about an animal except the activity values; identical on every rank.
+struct AnimalMeta {
+  std::string path;
+  std::string animal_id;
+  std::string species;   // e.g. "mouse", "zebrafish", "simulated"
+  std::string atlas;     // e.g. "allen-ccf", "mapzebrain", "none"
+  std::string provenance;
+  double sample_interval = 0;  // seconds between samples (dtData)
+  std::int64_t n_units = 0, n_samples = 0;
+  std::vector<std::string> region_names;  // regions present in this animal, each with >= 1 unit
+  std::vector<int> unit_region;           // per unit: index into region_names
+  std::vector<std::int64_t> trial_starts; // sample indices, ascending, first is 0 (always set)
+  std::vector<int> behaviour;             // per sample, index into behaviour_names; empty if none
+  std::vector<std::string> behaviour_names;
+  std::vector<std::string> input_names;   // external inputs (/inputs rows); empty if none
+
+  int n_regions() const { return int(region_names.size()); }
+  // Units of region q, ascending (every animal file's units may come in any order).
+  std::vector<std::int64_t> units_of(int region) const;
+};
+
+// An animal's data as one rank holds it: all metadata, and its own rows of the activity.
+struct AnimalData {
+  AnimalMeta meta;
+  RowRange rows;                // the rows of /activity this rank holds
+  std::vector<double> activity; // rows.count() x n_samples, row-major
+  std::vector<double> inputs;   // n_inputs x n_samples (every rank holds all; small)
+};
+
+// Reads and checks the metadata (collective on comm).
+AnimalMeta read_animal_meta(const std::string& path, MPI_Comm comm);
+// Reads and checks an animal: metadata, rows given by own_rows(N, comm), inputs. Checks NaN/Inf
+// and that this rank's share fits in memory. Collective on comm.
+AnimalData read_animal(const std::string& path, MPI_Comm comm);
+
+// Writes an animal file atomically (collective on comm): each rank passes its rows of activity
+// (rows must be own_rows(meta.n_units, comm)). inputs: n_inputs x n_samples, identical on all
+// ranks (or empty). meta.path is ignored; `path` is where the file goes.
+void write_animal(const std::string& path, const AnimalMeta& meta, RowRange rows,
+                  const std::vector<double>& local_activity, const std::vector<double>& inputs,
+                  MPI_Comm comm);
+
+// Checks a metadata record for consistency (labels in range, no empty region, ...). Throws
+// Error naming `where` (a file path) on the first problem.
+void validate_meta(const AnimalMeta& meta, const std::string& where);
+
+// ---- cohorts ----
+struct CohortAnimal {
+  std::string animal_id;
+  std::string path;
+  std::int64_t n_units = 0, n_samples = 0;
+};
+
+struct Cohort {
+  std::string dir;
+  std::string name;
+  std::vector<std::string> regions;   // the cohort's shared region list
+  std::vector<CohortAnimal> animals;  // in manifest order
+  int region_index(const std::string& region) const;  // -1 if absent
+};
+
+// Reads a cohort folder (its cohort.ini manifest, or every *.h5 animal file in it, sorted) and
+// checks it: files readable, unique animal ids, every animal's regions in the cohort list.
+// Collective on comm (rank 0 reads, every rank gets the result).
+Cohort read_cohort(const std::string& dir, MPI_Comm comm);
+// Writes DIR/cohort.ini (rank 0; atomic).
+void write_cohort_manifest(const Cohort& cohort, MPI_Comm comm);
+
+// Memory this process may use, bytes (MemAvailable from /proc/meminfo, or the cgroup/Slurm
+// limit if smaller). Used to refuse sizes that cannot fit.
+std::uint64_t available_memory_bytes();
+
+}  // namespace cohortnet
