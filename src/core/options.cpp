@@ -89,8 +89,9 @@ bool parse_command(const Command& cmd, const std::vector<std::string>& args, po:
       const auto* desc = all.find_nothrow(name, false);
       if (!desc)
         fail("unknown option --", name, " for 'cohortnet ", cmd.name, "' (see cohortnet ", cmd.name, " --help)");
-      // "--name value": the value is the next argument (even if it starts with '-', e.g. -3).
-      if (a.find('=') == std::string::npos && desc->semantic()->max_tokens() > 0 && i + 1 < args.size()) {
+      // "--name value": the value is the next argument (even a negative number such as -3).
+      if (a.find('=') == std::string::npos && desc->semantic()->max_tokens() > 0 && i + 1 < args.size() &&
+          args[i + 1].rfind("--", 0) != 0) {
         ours.push_back(a);
         ours.push_back(args[++i]);
         continue;

@@ -1,0 +1,107 @@
+#pragma once
+// Ground-truth multi-region rate networks (docs/simulate.md): the CURBD three-region validation
+// network, and a cohort of animals whose inter-region couplings are a non-negative mix of shared
+// "modes" switched by a hidden behaviour state. Everything is drawn from Stream(seed,
+// {kTagSimulate, animal, purpose, ...}) and each animal is simulated serially by one rank, so the
+// output does not depend on the number of ranks.
+#include <mpi.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "io/animal.hpp"
+
+namespace cohortnet::sim {
+
+inline constexpr const char* kPresetCohort = "cohort";
+inline constexpr const char* kPresetThreeRegion = "three-region";
+
+struct SimulateParams {
+  std::string preset = kPresetCohort;  // "cohort" or "three-region"
+  std::uint64_t seed = 1;              // at most 2^63-1 (recorded as an int64 attribute)
+  std::string name;                    // cohort name for the manifest; empty: the folder's name
+  int animals = 8;
+  int regions = 6;                 // cohort preset; three-region has 3
+  int units_per_region = 50;
+  double unit_variation = 0.3;     // cohort: units per region vary by up to +-this fraction
+  int samples = 1201;              // samples per trial
+  int trials = 1;
+  double dt = 0.01;                // sample interval, s
+  int dt_factor = 5;               // Euler substeps per sample
+  double tau = 0.1;                // s
+  double g = 1.5;                  // within-region gain
+  double g_undriven = 1.8;         // three-region: gain of region A (no external input)
+  double lead_time = 2.0;          // s simulated before the first sample of every trial
+  double link_fraction = 0.1;      // fraction of (target, source) unit pairs linked between regions
+  double link_strength = 0.3;      // |weight| of an inter-region link
+  double link_excitatory = 0.8;    // fraction of inter-region links that are positive
+  // three-region
+  double bump_width = 0.2;         // s, std of each unit's Gaussian input bump (region B)
+  double bump_amplitude = 1.0;
+  double fixed_amplitude = 1.0;    // std of region C's constant input pattern per trial
+  // cohort
+  int modes = 4;
+  int pairs_per_mode = 3;
+  int states = 3;
+  double dwell = 2.0;              // s, mean dwell time of a behaviour state
+  double ramp = 0.25;              // s, time constant of mode activations following the state
+  double mode_variation = 0.1;     // per-animal multiplicative jitter (std) of mode weights
+  bool individual_mode = false;    // one extra mode only some animals have
+  double individual_fraction = 0.25;
+  double missing_fraction = 0.25;  // fraction of animals missing regions
+  int missing_per_animal = 1;
+  double drive_amplitude = 0.3;    // std of the per-unit weights of the state drives; 0: none
+  std::string config;              // configuration text recorded in every file (empty: describe())
+};
+
+// The parameters as INI text ([simulate] section, the CLI's option names).
+std::string describe(const SimulateParams& p);
+
+// The defaults of a preset (throws Error for an unknown preset, naming --preset).
+SimulateParams default_params(const std::string& preset);
+// Throws Error naming the option (--animals, --regions, ...) for the first bad value.
+void validate_params(const SimulateParams& p);
+
+// What is shared by the cohort, computed identically on every rank from the parameters.
+struct CohortPlan {
+  std::vector<std::string> regions;     // R cohort regions
+  std::vector<std::string> animal_ids;  // A
+  int n_modes = 0;                      // K, including the individual mode if any
+  int individual = -1;                  // index of the individual (non-conserved) mode, or -1
+  std::vector<double> modes;            // K x R x R, target x source, >= 0, zero diagonal
+  std::vector<double> state_levels;     // n_states x K: target activation of each mode per state
+  std::vector<int> mode_has;            // A x K: 1 if the animal carries mode k at all
+  std::vector<int> mode_present;        // A x K: carries it and has at least one of its pairs
+  std::vector<std::vector<int>> animal_regions;  // per animal: cohort region indices, ascending
+  std::vector<std::vector<int>> units;           // per animal: units of each of its regions
+  int n_regions() const { return int(regions.size()); }
+  int n_animals() const { return int(animal_ids.size()); }
+  std::int64_t n_units(int animal) const;
+};
+CohortPlan make_plan(const SimulateParams& p);
+
+// One simulated animal with its ground truth (M = its regions, N units, T samples).
+struct SimulatedAnimal {
+  AnimalMeta meta;
+  std::vector<double> rates;           // N x T, r = tanh(x) at the samples (= /activity)
+  std::vector<double> inputs;          // n_inputs x T (cohort: smoothed state indicators)
+  std::vector<double> external;        // N x T, the true external input of every unit
+  std::vector<double> J;               // N x N structural weights (target x source)
+  std::vector<double> gains;           // M x M x T: J_eff(t)[Q,S block] = gains[Q,S,t] * J[Q,S]
+  std::vector<std::int64_t> pair_coupled;       // M x M
+  std::vector<std::int64_t> region_draws;       // M: draws of the within-region weights until active
+  std::vector<double> mode_patterns;   // K x M x M: this animal's version of every mode
+  std::vector<double> mode_activations;  // K x T (zero rows for modes the animal lacks)
+  std::vector<std::int64_t> states;    // T (cohort)
+  // Region-pair currents [M x M x T]: total, positive-weight and negative-weight parts.
+  std::vector<double> cur_mean, cur_rms, exc_mean, exc_rms, inh_mean, inh_rms;
+};
+SimulatedAnimal simulate_animal(const SimulateParams& p, const CohortPlan& plan, int animal);
+
+// Simulates every animal (round-robin over the ranks of comm, each written with MPI_COMM_SELF)
+// and writes out_dir/<id>.h5, out_dir/cohort.ini, out_dir/truth/<id>.h5 and (cohort preset)
+// out_dir/truth/cohort.h5. Collective on comm; errors are agreed by every rank.
+void simulate_cohort(const SimulateParams& p, const std::string& out_dir, MPI_Comm comm);
+
+}  // namespace cohortnet::sim
