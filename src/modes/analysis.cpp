@@ -1,0 +1,457 @@
+#include "modes/analysis.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+
+#include "core/error.hpp"
+#include "core/log.hpp"
+#include "core/parallel.hpp"
+#include "core/rng.hpp"
+
+namespace cohortnet::modes {
+
+namespace {
+const double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+std::vector<const AnimalMatrix*> pointers(const std::vector<AnimalMatrix>& v) {
+  std::vector<const AnimalMatrix*> out;
+  for (auto& a : v) out.push_back(&a);
+  return out;
+}
+
+FitOptions fit_options(const ModesConfig& cfg, int K) {
+  FitOptions o;
+  o.K = K;
+  o.max_iter = cfg.max_iter;
+  o.tol = cfg.tol;
+  o.inner = cfg.inner;
+  o.seed = cfg.seed;
+  o.reduction = cfg.reduction;
+  return o;
+}
+
+// Distinct start ids for the different kinds of fits (names of their random streams).
+constexpr std::uint64_t kStartShared = 0, kStartCv = 1u << 20, kStartLoo = 2u << 20, kStartOwn = 3u << 20;
+
+double mean_of(const std::vector<double>& v) {
+  double s = 0;
+  int n = 0;
+  for (double x : v)
+    if (std::isfinite(x)) {
+      s += x;
+      ++n;
+    }
+  return n ? s / n : kNaN;
+}
+
+double stat_of(std::vector<double> v, const std::string& how) {
+  if (v.empty()) return kNaN;
+  if (how == "mean") return mean_of(v);
+  std::sort(v.begin(), v.end());
+  if (how == "min") return v.front();
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+// Reorders the columns of B (P x K) so that column k is the one matched to column k of ref.
+std::vector<double> aligned(const std::vector<double>& ref, const std::vector<double>& B, int P, int K,
+                            const std::vector<std::uint8_t>& rows = {}) {
+  std::vector<int> match;
+  std::vector<double> sim;
+  match_columns(ref, B, P, K, rows, match, sim);
+  std::vector<double> out(B.size());
+  for (int p = 0; p < P; ++p)
+    for (int k = 0; k < K; ++k) out[size_t(p) * size_t(K) + size_t(k)] = B[size_t(p) * size_t(K) + size_t(match[size_t(k)])];
+  return out;
+}
+}  // namespace
+
+AnimalMatrix with_holdout(const AnimalMatrix& a, int fold, std::uint64_t seed, int block, double fraction) {
+  AnimalMatrix h = a;
+  block = std::max(1, std::min(block, a.T));
+  h.block_start.clear();
+  for (int t = 0; t < a.T; t += block) h.block_start.push_back(t);
+  // A short last block joins the one before (so every block has at least block/2 samples).
+  if (h.block_start.size() > 1 && a.T - h.block_start.back() < block / 2) h.block_start.pop_back();
+  h.block_start.push_back(a.T);
+  const int nb = h.n_blocks();
+  const int P = int(a.present.size());
+  h.heldout.assign(size_t(P) * size_t(nb), 0);
+  Stream s(seed, {kTagHoldout, std::uint64_t(fold), a.seed_id});
+  for (int b = 0; b < nb; ++b) {
+    int kept = 0, last = -1;
+    for (int p = 0; p < P; ++p) {
+      const double u = s.uniform();  // drawn for every row: the stream does not depend on masks
+      if (!a.present[size_t(p)]) continue;
+      if (u < fraction) {
+        h.heldout[size_t(p) * size_t(nb) + size_t(b)] = 1;
+        last = p;
+      } else {
+        ++kept;
+      }
+    }
+    if (kept == 0 && last >= 0) h.heldout[size_t(last) * size_t(nb) + size_t(b)] = 0;
+  }
+  return h;
+}
+
+std::vector<int> region_permutation(const AnimalMatrix& a, int R, std::uint64_t seed, std::uint64_t draw) {
+  std::vector<int> perm(static_cast<size_t>(R));
+  std::iota(perm.begin(), perm.end(), 0);
+  std::vector<int> own = a.regions, shuffled = a.regions;
+  Stream s(seed, {kTagPermutation, draw, a.seed_id});
+  for (size_t i = shuffled.size(); i > 1; --i) std::swap(shuffled[i - 1], shuffled[size_t(s.below(i))]);
+  for (size_t i = 0; i < own.size(); ++i) perm[size_t(own[i])] = shuffled[i];
+  return perm;
+}
+
+AnimalMatrix permuted(const AnimalMatrix& a, const PairLayout& L, const std::vector<int>& perm) {
+  AnimalMatrix b = a;
+  const std::vector<int> rp = row_permutation(L, perm);
+  const int nb = a.n_blocks();
+  for (int p = 0; p < L.P(); ++p) {
+    if (!a.present[size_t(p)]) continue;
+    const int q = rp[size_t(p)];
+    if (q < 0) fail("modes: internal error: permutation maps a pair outside the layout");
+    std::copy(a.X.begin() + long(size_t(p) * size_t(a.T)), a.X.begin() + long(size_t(p + 1) * size_t(a.T)),
+              b.X.begin() + long(size_t(q) * size_t(a.T)));
+    for (int k = 0; k < nb; ++k) b.heldout[size_t(q) * size_t(nb) + size_t(k)] = a.heldout[size_t(p) * size_t(nb) + size_t(k)];
+  }
+  return b;
+}
+
+double matched_congruence(const std::vector<double>& ref, const std::vector<std::vector<double>>& others, int P, int K) {
+  if (others.empty()) return kNaN;
+  double total = 0;
+  for (auto& W : others) {
+    std::vector<int> match;
+    std::vector<double> sim;
+    match_columns(ref, W, P, K, {}, match, sim);
+    total += std::accumulate(sim.begin(), sim.end(), 0.0) / K;
+  }
+  return total / double(others.size());
+}
+
+KSelection select_k(const std::vector<AnimalMatrix>& animals, const PairLayout& L, const ModesConfig& cfg,
+                    MPI_Comm comm) {
+  KSelection sel;
+  const int P = L.P();
+  if (cfg.k_min < 1 || cfg.k_max < cfg.k_min) fail("modes: bad K range ", cfg.k_min, "..", cfg.k_max);
+  for (int k = cfg.k_min; k <= cfg.k_max; ++k) sel.k_values.push_back(k);
+  const int nK = int(sel.k_values.size()), S = cfg.starts, F = cfg.folds;
+  const auto ptrs = pointers(animals);
+  // One task per (K, start) and per (K, fold); all run concurrently on split communicators.
+  const int per_k = S + F;
+  auto results = run_tasks(comm, nK * per_k, [&](int task, MPI_Comm sub) -> std::vector<double> {
+    const int K = sel.k_values[size_t(task / per_k)], j = task % per_k;
+    FitOptions o = fit_options(cfg, K);
+    if (j < S) {
+      o.start = kStartShared + std::uint64_t(j);
+      MaskedHals h(ptrs, P, o, sub);
+      h.init_random();
+      FitResult r = h.run();
+      std::vector<double> v = {r.objective};
+      v.insert(v.end(), r.W.begin(), r.W.end());
+      return v;
+    }
+    const int fold = j - S;
+    std::vector<AnimalMatrix> held;
+    for (auto& a : animals) held.push_back(with_holdout(a, fold, cfg.seed, cfg.cv_block, cfg.cv_fraction));
+    o.start = kStartCv + std::uint64_t(fold);
+    o.h_ridge = cfg.cv_ridge;
+    MaskedHals h(pointers(held), P, o, sub);
+    h.init_random();
+    FitResult r = h.run();
+    double sse = 0, ss = 0;
+    for (size_t i = 0; i < held.size(); ++i) {
+      double e = 0, x = 0;
+      heldout_error(held[i], r.W, r.H[i], P, K, &e, &x);
+      sse += e;
+      ss += x;
+    }
+    return {ss > 0 ? sse / ss : kNaN};
+  });
+  sel.cv_error.assign(size_t(nK) * size_t(F), kNaN);
+  for (int ik = 0; ik < nK; ++ik) {
+    const int K = sel.k_values[size_t(ik)];
+    std::vector<double> obj;
+    std::vector<std::vector<double>> Ws;
+    for (int j = 0; j < S; ++j) {
+      auto& v = results[size_t(ik * per_k + j)];
+      obj.push_back(v[0]);
+      Ws.emplace_back(v.begin() + 1, v.end());
+    }
+    const int best = int(std::min_element(obj.begin(), obj.end()) - obj.begin());
+    std::vector<std::vector<double>> others;
+    for (int j = 0; j < S; ++j)
+      if (j != best) others.push_back(Ws[size_t(j)]);
+    sel.objective.push_back(obj[size_t(best)]);
+    sel.stability.push_back(matched_congruence(Ws[size_t(best)], others, P, K));
+    std::vector<double> e;
+    for (int f = 0; f < F; ++f) {
+      const double v = results[size_t(ik * per_k + S + f)][0];
+      sel.cv_error[size_t(ik) * size_t(F) + size_t(f)] = v;
+      e.push_back(v);
+    }
+    const double m = mean_of(e);
+    double var = 0;
+    for (double x : e) var += (x - m) * (x - m);
+    sel.cv_mean.push_back(m);
+    sel.cv_se.push_back(F > 1 ? std::sqrt(var / (F - 1) / F) : kNaN);
+  }
+  // The rule: the smallest K whose CV error is within k_cv_tolerance of the best CV error and
+  // whose fits are stable across starts (stability >= k_min_stability).
+  double best_cv = std::numeric_limits<double>::infinity();
+  for (double v : sel.cv_mean)
+    if (std::isfinite(v)) best_cv = std::min(best_cv, v);
+  sel.rule = cat("smallest K with mean held-out error <= (1 + ", cfg.k_cv_tolerance,
+                 ") x the lowest over K, and stability across starts >= ", cfg.k_min_stability,
+                 "; if no such K is stable, the smallest K within the error tolerance");
+  int chosen = -1, fallback = -1;
+  for (int ik = 0; ik < nK; ++ik) {
+    if (!(sel.cv_mean[size_t(ik)] <= best_cv * (1 + cfg.k_cv_tolerance))) continue;
+    if (fallback < 0) fallback = ik;
+    const double st = sel.stability[size_t(ik)];
+    if (chosen < 0 && (std::isnan(st) || st >= cfg.k_min_stability)) chosen = ik;
+  }
+  if (chosen < 0 && fallback < 0) fail("modes: cross-validation failed for every K (no held-out data?)");
+  const bool stable = chosen >= 0;
+  if (!stable) chosen = fallback;
+  sel.k_chosen = sel.k_values[size_t(chosen)];
+  sel.reason = cat("K = ", sel.k_chosen, ": held-out error ", sel.cv_mean[size_t(chosen)], " vs lowest ", best_cv,
+                   " (tolerance ", cfg.k_cv_tolerance * 100, "%), stability ", sel.stability[size_t(chosen)],
+                   stable ? "" : " (below the stability threshold: no K in tolerance is stable)");
+  if (chosen > 0)
+    sel.reason += cat("; K = ", sel.k_values[size_t(chosen - 1)], " has held-out error ", sel.cv_mean[size_t(chosen - 1)],
+                      " and stability ", sel.stability[size_t(chosen - 1)]);
+  return sel;
+}
+
+void conservation(const std::vector<AnimalMatrix>& animals, const PairLayout& L, const ModesConfig& cfg,
+                  ModesResult& res, MPI_Comm comm) {
+  const int A = int(animals.size()), P = L.P(), K = res.K, R = L.R;
+  if (A < 2) fail("modes: conservation needs at least 2 animals (have ", A, ")");
+  const int nn = cfg.loo_null;
+  // Tasks 0..A-1: W without animal a, then projections of a (as is, and label-permuted);
+  // tasks A..2A-1: animal a alone (its own modes and R2_own).
+  auto results = run_tasks(comm, 2 * A, [&](int task, MPI_Comm sub) -> std::vector<double> {
+    const int a = task % A;
+    FitOptions o = fit_options(cfg, K);
+    if (task < A) {
+      std::vector<const AnimalMatrix*> rest;
+      for (int i = 0; i < A; ++i)
+        if (i != a) rest.push_back(&animals[size_t(i)]);
+      o.start = kStartLoo + std::uint64_t(a) * 64;
+      FitResult r = fit_best(rest, P, o, cfg.loo_starts, sub);
+      std::vector<double> v = r.W;
+      const AnimalMatrix& x = animals[size_t(a)];
+      v.push_back(r2_observed(x, r.W, project(x, r.W, P, K), P, K));
+      for (int d = 0; d < nn; ++d) {
+        AnimalMatrix y = permuted(x, L, region_permutation(x, R, cfg.seed, std::uint64_t(1000000 + d)));
+        v.push_back(r2_observed(y, r.W, project(y, r.W, P, K), P, K));
+      }
+      return v;
+    }
+    o.start = kStartOwn + std::uint64_t(a) * 64;
+    FitResult r = fit_best({&animals[size_t(a)]}, P, o, cfg.loo_starts, sub);
+    std::vector<double> v = r.W;
+    v.push_back(r2_observed(animals[size_t(a)], r.W, r.H[0], P, K));
+    return v;
+  });
+  const size_t PK = size_t(P) * size_t(K);
+  res.r2_shared.assign(size_t(A), kNaN);
+  res.r2_own.assign(size_t(A), kNaN);
+  res.r2_null.assign(size_t(A), kNaN);
+  res.index.assign(size_t(A), kNaN);
+  res.r2_null_samples.assign(size_t(A) * size_t(nn), kNaN);
+  res.loo_W.assign(size_t(A), {});
+  res.own_W.assign(size_t(A), {});
+  res.similarity.assign(size_t(A) * size_t(K), kNaN);
+  std::vector<std::vector<std::uint8_t>> rows(static_cast<size_t>(A));
+  for (int a = 0; a < A; ++a) {
+    const auto& lv = results[size_t(a)];
+    const auto& ov = results[size_t(A + a)];
+    rows[size_t(a)] = animals[size_t(a)].present;
+    std::vector<double> Wl(lv.begin(), lv.begin() + long(PK));
+    res.loo_W[size_t(a)] = aligned(res.fit.W, Wl, P, K);
+    res.r2_shared[size_t(a)] = lv[PK];
+    std::vector<double> nulls(lv.begin() + long(PK) + 1, lv.end());
+    for (int d = 0; d < nn; ++d) res.r2_null_samples[size_t(a) * size_t(nn) + size_t(d)] = nulls[size_t(d)];
+    res.r2_null[size_t(a)] = mean_of(nulls);
+    std::vector<double> Wo(ov.begin(), ov.begin() + long(PK));
+    res.own_W[size_t(a)] = aligned(res.loo_W[size_t(a)], Wo, P, K, rows[size_t(a)]);
+    res.r2_own[size_t(a)] = ov[PK];
+    const double den = res.r2_own[size_t(a)] - res.r2_null[size_t(a)];
+    res.index[size_t(a)] = den > 1e-12 ? (res.r2_shared[size_t(a)] - res.r2_null[size_t(a)]) / den : kNaN;
+    for (int k = 0; k < K; ++k)
+      res.similarity[size_t(a) * size_t(K) + size_t(k)] =
+          column_cosine(res.loo_W[size_t(a)], K, k, res.own_W[size_t(a)], K, k, rows[size_t(a)]);
+  }
+  // Per-mode statistic and its permutation null: each animal's own modes are relabelled (a random
+  // permutation of its regions, targets and sources alike) and matched again to the leave-one-out
+  // shared modes. Relabelling the fitted own modes is equivalent to refitting relabelled data (the
+  // masked fit is equivariant under row permutations), and costs no refits.
+  res.statistic.assign(size_t(K), kNaN);
+  for (int k = 0; k < K; ++k) {
+    std::vector<double> v;
+    for (int a = 0; a < A; ++a) v.push_back(res.similarity[size_t(a) * size_t(K) + size_t(k)]);
+    res.statistic[size_t(k)] = stat_of(v, cfg.mode_stat);
+  }
+  const int n = cfg.permutations;
+  res.null_statistic.assign(size_t(n) * size_t(K), kNaN);
+  // Permutations are split over ranks (each draw has its own stream) and gathered in draw order.
+  const int rank = comm_rank(comm), size = comm_size(comm);
+  std::vector<double> local(size_t(n) * size_t(K), 0.0);
+  for (int d = rank; d < n; d += size) {
+    std::vector<std::vector<double>> sims(static_cast<size_t>(K));
+    for (int a = 0; a < A; ++a) {
+      const AnimalMatrix& x = animals[size_t(a)];
+      const std::vector<int> rp = row_permutation(L, region_permutation(x, R, cfg.seed, std::uint64_t(d)));
+      std::vector<double> Wp(PK, 0.0);
+      for (int p = 0; p < P; ++p)
+        if (x.present[size_t(p)])
+          for (int k = 0; k < K; ++k) Wp[size_t(rp[size_t(p)]) * size_t(K) + size_t(k)] = res.own_W[size_t(a)][size_t(p) * size_t(K) + size_t(k)];
+      std::vector<int> match;
+      std::vector<double> sim;
+      match_columns(res.loo_W[size_t(a)], Wp, P, K, rows[size_t(a)], match, sim);
+      for (int k = 0; k < K; ++k) sims[size_t(k)].push_back(sim[size_t(k)]);
+    }
+    for (int k = 0; k < K; ++k) local[size_t(d) * size_t(K) + size_t(k)] = stat_of(sims[size_t(k)], cfg.mode_stat);
+  }
+  // Each draw is written by exactly one rank: the sum is exact.
+  MPI_Allreduce(local.data(), res.null_statistic.data(), int(local.size()), MPI_DOUBLE, MPI_SUM, comm);
+  res.p_value.assign(size_t(K), kNaN);
+  res.p_corrected.assign(size_t(K), kNaN);
+  res.conserved.assign(size_t(K), 0);
+  for (int k = 0; k < K; ++k) {
+    int ge = 0;
+    for (int d = 0; d < n; ++d)
+      if (res.null_statistic[size_t(d) * size_t(K) + size_t(k)] >= res.statistic[size_t(k)]) ++ge;
+    res.p_value[size_t(k)] = (1.0 + ge) / (1.0 + n);
+    res.p_corrected[size_t(k)] = std::min(1.0, K * res.p_value[size_t(k)]);
+    // Significance alone is not enough: with sparse modes the null of the minimum is ~0, so any
+    // trace of overlap in the worst animal would be "significant". Require an effect size too.
+    res.conserved[size_t(k)] = res.p_corrected[size_t(k)] < cfg.alpha && res.statistic[size_t(k)] >= cfg.min_similarity ? 1 : 0;
+  }
+  res.p_resolution = 1.0 / (1.0 + n);
+  res.have_conservation = true;
+}
+
+namespace {
+void behaviour(const std::vector<AnimalMatrix>& animals, const std::vector<std::string>& names, ModesResult& res) {
+  const int A = int(animals.size()), K = res.K, S = int(names.size());
+  res.state_names = names;
+  res.profiles.assign(size_t(A) * size_t(K) * size_t(S), kNaN);
+  for (int a = 0; a < A; ++a) {
+    const AnimalMatrix& x = animals[size_t(a)];
+    if (x.states.empty()) continue;
+    const std::vector<double>& H = res.fit.H[size_t(a)];
+    for (int k = 0; k < K; ++k) {
+      std::vector<double> sum(size_t(S), 0.0), cnt(size_t(S), 0.0);
+      double total = 0;
+      for (int t = 0; t < x.T; ++t) {
+        const double h = H[size_t(k) * size_t(x.T) + size_t(t)];
+        total += h;
+        const int s = x.states[size_t(t)];
+        if (s >= 0 && s < S) {
+          sum[size_t(s)] += h;
+          cnt[size_t(s)] += 1;
+        }
+      }
+      const double mean = total / x.T;
+      for (int s = 0; s < S; ++s)
+        if (cnt[size_t(s)] > 0 && mean > 0)
+          res.profiles[(size_t(a) * size_t(K) + size_t(k)) * size_t(S) + size_t(s)] = sum[size_t(s)] / cnt[size_t(s)] / mean;
+    }
+  }
+  // Agreement: Pearson correlation of two animals' profiles over the states both have (>= 2, with
+  // variance), averaged over pairs of animals.
+  auto corr = [&](int a, int b, int k) {
+    std::vector<double> x, y;
+    for (int s = 0; s < S; ++s) {
+      const double u = res.profiles[(size_t(a) * size_t(K) + size_t(k)) * size_t(S) + size_t(s)];
+      const double v = res.profiles[(size_t(b) * size_t(K) + size_t(k)) * size_t(S) + size_t(s)];
+      if (std::isfinite(u) && std::isfinite(v)) {
+        x.push_back(u);
+        y.push_back(v);
+      }
+    }
+    if (x.size() < 2) return kNaN;
+    const double mx = mean_of(x), my = mean_of(y);
+    double sxy = 0, sxx = 0, syy = 0;
+    for (size_t i = 0; i < x.size(); ++i) {
+      sxy += (x[i] - mx) * (y[i] - my);
+      sxx += (x[i] - mx) * (x[i] - mx);
+      syy += (y[i] - my) * (y[i] - my);
+    }
+    return (sxx > 0 && syy > 0) ? sxy / std::sqrt(sxx * syy) : kNaN;
+  };
+  res.agreement.assign(size_t(K), kNaN);
+  std::vector<double> all;
+  for (int k = 0; k < K; ++k) {
+    std::vector<double> c;
+    for (int a = 0; a < A; ++a)
+      for (int b = a + 1; b < A; ++b) c.push_back(corr(a, b, k));
+    res.agreement[size_t(k)] = mean_of(c);
+    all.push_back(res.agreement[size_t(k)]);
+  }
+  res.agreement_all = mean_of(all);
+  res.have_behaviour = true;
+}
+}  // namespace
+
+ModesResult run_modes(const std::vector<AnimalMatrix>& animals, const PairLayout& L, const ModesConfig& cfg,
+                      const std::vector<std::string>& state_names, MPI_Comm comm) {
+  ModesResult res;
+  res.P = L.P();
+  res.A = int(animals.size());
+  if (animals.empty()) fail("modes: no animals");
+  const int P = L.P();
+  if (cfg.k == 0) {
+    res.selection = select_k(animals, L, cfg, comm);
+    res.have_selection = true;
+    res.K = res.selection.k_chosen;
+    log::info(comm, "modes: choosing K: ", res.selection.rule);
+    for (size_t i = 0; i < res.selection.k_values.size(); ++i)
+      log::info(comm, "  K = ", res.selection.k_values[i], ": held-out error ", res.selection.cv_mean[i], " +- ",
+                res.selection.cv_se[i], ", stability ", res.selection.stability[i]);
+    log::info(comm, "modes: ", res.selection.reason);
+  } else {
+    res.K = cfg.k;
+  }
+  const int K = res.K;
+  const auto ptrs = pointers(animals);
+  // The shared fit: every start as its own task (starts run concurrently when ranks allow).
+  auto fits = run_tasks(comm, cfg.starts, [&](int s, MPI_Comm sub) {
+    FitOptions o = fit_options(cfg, K);
+    o.start = kStartShared + std::uint64_t(s);
+    MaskedHals h(ptrs, P, o, sub);
+    h.init_random();
+    return pack_fit(h.run());
+  });
+  for (int s = 0; s < cfg.starts; ++s) {
+    FitResult r = unpack_fit(fits[size_t(s)], ptrs);
+    res.start_objectives.push_back(r.objective);
+    res.start_W.push_back(r.W);
+    if (s == 0 || r.objective < res.fit.objective) {
+      res.fit = std::move(r);
+      res.best_start = s;
+    }
+  }
+  std::vector<std::vector<double>> others;
+  for (int s = 0; s < cfg.starts; ++s)
+    if (s != res.best_start) others.push_back(res.start_W[size_t(s)]);
+  res.stability = matched_congruence(res.fit.W, others, P, K);
+  log::info(comm, "modes: K = ", K, ", best of ", cfg.starts, " starts: objective ", res.fit.objective, " (start ",
+            res.best_start, ", ", res.fit.iterations, " iterations), stability across starts ", res.stability);
+  if (cfg.conserve) conservation(animals, L, cfg, res, comm);
+  // Behaviour profiles for the animals that have labels (NaN rows for the others).
+  bool states = false;
+  for (auto& a : animals) states = states || !a.states.empty();
+  if (states && !state_names.empty()) behaviour(animals, state_names, res);
+  return res;
+}
+
+}  // namespace cohortnet::modes

@@ -1,0 +1,107 @@
+#pragma once
+// The modes analysis on data already in memory: choice of K (block cross-validation and stability
+// across starts), the shared fit, and the conservation statistics (docs/modes.md). Every function
+// is collective on comm and returns identical results on every rank, whatever the rank count.
+#include <mpi.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "modes/layout.hpp"
+#include "modes/nmf.hpp"
+
+namespace cohortnet::modes {
+
+struct ModesConfig {
+  int k = 0;                 // 0 = auto
+  int k_min = 1, k_max = 8;  // range tried by --k auto
+  int starts = 5;            // random starts of the shared fit (per K)
+  int max_iter = 500;
+  double tol = 1e-6;
+  int inner = 2;
+  Reduction reduction = Reduction::ordered;
+  // cross-validation
+  int folds = 3;
+  int cv_block = 50;         // samples per hold-out block
+  double cv_fraction = 0.1;  // fraction of (row, block) pieces held out per fold
+  double cv_ridge = 0.01;    // ridge on H in cross-validation fits (columns of W have unit norm)
+  double k_cv_tolerance = 0.02;     // K within this relative distance of the best CV error qualify
+  double k_min_stability = 0.9;     // ... and must be this stable across starts
+  // conservation
+  bool conserve = true;
+  int loo_starts = 3;        // starts of every leave-one-out and single-animal fit
+  int loo_null = 20;         // label permutations for R2_null per animal
+  int permutations = 999;    // label permutations for the per-mode p-values
+  double alpha = 0.01;       // family-wise level (Bonferroni over K modes)
+  double min_similarity = 0.5;  // ... and the statistic must reach this (effect size)
+  std::string mode_stat = "min";  // per-mode statistic over animals: min | median | mean
+  std::uint64_t seed = 1;
+};
+
+struct KSelection {
+  std::vector<int> k_values;
+  std::vector<double> cv_error;       // n_K x folds: relative held-out error
+  std::vector<double> cv_mean, cv_se;
+  std::vector<double> stability;      // mean matched congruence of the best start with the others
+  std::vector<double> objective;      // best training objective per K
+  int k_chosen = 0;
+  std::string rule, reason;
+};
+
+struct ModesResult {
+  int P = 0, K = 0, A = 0;
+  FitResult fit;                          // the best start
+  int best_start = 0;
+  std::vector<double> start_objectives;   // every start
+  std::vector<std::vector<double>> start_W;
+  double stability = 0;
+  bool have_selection = false;
+  KSelection selection;
+  // leave-one-animal-out conservation index
+  bool have_conservation = false;
+  std::vector<double> r2_shared, r2_own, r2_null, index;  // per animal
+  std::vector<double> r2_null_samples;    // A x loo_null
+  std::vector<std::vector<double>> loo_W; // per animal: W fitted without it, columns aligned to fit.W
+  std::vector<std::vector<double>> own_W; // per animal: its own modes, columns matched to fit.W
+  // per-mode similarity and permutation test
+  std::vector<double> similarity;         // A x K: own mode vs leave-one-out shared mode (matched)
+  std::vector<double> statistic;         // K: mode_stat over animals of similarity
+  std::vector<double> null_statistic;    // permutations x K
+  std::vector<double> p_value, p_corrected;  // K (Bonferroni: min(1, K p))
+  std::vector<int> conserved;            // K
+  double p_resolution = 0;               // 1 / (1 + permutations)
+  // behaviour
+  bool have_behaviour = false;
+  std::vector<std::string> state_names;
+  std::vector<double> profiles;          // A x K x S: mean activation per state / mean activation (NaN if absent)
+  std::vector<double> agreement;         // K: mean pairwise correlation of profiles across animals
+  double agreement_all = 0;
+};
+
+// Adds a blocked, speckled hold-out to a copy of an animal: time is cut into blocks of `block`
+// samples, and every (present row, block) piece is held out with probability `fraction`
+// (Stream(seed, {kTagHoldout, fold, seed_id})); every block keeps at least one observed row.
+AnimalMatrix with_holdout(const AnimalMatrix& a, int fold, std::uint64_t seed, int block, double fraction);
+
+// A random relabelling of the animal's own regions (identity on the others): perm[q] for q in 0..R-1.
+std::vector<int> region_permutation(const AnimalMatrix& a, int R, std::uint64_t seed, std::uint64_t draw);
+// A copy of the animal with its rows permuted by a region relabelling (targets and sources alike).
+AnimalMatrix permuted(const AnimalMatrix& a, const PairLayout& L, const std::vector<int>& perm);
+
+// Cross-validation and stability for K = k_min..k_max; fills the selection and picks K.
+KSelection select_k(const std::vector<AnimalMatrix>& animals, const PairLayout& L, const ModesConfig& cfg, MPI_Comm comm);
+
+// The whole analysis: selection (if cfg.k == 0), shared fit, conservation (if cfg.conserve),
+// behaviour profiles (if state_names is non-empty and animals carry states).
+ModesResult run_modes(const std::vector<AnimalMatrix>& animals, const PairLayout& L, const ModesConfig& cfg,
+                      const std::vector<std::string>& state_names, MPI_Comm comm);
+
+// Conservation statistics for a fixed K and shared fit (part of run_modes).
+void conservation(const std::vector<AnimalMatrix>& animals, const PairLayout& L, const ModesConfig& cfg,
+                  ModesResult& res, MPI_Comm comm);
+
+// Mean matched congruence between a reference W and others (P x K each).
+double matched_congruence(const std::vector<double>& ref, const std::vector<std::vector<double>>& others, int P, int K);
+
+}  // namespace cohortnet::modes

@@ -1,0 +1,176 @@
+#include "modes/command.hpp"
+
+#include <chrono>
+#include <filesystem>
+
+#include "core/error.hpp"
+#include "core/log.hpp"
+#include "core/parallel.hpp"
+
+namespace cohortnet {
+
+namespace modes {
+
+void options_from(const po::variables_map& vm, InputSpec& in, ModesConfig& cfg) {
+  auto s = [&](const char* k) { return vm[k].as<std::string>(); };
+  auto i = [&](const char* k) { return vm[k].as<int>(); };
+  auto d = [&](const char* k) { return vm[k].as<double>(); };
+  if (vm.count("input")) in.dir = s("input");
+  in.source = s("source");
+  in.summary = s("summary");
+  if (vm.count("regions")) in.regions = s("regions");
+  if (vm.count("cohort")) in.cohort_dir = s("cohort");
+  in.self_pairs = vm["self-pairs"].as<bool>();
+  in.scale = s("scale");
+  in.negative = s("negative");
+  if (in.source != "auto" && in.source != "fits" && in.source != "truth")
+    fail("option --source: unknown value '", in.source, "' (auto, fits or truth)");
+  if (in.scale != "rms" && in.scale != "none") fail("option --scale: unknown value '", in.scale, "' (rms or none)");
+  if (in.negative != "error" && in.negative != "abs")
+    fail("option --negative: unknown value '", in.negative, "' (error or abs)");
+  if (in.summary.empty() || in.summary.find('/') != std::string::npos)
+    fail("option --summary: '", in.summary, "' is not a summary name (rms, mean, exc_rms, ...)");
+  const std::string k = s("k");
+  if (k == "auto") {
+    cfg.k = 0;
+  } else {
+    try {
+      size_t pos = 0;
+      cfg.k = std::stoi(k, &pos);
+      if (pos != k.size()) throw std::invalid_argument(k);
+    } catch (const std::exception&) {
+      fail("option --k: '", k, "' is neither 'auto' nor a number of modes");
+    }
+    if (cfg.k < 1) fail("option --k: the number of modes must be at least 1 (got ", cfg.k, ")");
+  }
+  cfg.k_min = i("k-min");
+  cfg.k_max = i("k-max");
+  if (cfg.k_min < 1 || cfg.k_max < cfg.k_min) fail("option --k-min/--k-max: need 1 <= k-min <= k-max (got ", cfg.k_min, ", ", cfg.k_max, ")");
+  cfg.starts = i("starts");
+  if (cfg.starts < 1) fail("option --starts: must be at least 1 (got ", cfg.starts, ")");
+  if (cfg.k == 0 && cfg.starts < 2) fail("option --starts: --k auto needs at least 2 starts to measure stability");
+  cfg.max_iter = i("max-iter");
+  if (cfg.max_iter < 1) fail("option --max-iter: must be at least 1");
+  cfg.tol = d("tol");
+  if (!(cfg.tol >= 0)) fail("option --tol: must be >= 0");
+  const std::string red = s("reduction");
+  if (red == "ordered") cfg.reduction = Reduction::ordered;
+  else if (red == "sum") cfg.reduction = Reduction::sum;
+  else fail("option --reduction: unknown value '", red, "' (ordered or sum)");
+  cfg.folds = i("folds");
+  if (cfg.folds < 1) fail("option --folds: must be at least 1");
+  cfg.cv_block = i("cv-block");
+  if (cfg.cv_block < 2) fail("option --cv-block: must be at least 2 samples");
+  cfg.cv_fraction = d("cv-fraction");
+  if (!(cfg.cv_fraction > 0 && cfg.cv_fraction < 0.5)) fail("option --cv-fraction: must be in (0, 0.5) (got ", cfg.cv_fraction, ")");
+  cfg.cv_ridge = d("cv-ridge");
+  if (!(cfg.cv_ridge >= 0)) fail("option --cv-ridge: must be >= 0");
+  cfg.k_cv_tolerance = d("k-cv-tolerance");
+  if (!(cfg.k_cv_tolerance >= 0)) fail("option --k-cv-tolerance: must be >= 0");
+  cfg.k_min_stability = d("k-min-stability");
+  cfg.conserve = !vm["no-conserve"].as<bool>();
+  cfg.loo_starts = i("loo-starts");
+  if (cfg.loo_starts < 1) fail("option --loo-starts: must be at least 1");
+  cfg.loo_null = i("loo-null");
+  if (cfg.loo_null < 1) fail("option --loo-null: must be at least 1");
+  cfg.permutations = i("permutations");
+  if (cfg.permutations < 19) fail("option --permutations: must be at least 19 (got ", cfg.permutations, ")");
+  cfg.alpha = d("alpha");
+  if (!(cfg.alpha > 0 && cfg.alpha < 1)) fail("option --alpha: must be in (0, 1)");
+  cfg.min_similarity = d("min-similarity");
+  if (!(cfg.min_similarity >= 0 && cfg.min_similarity <= 1)) fail("option --min-similarity: must be in [0, 1]");
+  cfg.mode_stat = s("mode-stat");
+  if (cfg.mode_stat != "min" && cfg.mode_stat != "median" && cfg.mode_stat != "mean")
+    fail("option --mode-stat: unknown value '", cfg.mode_stat, "' (min, median or mean)");
+  const long long seed = vm["seed"].as<long long>();
+  if (seed < 0) fail("option --seed: must be >= 0");
+  cfg.seed = std::uint64_t(seed);
+}
+
+}  // namespace modes
+
+Command make_modes_command() {
+  Command cmd;
+  cmd.name = "modes";
+  cmd.summary = "shared compositional modes across the cohort and tests of their conservation";
+  cmd.add_options = [](po::options_description& d) {
+    d.add_options()
+      ("input", po::value<std::string>(), "folder with fits/<id>.h5 (fit outputs) or truth/<id>.h5 (a simulated cohort)")
+      ("out", po::value<std::string>(), "results folder: writes modes.h5 and modes_summary.txt (with --project: the output file)")
+      ("source", po::value<std::string>()->default_value("auto"), "auto | fits | truth (auto: fits/ if present, else truth/)")
+      ("summary", po::value<std::string>()->default_value("rms"), "current summary: rms | mean | exc_rms | exc_mean | inh_rms | inh_mean")
+      ("regions", po::value<std::string>(), "cohort region list a,b,c (default: cohort.ini, else the union of names)")
+      ("cohort", po::value<std::string>(), "cohort folder (cohort.ini, animal files' /behaviour) when --input holds fits")
+      ("self-pairs", po::bool_switch(), "include within-region pairs (target == source) as rows (default: excluded)")
+      ("scale", po::value<std::string>()->default_value("rms"), "per-animal scaling: rms (divide by the rms of its observed entries) | none")
+      ("negative", po::value<std::string>()->default_value("error"), "negative summary values: error | abs")
+      ("k", po::value<std::string>()->default_value("auto"), "number of modes, or 'auto' (cross-validation and stability)")
+      ("k-min", po::value<int>()->default_value(1), "smallest K tried by --k auto")
+      ("k-max", po::value<int>()->default_value(8), "largest K tried by --k auto")
+      ("starts", po::value<int>()->default_value(5), "random starts of the shared fit (best kept, all recorded)")
+      ("max-iter", po::value<int>()->default_value(500), "HALS iterations at most")
+      ("tol", po::value<double>()->default_value(1e-6), "stop when the objective decreases by less than this fraction")
+      ("reduction", po::value<std::string>()->default_value("ordered"), "ordered (bit-identical at any rank count) | sum (smaller messages)")
+      ("folds", po::value<int>()->default_value(3), "cross-validation folds (hold-out masks) per K")
+      ("cv-block", po::value<int>()->default_value(50), "samples per hold-out block")
+      ("cv-fraction", po::value<double>()->default_value(0.1), "fraction of (pair, block) pieces held out per fold")
+      ("cv-ridge", po::value<double>()->default_value(0.01), "ridge on activations in cross-validation fits (keeps H bounded where a mode's rows are held out)")
+      ("k-cv-tolerance", po::value<double>()->default_value(0.02), "--k auto: K within this relative distance of the lowest held-out error qualify")
+      ("k-min-stability", po::value<double>()->default_value(0.9), "--k auto: and must have at least this stability across starts")
+      ("no-conserve", po::bool_switch(), "skip the conservation statistics")
+      ("loo-starts", po::value<int>()->default_value(3), "starts of each leave-one-out and single-animal fit")
+      ("loo-null", po::value<int>()->default_value(20), "label permutations per animal for R2_null")
+      ("permutations", po::value<int>()->default_value(999), "label permutations for the per-mode p-values (resolution 1/(n+1))")
+      ("alpha", po::value<double>()->default_value(0.01), "a mode is conserved if its Bonferroni-corrected p < alpha (and --min-similarity holds)")
+      ("min-similarity", po::value<double>()->default_value(0.5), "a conserved mode's statistic must also be at least this cosine")
+      ("mode-stat", po::value<std::string>()->default_value("min"), "per-mode statistic over animals: min | median | mean")
+      ("seed", po::value<long long>()->default_value(1), "seed of every random choice (starts, hold-out, permutations)")
+      ("project", po::value<std::string>(), "project this animal's summary file on fitted modes (needs --modes)")
+      ("modes", po::value<std::string>(), "modes.h5 of an earlier run (for --project)");
+  };
+  cmd.run = [](const po::variables_map& vm, MPI_Comm comm) -> int {
+    using namespace modes;
+    InputSpec in;
+    ModesConfig cfg;
+    collective(comm, [&] { options_from(vm, in, cfg); });
+    if (vm.count("project")) {
+      std::string err;
+      if (!vm.count("modes")) err = "option --project needs --modes RESULTS/modes.h5";
+      agree(comm, err);
+      const std::string file = vm["project"].as<std::string>();
+      std::string out = vm.count("out") ? vm["out"].as<std::string>() : "";
+      if (out.empty()) {
+        const auto mp = std::filesystem::path(vm["modes"].as<std::string>());
+        out = (mp.parent_path() / ("projection_" + std::filesystem::path(file).stem().string() + ".h5")).string();
+      }
+      double r2 = 0;
+      collective(comm, [&] {
+        r2 = project_file(file, vm["modes"].as<std::string>(), out, vm["summary"].defaulted() ? "" : in.summary, comm);
+      });
+      log::info(comm, "modes: projected ", file, " on ", vm["modes"].as<std::string>(), ": R2 = ", r2, " -> ", out);
+      return 0;
+    }
+    std::string err;
+    if (!vm.count("input")) err = "option --input is required (a folder with fits/ or truth/)";
+    else if (!vm.count("out")) err = "option --out is required (the results folder)";
+    agree(comm, err);
+    const auto t0 = std::chrono::steady_clock::now();
+    LoadedCohort coh;
+    collective(comm, [&] { coh = load_cohort(in, comm); });
+    const LoadedCohort& c = coh;
+    log::info(comm, "modes: ", c.animals.size(), " animals, ", c.region_names.size(), " regions (", c.regions_from, "), ",
+              c.layout.P(), " region pairs", in.self_pairs ? " (with self pairs)" : " (self pairs excluded)", ", data ",
+              c.dataset, ", ", comm_size(comm), " ranks");
+    ModesResult r;
+    collective(comm, [&] { r = run_modes(c.animals, c.layout, cfg, c.state_names, comm); });
+    const std::string out = vm["out"].as<std::string>();
+    collective(comm, [&] { write_results(out, c, r, cfg, in, config_record("modes", vm), comm); });
+    log::info(comm, summary_table(c, r, cfg));
+    log::info(comm, "modes: wrote ", out, "/modes.h5 and ", out, "/modes_summary.txt in ",
+              log::duration(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()));
+    return 0;
+  };
+  return cmd;
+}
+
+}  // namespace cohortnet

@@ -1,0 +1,282 @@
+// modes on planted cohorts: recovery of known modes, --k auto, conservation statistics, and the
+// command end to end on files (truth-style and fit-style inputs, projection, input errors).
+#include <gtest/gtest.h>
+#include <mpi.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include "core/error.hpp"
+#include "core/h5.hpp"
+#include "core/parallel.hpp"
+#include "modes/analysis.hpp"
+#include "modes/command.hpp"
+#include "modes/io.hpp"
+#include "modes/layout.hpp"
+#include "test_util.hpp"
+
+using namespace cohortnet;
+using namespace cohortnet::modes;
+namespace fs = std::filesystem;
+
+namespace {
+
+SyntheticSpec spec(std::uint64_t seed) {
+  SyntheticSpec s;
+  s.R = 8;
+  s.A = 12;
+  s.K = 4;
+  s.T = 150;
+  s.noise = 0.15;
+  s.drop_region = 0.15;
+  s.seed = seed;
+  return s;
+}
+
+ModesConfig quick_config() {
+  ModesConfig c;
+  c.starts = 3;
+  c.max_iter = 300;
+  c.tol = 1e-6;
+  c.folds = 2;
+  c.cv_block = 30;
+  c.loo_starts = 1;
+  c.loo_null = 5;
+  c.permutations = 999;
+  return c;
+}
+
+double matched_mean(const std::vector<double>& A, const std::vector<double>& B, int P, int K) {
+  std::vector<int> m;
+  std::vector<double> s;
+  match_columns(A, B, P, K, {}, m, s);
+  double t = 0;
+  for (double v : s) t += v / K;
+  return t;
+}
+
+// Writes a cohort as the simulator's truth files (or fit outputs): per animal [M x M x T] over its
+// own regions, in a shuffled region order (so the mapping by name is exercised).
+void write_cohort_files(const SyntheticCohort& c, const std::string& dir, bool fits, MPI_Comm comm) {
+  const std::string sub = dir + (fits ? "/fits" : "/truth");
+  if (comm_rank(comm) == 0) fs::create_directories(sub);
+  MPI_Barrier(comm);
+  const int R = c.layout.R;
+  for (auto& a : c.animals) {
+    std::vector<int> regs(a.regions.rbegin(), a.regions.rend());  // reversed order
+    const size_t M = regs.size(), T = size_t(a.T);
+    std::vector<double> cur(M * M * T, 0.0);
+    for (size_t q = 0; q < M; ++q)
+      for (size_t s = 0; s < M; ++s) {
+        const int p = c.layout.row(regs[q], regs[s]);
+        for (size_t t = 0; t < T; ++t) cur[(q * M + s) * T + t] = p >= 0 ? a.X[size_t(p) * T + t] : 50.0;  // self pairs: large
+      }
+    std::vector<std::string> names;
+    for (int q : regs) names.push_back(c.region_names[size_t(q)]);
+    h5::File f = h5::create(sub + "/" + a.id + ".h5", comm);
+    h5::set_attr(f, "/", "animal_id", a.id);
+    if (fits) h5::ensure_group(f, "/currents");
+    h5::write_doubles(f, fits ? "/currents/rms" : "/current_rms", {M, M, T}, cur.data());
+    if (fits) {
+      h5::write_strings(f, "/currents/region_names", names);
+    } else {
+      h5::write_strings(f, "/region_names", names);
+      std::vector<std::int64_t> st(a.states.begin(), a.states.end());
+      h5::write_ints(f, "/states", {T}, st.data());
+    }
+  }
+  (void)R;
+  if (comm_rank(comm) == 0 && !fits) {
+    std::ofstream o(dir + "/cohort.ini");
+    o << "name = planted\nregions = ";
+    for (size_t q = 0; q < c.region_names.size(); ++q) o << (q ? "," : "") << c.region_names[q];
+    o << "\n";
+  }
+  MPI_Barrier(comm);
+}
+
+int run_cli(std::vector<std::string> args, MPI_Comm comm) {
+  const Command cmd = make_modes_command();
+  po::variables_map vm;
+  parse_command(cmd, args, vm, comm);
+  return cmd.run(vm, comm);
+}
+
+}  // namespace
+
+TEST(ModesCohort, RecoversPlantedModesAndChoosesK) {
+  const SyntheticCohort c = make_synthetic(spec(21));
+  ModesConfig cfg = quick_config();
+  cfg.k_min = 2;
+  cfg.k_max = 6;
+  cfg.conserve = false;
+  const ModesResult r = run_modes(c.animals, c.layout, cfg, {}, MPI_COMM_WORLD);
+  ASSERT_TRUE(r.have_selection);
+  EXPECT_EQ(r.K, 4) << r.selection.reason;
+  ASSERT_EQ(r.K, 4);
+  EXPECT_GE(matched_mean(c.W_true, r.fit.W, c.layout.P(), 4), 0.95);
+  EXPECT_GT(r.stability, 0.95);
+  // Control: a wrong W (modes of another planted cohort) does not pass the same threshold.
+  const SyntheticCohort other = make_synthetic(spec(99));
+  EXPECT_LT(matched_mean(other.W_true, r.fit.W, c.layout.P(), 4), 0.8);
+  // Results are identical on every rank.
+  std::vector<double> w = r.fit.W;
+  MPI_Bcast(w.data(), int(w.size()), MPI_DOUBLE, 0, MPI_COMM_WORLD);
+  EXPECT_EQ(w, r.fit.W);
+}
+
+// One mode (true mode 3) present in only some animals. replace: the animals lacking it have an
+// own random mode in its place (else nothing, as the simulator's --individual-mode does).
+ModesResult partial_cohort(bool replace, SyntheticCohort& c, std::vector<int>& match, int carriers) {
+  SyntheticSpec s = spec(31);
+  s.R = 10;
+  s.T = 200;
+  s.mode_present.assign(size_t(s.A) * size_t(s.K), 1);
+  for (int a = carriers; a < s.A; ++a) s.mode_present[size_t(a) * size_t(s.K) + 3] = 0;
+  s.replace_missing = replace;
+  c = make_synthetic(s);
+  ModesConfig cfg = quick_config();
+  cfg.k = 4;
+  const ModesResult r = run_modes(c.animals, c.layout, cfg, {"s0", "s1", "s2"}, MPI_COMM_WORLD);
+  std::vector<double> sim;
+  match_columns(c.W_true, r.fit.W, c.layout.P(), 4, {}, match, sim);
+  if (std::getenv("MODES_DEBUG") && comm_rank(MPI_COMM_WORLD) == 0) {
+    for (int a = 0; a < 12; ++a) {
+      std::printf("a%02d idx %.3f sim", a, r.index[size_t(a)]);
+      for (int k = 0; k < 4; ++k) std::printf(" %.3f", r.similarity[size_t(a) * 4 + size_t(match[size_t(k)])]);
+      std::printf("\n");
+    }
+    for (int k = 0; k < 4; ++k)
+      std::printf("true %d: statistic %.3f p %.4f cos %.3f agreement %.3f\n", k, r.statistic[size_t(match[size_t(k)])],
+                  r.p_value[size_t(match[size_t(k)])], sim[size_t(k)], r.agreement[size_t(match[size_t(k)])]);
+  }
+  return r;
+}
+
+TEST(ModesCohort, ConservedModesVersusAnIndividualMode) {
+  SyntheticCohort c;
+  std::vector<int> match;
+  const ModesResult r = partial_cohort(false, c, match, 3);  // mode 3 in a00..a02 only
+  ASSERT_TRUE(r.have_conservation);
+  for (int k = 0; k < 3; ++k) {
+    const int f = match[size_t(k)];
+    EXPECT_LT(r.p_value[size_t(f)], 0.01) << "shared mode " << k;
+    EXPECT_TRUE(r.conserved[size_t(f)]) << "shared mode " << k;
+  }
+  const int individual = match[3];
+  EXPECT_GE(r.p_value[size_t(individual)], 0.05);
+  EXPECT_FALSE(r.conserved[size_t(individual)]);
+  EXPECT_EQ(r.null_statistic.size(), size_t(999) * 4);
+  EXPECT_DOUBLE_EQ(r.p_resolution, 1.0 / 1000);
+  // Behaviour: the planted state profiles are shared, so the shared modes' profiles agree.
+  ASSERT_TRUE(r.have_behaviour);
+  double agree = 0;
+  for (int k = 0; k < 3; ++k) agree += r.agreement[size_t(match[size_t(k)])] / 3;
+  EXPECT_GT(agree, 0.5);
+}
+
+TEST(ModesCohort, ConservationIndexLowerWithoutTheSharedMode) {
+  // Animals lacking mode 3 have their own mode instead: the cohort's modes explain them less
+  // well than their own fit does, so their leave-one-out conservation index is lower.
+  SyntheticCohort c;
+  std::vector<int> match;
+  const ModesResult r = partial_cohort(true, c, match, 4);  // mode 3 in a00..a03
+  double lowest_with = 1e9, highest_without = -1e9;
+  for (int a = 0; a < 12; ++a) {
+    EXPECT_TRUE(std::isfinite(r.index[size_t(a)]));
+    if (a < 4) lowest_with = std::min(lowest_with, r.index[size_t(a)]);
+    else highest_without = std::max(highest_without, r.index[size_t(a)]);
+  }
+  EXPECT_LT(highest_without, lowest_with);
+  for (int k = 0; k < 3; ++k) EXPECT_TRUE(r.conserved[size_t(match[size_t(k)])]) << "shared mode " << k;
+}
+
+TEST(ModesCommand, TruthFilesEndToEndAndProjection) {
+  SyntheticSpec s = spec(41);
+  s.A = 6;
+  s.K = 3;
+  const SyntheticCohort c = make_synthetic(s);
+  const std::string dir = cohortnet::testutil::scratch_dir("modes-truth");
+  write_cohort_files(c, dir + "/cohort", false, MPI_COMM_WORLD);
+  const std::string out = dir + "/results";
+  ASSERT_EQ(run_cli({"--input", dir + "/cohort", "--out", out, "--k", "3", "--starts", "2", "--loo-starts", "1",
+                     "--loo-null", "3", "--permutations", "99", "--max-iter", "150", "--seed", "7"},
+                    MPI_COMM_WORLD),
+            0);
+  ASSERT_TRUE(fs::exists(out + "/modes.h5"));
+  ASSERT_TRUE(fs::exists(out + "/modes_summary.txt"));
+  {
+    h5::File f = h5::open_read(out + "/modes.h5", MPI_COMM_WORLD);
+    EXPECT_EQ(h5::dims(f, "/modes"), (std::vector<hsize_t>{3, 8, 8}));
+    EXPECT_EQ(h5::read_strings(f, "/region_names"), c.region_names);
+    EXPECT_EQ(h5::attr_int(f, "/", "seed"), 7);
+    EXPECT_NE(h5::attr_string(f, "/", "config").find("k = 3"), std::string::npos);
+    EXPECT_EQ(h5::dims(f, "/mode_test/null"), (std::vector<hsize_t>{99, 3}));
+    EXPECT_EQ(h5::dims(f, "/activations/a00"), (std::vector<hsize_t>{3, hsize_t(c.animals[0].T)}));
+    EXPECT_TRUE(h5::exists(f, "/behaviour/profiles"));
+    // The planted modes are recovered from the files (self pairs, set large, are excluded).
+    const auto W = h5::read_doubles(f, "/W");
+    std::vector<double> Wt = c.W_true;
+    EXPECT_GE(matched_mean(Wt, W, c.layout.P(), 3), 0.95);
+    const auto modes = h5::read_doubles(f, "/modes");
+    for (int k = 0; k < 3; ++k)
+      for (int q = 0; q < 8; ++q) EXPECT_EQ(modes[size_t(k) * 64 + size_t(q) * 9], 0.0);
+  }
+  std::ifstream summary(out + "/modes_summary.txt");
+  std::string text((std::istreambuf_iterator<char>(summary)), std::istreambuf_iterator<char>());
+  EXPECT_NE(text.find("conserved"), std::string::npos);
+  // Projection of one animal's file on the fitted modes.
+  const std::string proj = dir + "/proj_a01.h5";
+  ASSERT_EQ(run_cli({"--project", dir + "/cohort/truth/a01.h5", "--modes", out + "/modes.h5", "--out", proj}, MPI_COMM_WORLD), 0);
+  {
+    h5::File f = h5::open_read(proj, MPI_COMM_WORLD);
+    EXPECT_GT(h5::attr_double(f, "/", "r2"), 0.8);
+    EXPECT_EQ(h5::dims(f, "/activations"), (std::vector<hsize_t>{3, hsize_t(c.animals[1].T)}));
+  }
+  // Same data as fit outputs (fits/<id>.h5, /currents/rms), no manifest: the region list is the
+  // union of names, so the result has the same rows up to region order.
+  write_cohort_files(c, dir + "/results2", true, MPI_COMM_WORLD);
+  ASSERT_EQ(run_cli({"--input", dir + "/results2", "--out", dir + "/results2", "--k", "3", "--starts", "2", "--no-conserve",
+                     "--max-iter", "150", "--regions", "R0,R1,R2,R3,R4,R5,R6,R7"},
+                    MPI_COMM_WORLD),
+            0);
+  {
+    h5::File f = h5::open_read(dir + "/results2/modes.h5", MPI_COMM_WORLD);
+    EXPECT_EQ(h5::attr_string(f, "/", "dataset"), "/currents/rms");
+    EXPECT_GE(matched_mean(c.W_true, h5::read_doubles(f, "/W"), c.layout.P(), 3), 0.95);
+    EXPECT_FALSE(h5::exists(f, "/conservation"));
+  }
+}
+
+TEST(ModesCommand, InputErrorsNameTheProblem) {
+  SyntheticSpec s = spec(51);
+  s.A = 3;
+  s.K = 2;
+  s.T = 40;
+  const SyntheticCohort c = make_synthetic(s);
+  const std::string dir = cohortnet::testutil::scratch_dir("modes-errors");
+  write_cohort_files(c, dir + "/cohort", false, MPI_COMM_WORLD);
+  auto message = [&](std::vector<std::string> args) -> std::string {
+    try {
+      run_cli(args, MPI_COMM_WORLD);
+    } catch (const Error& e) {
+      return e.what();
+    }
+    return "";
+  };
+  EXPECT_NE(message({"--input", dir + "/nowhere", "--out", dir + "/o"}).find("nowhere"), std::string::npos);
+  EXPECT_NE(message({"--input", dir, "--out", dir + "/o"}).find("neither fits/"), std::string::npos);
+  EXPECT_NE(message({"--input", dir + "/cohort", "--out", dir + "/o", "--summary", "exc_rmz", "--k", "2"}).find("/current_exc_rmz"),
+            std::string::npos);
+  // A region not in the manifest's list is refused, naming the file and the region.
+  const std::string msg = message({"--input", dir + "/cohort", "--out", dir + "/o", "--k", "2", "--regions", "R0,R1,R2"});
+  EXPECT_NE(msg.find("is not in the cohort's region list"), std::string::npos) << msg;
+  EXPECT_NE(msg.find(".h5"), std::string::npos) << msg;
+  EXPECT_NE(message({"--project", dir + "/cohort/truth/a00.h5"}).find("--modes"), std::string::npos);
+  EXPECT_NE(message({"--project", dir + "/cohort/truth/a00.h5", "--modes", dir + "/cohort/truth/a01.h5"}).find("not a cohortnet modes file"),
+            std::string::npos);
+  EXPECT_FALSE(fs::exists(dir + "/o/modes.h5"));
+}
