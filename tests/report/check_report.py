@@ -1,0 +1,189 @@
+#!/usr/bin/env python3
+"""Checks a cohortnet report against the HDF5 outputs it was made from.
+
+usage: check_report.py --results DIR --report DIR [--expect-failed ID ...] [--expect-no-modes]
+                       [--expect-truth]
+
+Every number of the summary table (report/summary.json, and the data-value of the page's table
+cells) must equal the value in fits/<id>.h5, fits/summary.csv and modes.h5 exactly; failed animals
+must be listed with their reason; every figure must exist, be a PNG and be shown by the page; the
+page must load nothing from the network.
+"""
+import argparse
+import csv
+import html.parser
+import json
+import math
+import os
+import sys
+
+import h5py
+import numpy as np
+
+errors = []
+
+
+def check(cond, msg):
+    if not cond:
+        errors.append(msg)
+
+
+def same(a, b):
+    """Exactly equal, with NaN (null in JSON) equal to NaN."""
+    if a is None or b is None:
+        fa = float("nan") if a is None else float(a)
+        fb = float("nan") if b is None else float(b)
+        return math.isnan(fa) and math.isnan(fb)
+    if isinstance(a, float) or isinstance(b, float):
+        fa, fb = float(a), float(b)
+        return fa == fb or (math.isnan(fa) and math.isnan(fb))
+    return a == b
+
+
+class Page(html.parser.HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.values, self.images, self.remote = {}, [], []
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if "data-key" in a:
+            self.values[a["data-key"]] = a.get("data-value")
+        if tag == "img":
+            self.images.append(a.get("src", ""))
+        for k in ("src", "href"):
+            v = a.get(k, "")
+            if v.startswith(("http:", "https:", "//")):
+                self.remote.append(v)
+
+
+def page_number(page, key):
+    v = page.values.get(key)
+    return None if v is None or v == "nan" else float(v)
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--results", required=True)
+    p.add_argument("--report", required=True)
+    p.add_argument("--expect-failed", nargs="*", default=[])
+    p.add_argument("--expect-no-modes", action="store_true")
+    p.add_argument("--expect-truth", action="store_true")
+    a = p.parse_args()
+
+    index = os.path.join(a.report, "index.html")
+    with open(index, encoding="utf-8") as fh:
+        text = fh.read()
+    with open(os.path.join(a.report, "summary.json")) as fh:
+        js = json.load(fh)
+    page = Page()
+    page.feed(text)
+    check(not page.remote, "page loads from the network: %s" % page.remote)
+    check(not [n for n in os.listdir(a.report) if ".partial" in n], "temporary files left in %s" % a.report)
+
+    # Figures: every one listed exists, is a PNG and is shown; every image shown exists.
+    for name in js["figures"]:
+        path = os.path.join(a.report, name)
+        with open(path, "rb") as fh:
+            check(fh.read(8) == b"\x89PNG\r\n\x1a\n", "%s is not a PNG" % path)
+        check(name in page.images, "figure %s not shown in the page" % name)
+    for src in page.images:
+        check(os.path.exists(os.path.join(a.report, src)), "page shows missing image %s" % src)
+
+    # Animals: fits/summary.csv and fits/<id>.h5 against the table.
+    with open(os.path.join(a.results, "fits", "summary.csv"), newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    byid = {x["id"]: x for x in js["animals"]}
+    check([r["animal_id"] for r in rows] == [x["id"] for x in js["animals"]], "animals differ from summary.csv")
+    ok_ids = []
+    for r in rows:
+        aid = r["animal_id"]
+        x = byid.get(aid)
+        if x is None:
+            continue
+        check(x["status"] == r["status"], "%s: status %s, summary.csv %s" % (aid, x["status"], r["status"]))
+        check(x["reason"] == r["message"], "%s: reason %r, summary.csv %r" % (aid, x["reason"], r["message"]))
+        if r["status"] != "ok":
+            check(x["final_pvar"] is None, "%s: failed animal with a pVar" % aid)
+            continue
+        ok_ids.append(aid)
+        with h5py.File(os.path.join(a.results, "fits", aid + ".h5"), "r") as f:
+            want = {"final_pvar": float(f.attrs["final_pvar"]), "final_chi2": float(f["chi2"][-1]),
+                    "n_units": int(f["unit_region"].shape[0]), "n_samples": int(f["rates"].shape[1]),
+                    "runs_done": int(f["pvar"].shape[0])}
+            check(float(f["pvar"][-1]) == want["final_pvar"], "%s: final_pvar attribute != last /pvar" % aid)
+        for k, v in want.items():
+            check(same(x[k], v), "%s: summary.json %s = %r, HDF5 %r" % (aid, k, x[k], v))
+        for key, k in (("pvar", "final_pvar"), ("chi2", "final_chi2"), ("units", "n_units"),
+                       ("samples", "n_samples"), ("runs", "runs_done")):
+            check(same(page_number(page, "%s:%s" % (key, aid)), want[k]),
+                  "%s: page %s = %r, HDF5 %r" % (aid, key, page.values.get("%s:%s" % (key, aid)), want[k]))
+        for fig in ("fit_", "activity_", "traces_", "currents_"):
+            check(fig + aid + ".png" in js["figures"], "%s: figure %s missing" % (aid, fig + aid))
+    check(js["n_ok"] == len(ok_ids), "n_ok %d, expected %d" % (js["n_ok"], len(ok_ids)))
+    if ok_ids:
+        mean = float(np.mean([byid[i]["final_pvar"] for i in ok_ids]))
+        check(same(js["mean_final_pvar"], mean), "mean_final_pvar %r != %r" % (js["mean_final_pvar"], mean))
+
+    # Failed animals: in the table, with their reason, in the page.
+    for aid in a.expect_failed:
+        x = byid.get(aid)
+        check(x is not None and x["status"] == "failed", "%s should be listed as failed" % aid)
+        if x is not None:
+            check(x["reason"] != "", "%s: no reason" % aid)
+            reason = x["reason"].replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;") \
+                .replace('"', "&quot;").replace("'", "&#x27;")
+            check("<b>%s</b>: %s" % (aid, reason) in text, "%s: failure and reason not shown in the summary" % aid)
+            check(aid + ".png" not in " ".join(js["figures"]), "%s: figures of a failed animal" % aid)
+    check(js["n_failed"] == len(a.expect_failed), "n_failed %d, expected %d" % (js["n_failed"], len(a.expect_failed)))
+
+    # Modes.
+    modes_path = os.path.join(a.results, "modes.h5")
+    if a.expect_no_modes:
+        check(js["modes"] is None, "summary.json has modes but none were expected")
+        check("no modes.h5 yet" in text, "page does not say that modes.h5 is missing")
+    else:
+        m = js["modes"]
+        check(m is not None, "summary.json has no modes")
+        with h5py.File(modes_path, "r") as f:
+            K = int(f.attrs["K"])
+            check(m["K"] == K, "K %r != %r" % (m["K"], K))
+            check(same(page_number(page, "K"), K), "page K %r != %r" % (page.values.get("K"), K))
+            t = f["mode_test"]
+            conserved = [k for k in range(K) if t["conserved"][k]]
+            check(m["conserved"] == conserved, "conserved %r != %r" % (m["conserved"], conserved))
+            check(page.values.get("conserved") == ",".join(map(str, conserved)), "page conserved modes differ")
+            for k in range(K):
+                e = m["modes"][k]
+                check(e["conserved"] == bool(t["conserved"][k]), "mode %d conserved differs" % k)
+                for key, ds in (("statistic", "statistic"), ("p_value", "p_value"), ("p_corrected", "p_corrected")):
+                    v = float(t[ds][k])
+                    check(same(e[key], v), "mode %d %s %r != %r" % (k, key, e[key], v))
+                for key, ds in (("statistic", "statistic"), ("p", "p_value"), ("p_corrected", "p_corrected")):
+                    check(same(page_number(page, "%s:%d" % (key, k)), float(t[ds][k])), "page mode %d %s" % (k, key))
+            ids = [s.decode() if isinstance(s, bytes) else s for s in f["animal_ids"][()]]
+            check(sorted(ids) == sorted(ok_ids), "modes animals %r, fitted %r" % (ids, ok_ids))
+            for i, aid in enumerate(ids):
+                v = float(f["conservation/index"][i])
+                check(same(byid[aid]["conservation_index"], v), "%s: conservation index differs" % aid)
+                check(same(page_number(page, "index:" + aid), v), "%s: page conservation index differs" % aid)
+                for ds in ("r2_shared", "r2_own", "r2_null"):
+                    check(same(page_number(page, "%s:%s" % (ds, aid)), float(f["conservation/" + ds][i])),
+                          "%s: page %s differs" % (aid, ds))
+        for fig in ("modes", "activations", "select_k", "conservation_modes", "conservation_animals"):
+            check(fig + ".png" in js["figures"], "cohort figure %s missing" % fig)
+        check("no modes.h5 yet" not in text, "page says modes.h5 is missing")
+    if a.expect_truth:
+        check("truth_modes.png" in js["figures"], "truth_modes figure missing")
+        check(js.get("truth") is not None and len(js["truth"]["matches"]) > 0, "no truth comparison")
+
+    if errors:
+        for e in errors:
+            print("FAIL:", e)
+        return 1
+    print("check_report: %s OK (%d figures, %d animals)" % (index, len(js["figures"]), len(js["animals"])))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
