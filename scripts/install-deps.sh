@@ -12,6 +12,7 @@ PKGS=(
   libboost-program-options-dev
   libgtest-dev googletest
   python3-numpy python3-h5py python3-matplotlib python3-scipy
+  slurm-wlm munge            # the tests start a real single-node Slurm cluster
 )
 
 missing=()

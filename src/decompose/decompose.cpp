@@ -1,0 +1,115 @@
+#include "decompose/decompose.hpp"
+
+#include <petscblaslapack.h>
+
+#include <cmath>
+
+#include "core/error.hpp"
+
+namespace cohortnet::decompose {
+
+RegionCurrents region_currents(const double* J_rows, RowRange rows, std::int64_t N, const double* rates,
+                               std::int64_t T, const std::vector<int>& unit_region, int M, MPI_Comm comm,
+                               std::vector<double>* per_unit) {
+  if (std::int64_t(unit_region.size()) != N) fail("decompose: unit_region has ", unit_region.size(), " entries, need ", N);
+  const PetscInt m = rows.count();
+  const size_t MMT = size_t(M) * size_t(M) * size_t(T);
+  // Sums and sums of squares over target units: total, excitatory, inhibitory.
+  std::vector<double> acc(6 * MMT, 0.0);
+  double* s_tot = acc.data();
+  double* q_tot = s_tot + MMT;
+  double* s_exc = q_tot + MMT;
+  double* q_exc = s_exc + MMT;
+  double* s_inh = q_exc + MMT;
+  double* q_inh = s_inh + MMT;
+  if (per_unit) per_unit->assign(size_t(m) * size_t(M) * size_t(T), 0.0);
+
+  std::vector<std::vector<std::int64_t>> units(static_cast<size_t>(M));
+  for (std::int64_t j = 0; j < N; ++j) {
+    const int s = unit_region[size_t(j)];
+    if (s < 0 || s >= M) fail("decompose: unit ", j, " has region ", s, " outside [0, ", M, ")");
+    units[size_t(s)].push_back(j);
+  }
+  for (int s = 0; s < M && m > 0; ++s) {
+    const auto& us = units[size_t(s)];
+    const PetscInt ns = PetscInt(us.size());
+    if (ns == 0) continue;
+    // Column-major blocks for BLAS: Jp/Jn = positive/negative parts of J[rows, S] (m x ns),
+    // Rs = rates of S (ns x T), C = J Rs (m x T). Memory O(m*N + N*T), no N x N.
+    std::vector<double> jp(size_t(m) * size_t(ns)), jn(size_t(m) * size_t(ns)), rs(size_t(ns) * size_t(T));
+    for (PetscInt c = 0; c < ns; ++c)
+      for (PetscInt i = 0; i < m; ++i) {
+        const double v = J_rows[size_t(i) * size_t(N) + size_t(us[size_t(c)])];
+        jp[size_t(i) + size_t(c) * size_t(m)] = v > 0 ? v : 0.0;
+        jn[size_t(i) + size_t(c) * size_t(m)] = v < 0 ? v : 0.0;
+      }
+    for (std::int64_t t = 0; t < T; ++t)
+      for (PetscInt c = 0; c < ns; ++c) rs[size_t(c) + size_t(t) * size_t(ns)] = rates[size_t(us[size_t(c)]) * size_t(T) + size_t(t)];
+    std::vector<double> cp(size_t(m) * size_t(T)), cn(size_t(m) * size_t(T));
+    PetscBLASInt bm = PetscBLASInt(m), bn = PetscBLASInt(T), bk = PetscBLASInt(ns);
+    const double one = 1.0, zero = 0.0;
+    BLASgemm_("N", "N", &bm, &bn, &bk, &one, jp.data(), &bm, rs.data(), &bk, &zero, cp.data(), &bm);
+    BLASgemm_("N", "N", &bm, &bn, &bk, &one, jn.data(), &bm, rs.data(), &bk, &zero, cn.data(), &bm);
+    for (PetscInt i = 0; i < m; ++i) {
+      const int q = unit_region[size_t(rows.begin + i)];
+      const size_t base = (size_t(q) * size_t(M) + size_t(s)) * size_t(T);
+      for (std::int64_t t = 0; t < T; ++t) {
+        const double e = cp[size_t(i) + size_t(t) * size_t(m)], h = cn[size_t(i) + size_t(t) * size_t(m)];
+        const double v = e + h;
+        s_tot[base + size_t(t)] += v;
+        q_tot[base + size_t(t)] += v * v;
+        s_exc[base + size_t(t)] += e;
+        q_exc[base + size_t(t)] += e * e;
+        s_inh[base + size_t(t)] += h;
+        q_inh[base + size_t(t)] += h * h;
+        if (per_unit) (*per_unit)[(size_t(i) * size_t(M) + size_t(s)) * size_t(T) + size_t(t)] = v;
+      }
+    }
+  }
+  MPI_Allreduce(MPI_IN_PLACE, acc.data(), int(acc.size()), MPI_DOUBLE, MPI_SUM, comm);
+
+  RegionCurrents out;
+  out.M = M;
+  out.T = T;
+  for (auto* v : {&out.mean, &out.rms, &out.exc_mean, &out.exc_rms, &out.inh_mean, &out.inh_rms}) v->assign(MMT, 0.0);
+  for (int q = 0; q < M; ++q) {
+    std::int64_t nq = 0;
+    for (std::int64_t i = 0; i < N; ++i) nq += unit_region[size_t(i)] == q;
+    if (nq == 0) continue;
+    for (int s = 0; s < M; ++s)
+      for (std::int64_t t = 0; t < T; ++t) {
+        const size_t z = (size_t(q) * size_t(M) + size_t(s)) * size_t(T) + size_t(t);
+        const double n = double(nq);
+        out.mean[z] = s_tot[z] / n;
+        out.rms[z] = std::sqrt(q_tot[z] / n);
+        out.exc_mean[z] = s_exc[z] / n;
+        out.exc_rms[z] = std::sqrt(q_exc[z] / n);
+        out.inh_mean[z] = s_inh[z] / n;
+        out.inh_rms[z] = std::sqrt(q_inh[z] / n);
+      }
+  }
+  return out;
+}
+
+void write_currents(const h5::File& f, const RegionCurrents& c, const std::vector<std::string>& region_names) {
+  h5::ensure_group(f, "/currents");
+  const std::vector<hsize_t> shape = {hsize_t(c.M), hsize_t(c.M), hsize_t(c.T)};
+  h5::write_doubles(f, "/currents/mean", shape, c.mean.data());
+  h5::write_doubles(f, "/currents/rms", shape, c.rms.data());
+  h5::write_doubles(f, "/currents/exc_mean", shape, c.exc_mean.data());
+  h5::write_doubles(f, "/currents/exc_rms", shape, c.exc_rms.data());
+  h5::write_doubles(f, "/currents/inh_mean", shape, c.inh_mean.data());
+  h5::write_doubles(f, "/currents/inh_rms", shape, c.inh_rms.data());
+  h5::write_strings(f, "/currents/region_names", region_names);
+  if (!h5::exists(f, "/region_names")) h5::write_strings(f, "/region_names", region_names);
+  h5::set_attr(f, "/currents", "layout", "[target region, source region, sample]; current into target unit i = sum over source units j of J[i,j] r[j,t], mean / root-mean-square over the target region's units");
+}
+
+void write_per_unit(const h5::File& f, const std::vector<double>& per_unit, RowRange rows, std::int64_t N, int M,
+                    std::int64_t T) {
+  h5::ensure_group(f, "/currents");
+  h5::write_rows(f, "/currents/per_unit", hsize_t(N), hsize_t(M) * hsize_t(T), rows, per_unit.data());
+  h5::set_attr(f, "/currents/per_unit", "layout", "[unit, source region * T + sample]");
+}
+
+}  // namespace cohortnet::decompose

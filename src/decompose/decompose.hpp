@@ -1,0 +1,45 @@
+#pragma once
+// Current-based decomposition of a fitted network: for every ordered pair of regions (target Q,
+// source S), the current sum_{j in S} J[i,j] r[j,t] into each target unit i of Q, summarised per
+// data sample as the mean and the root-mean-square over Q's units, also for the excitatory
+// (J > 0) and inhibitory (J < 0) parts alone. Same definition and layout [M x M x T] (target,
+// source, sample) as the simulator's truth files (docs/format.md). Distributed: each rank
+// computes its own rows' currents from its rows of J and the full rates, then one reduction of
+// sums and sums of squares.
+#include <mpi.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/h5.hpp"
+#include "core/parallel.hpp"
+
+namespace cohortnet::decompose {
+
+struct RegionCurrents {
+  int M = 0;
+  std::int64_t T = 0;
+  // Each M*M*T, index (q*M + s)*T + t.
+  std::vector<double> mean, rms, exc_mean, exc_rms, inh_mean, inh_rms;
+  double at(const std::vector<double>& v, int q, int s, std::int64_t t) const {
+    return v[(size_t(q) * size_t(M) + size_t(s)) * size_t(T) + size_t(t)];
+  }
+};
+
+// J_rows: this rank's rows of J (rows.count() x N, row-major); rates: all units (N x T, row-major,
+// identical on every rank); unit_region: per unit, in [0, M). per_unit (optional): this rank's
+// units' total current from each source region, rows.count() x (M*T), index i*(M*T) + s*T + t.
+// Collective on comm.
+RegionCurrents region_currents(const double* J_rows, RowRange rows, std::int64_t N, const double* rates,
+                               std::int64_t T, const std::vector<int>& unit_region, int M, MPI_Comm comm,
+                               std::vector<double>* per_unit = nullptr);
+
+// Writes /currents/{mean,rms,exc_mean,exc_rms,inh_mean,inh_rms} [M x M x T] and
+// /currents/region_names (and /region_names if absent). Collective.
+void write_currents(const h5::File& f, const RegionCurrents& c, const std::vector<std::string>& region_names);
+// Writes /currents/per_unit [N x (M*T)] (row i: unit i's current from source s at sample t in column s*T + t).
+void write_per_unit(const h5::File& f, const std::vector<double>& per_unit, RowRange rows, std::int64_t N, int M,
+                    std::int64_t T);
+
+}  // namespace cohortnet::decompose

@@ -1,0 +1,617 @@
+#include "fit/curbd.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <sstream>
+
+#include "core/h5.hpp"
+#include "core/rng.hpp"
+#include "decompose/decompose.hpp"
+#include "fit/kernels.hpp"
+
+namespace cohortnet::fit {
+
+// ---------------------------------------------------------------------------------------------
+// Parameters
+
+const char* normalise_name(Normalise n) { return n == Normalise::Global ? "global" : "region"; }
+
+Normalise parse_normalise(const std::string& s) {
+  if (s == "global") return Normalise::Global;
+  if (s == "region") return Normalise::Region;
+  fail("option --normalise: unknown mode '", s, "' (use global or region)");
+}
+
+void check_params(const Params& p) {
+  auto positive = [](double v, const char* opt) {
+    if (!(v > 0) || !std::isfinite(v)) fail("option --", opt, " must be a positive number, is ", v);
+  };
+  if (p.dt_factor < 1) fail("option --dt-factor must be an integer >= 1, is ", p.dt_factor);
+  positive(p.tau_rnn, "tau-rnn");
+  positive(p.tau_wn, "tau-wn");
+  positive(p.p0, "p0");
+  if (!(p.g >= 0) || !std::isfinite(p.g)) fail("option --g must be a finite number >= 0, is ", p.g);
+  if (!(p.amp_in_wn >= 0) || !std::isfinite(p.amp_in_wn))
+    fail("option --amp-in-wn must be a finite number >= 0, is ", p.amp_in_wn);
+  if (p.runs_train < 0) fail("option --runs-train must be >= 0, is ", p.runs_train);
+  if (p.runs_free < 0) fail("option --runs-free must be >= 0, is ", p.runs_free);
+  if (p.total_runs() < 1) fail("options --runs-train and --runs-free: at least one run is needed");
+}
+
+Init read_init(const std::string& path, RowRange rows, std::int64_t n_units, std::int64_t n_steps, MPI_Comm comm) {
+  Init init;
+  h5::File f = h5::open_read(path, comm);
+  auto need = [&](const char* ds, std::int64_t cols) {
+    if (!h5::exists(f, ds)) fail("option --init: file ", path, " has no dataset ", ds);
+    auto d = h5::dims(f, ds);
+    if (d.size() != 2 || std::int64_t(d[0]) != n_units || std::int64_t(d[1]) != cols)
+      fail("option --init: file ", path, ": dataset ", ds, " must be [", n_units, " x ", cols, "]");
+  };
+  need("/J0", n_units);
+  need("/inputWN", n_steps);
+  init.j0 = h5::read_rows(f, "/J0", rows);
+  init.noise = h5::read_rows(f, "/inputWN", rows);
+  return init;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Trainer
+
+namespace {
+
+struct DenseArray {
+  Mat m;
+  double* a = nullptr;
+  PetscInt lda = 0;
+  explicit DenseArray(Mat mat) : m(mat) {
+    PetscScalar* p = nullptr;
+    COHORTNET_PETSC(MatDenseGetArray(m, &p));
+    a = p;
+    COHORTNET_PETSC(MatDenseGetLDA(m, &lda));
+  }
+  ~DenseArray() {
+    PetscScalar* p = a;
+    MatDenseRestoreArray(m, &p);
+  }
+  DenseArray(const DenseArray&) = delete;
+  DenseArray& operator=(const DenseArray&) = delete;
+};
+
+Mat create_dense(MPI_Comm comm, PetscInt m, PetscInt N) {
+  Mat A = nullptr;
+  COHORTNET_PETSC(MatCreateDense(comm, m, PETSC_DECIDE, N, N, nullptr, &A));
+  COHORTNET_PETSC(MatAssemblyBegin(A, MAT_FINAL_ASSEMBLY));
+  COHORTNET_PETSC(MatAssemblyEnd(A, MAT_FINAL_ASSEMBLY));
+  return A;
+}
+
+// Row-major rows x N from a column-major local block, and back.
+std::vector<double> to_row_major(Mat A, PetscInt m, PetscInt N) {
+  DenseArray d(A);
+  std::vector<double> out(size_t(m) * size_t(N));
+  for (PetscInt j = 0; j < N; ++j)
+    for (PetscInt i = 0; i < m; ++i) out[size_t(i) * size_t(N) + size_t(j)] = d.a[i + j * d.lda];
+  return out;
+}
+
+void from_row_major(Mat A, PetscInt m, PetscInt N, const std::vector<double>& in) {
+  DenseArray d(A);
+  for (PetscInt j = 0; j < N; ++j)
+    for (PetscInt i = 0; i < m; ++i) d.a[i + j * d.lda] = in[size_t(i) * size_t(N) + size_t(j)];
+}
+
+}  // namespace
+
+Trainer::Trainer(const AnimalData& data, std::uint64_t animal_index, const Params& params, MPI_Comm comm,
+                 const Init* init)
+    : comm_(comm), meta_(data.meta), animal_index_(animal_index), params_(params) {
+  try {
+    setup(data, init);
+  } catch (...) {
+    if (J_) MatDestroy(&J_);  // the destructor does not run for a failed constructor
+    if (P_) MatDestroy(&P_);
+    throw;
+  }
+}
+
+void Trainer::setup(const AnimalData& data, const Init* init) {
+  check_params(params_);
+  const std::string& id = meta_.animal_id;
+  N_ = meta_.n_units;
+  T_ = meta_.n_samples;
+  L_ = (T_ - 1) * params_.dt_factor + 1;
+  dt_ = meta_.sample_interval / double(params_.dt_factor);
+  if (N_ > 2000000000 || L_ > 2000000000) fail("animal ", id, ": too many units or RNN steps for this build");
+
+  // The layout is PETSc's: create J first and take its row split; the data must match it.
+  J_ = create_dense(comm_, PETSC_DECIDE, PetscInt(N_));
+  P_ = create_dense(comm_, PETSC_DECIDE, PetscInt(N_));
+  PetscInt b = 0, e = 0;
+  COHORTNET_PETSC(MatGetOwnershipRange(J_, &b, &e));
+  rows_ = RowRange{b, e};
+  m_ = e - b;
+  {
+    // Checks that may differ between ranks are agreed before the next collective.
+    std::string err;
+    if (data.rows.begin != b || data.rows.end != e)
+      err = cat("animal ", id, ": the activity rows given to the fit (", data.rows.begin, "-", data.rows.end,
+                ") are not PETSc's row split (", b, "-", e, "); read them with read_animal on the same communicator");
+    else if (data.activity.size() != size_t(e - b) * size_t(T_))
+      err = cat("animal ", id, ": ", data.activity.size(), " activity values given for ", e - b, " rows x ", T_, " samples");
+    else if (init && !init->j0.empty() &&
+             (init->j0.size() != size_t(e - b) * size_t(N_) || init->noise.size() != size_t(e - b) * size_t(L_)))
+      err = cat("animal ", id, ": injected J0/noise rows have the wrong size (need ", e - b, " x ", N_, " and ", e - b,
+                " x ", L_, ")");
+    agree(comm_, err);
+  }
+  row_layout(PetscInt(N_), comm_, counts_, offsets_);
+
+  // Memory per rank: J and P rows, noise rows, target and rates rows, full rates at the end.
+  {
+    const double bytes = 8.0 * (2.0 * double(m_) * double(N_) + double(m_) * double(L_) +
+                                3.0 * double(m_) * double(T_) + double(N_) * double(T_));
+    MPI_Comm node;
+    MPI_Comm_split_type(comm_, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node);
+    const int per_node = comm_size(node);
+    MPI_Comm_free(&node);
+    const double have = double(available_memory_bytes()) / double(per_node);
+    std::string err;
+    if (bytes > 0.9 * have)
+      err = cat("animal ", id, ": the fit needs ", bytes / 1e9, " GB per rank but only ", have / 1e9,
+                " GB are available per rank; use more ranks per animal (--ranks-per-animal)");
+    agree(comm_, err);
+  }
+
+  // Target: D = A / max (global or per region), clipped to [-0.999, 0.999]; sigma = population std.
+  const int M = meta_.n_regions();
+  std::vector<double> mx(size_t(M), -INFINITY);
+  for (PetscInt i = 0; i < m_; ++i) {
+    const int q = meta_.unit_region[size_t(b + i)];
+    for (std::int64_t t = 0; t < T_; ++t)
+      mx[size_t(q)] = std::max(mx[size_t(q)], data.activity[size_t(i) * size_t(T_) + size_t(t)]);
+  }
+  MPI_Allreduce(MPI_IN_PLACE, mx.data(), M, MPI_DOUBLE, MPI_MAX, comm_);
+  scale_.assign(size_t(M), 0.0);
+  if (params_.normalise == Normalise::Global) {
+    const double g = *std::max_element(mx.begin(), mx.end());
+    if (!(g > 0)) fail("animal ", id, ": the largest activity value is ", g, " (<= 0); cannot normalise by the maximum (--normalise global)");
+    std::fill(scale_.begin(), scale_.end(), g);
+  } else {
+    for (int q = 0; q < M; ++q) {
+      if (!(mx[size_t(q)] > 0))
+        fail("animal ", id, ": region ", meta_.region_names[size_t(q)], " has largest activity ", mx[size_t(q)],
+             " (<= 0); cannot normalise it by its maximum (--normalise region)");
+      scale_[size_t(q)] = mx[size_t(q)];
+    }
+  }
+  D_.assign(size_t(T_) * size_t(m_), 0.0);
+  double sum = 0;
+  for (PetscInt i = 0; i < m_; ++i) {
+    const double s = scale_[size_t(meta_.unit_region[size_t(b + i)])];
+    for (std::int64_t t = 0; t < T_; ++t) {
+      double v = data.activity[size_t(i) * size_t(T_) + size_t(t)] / s;
+      v = std::min(0.999, std::max(-0.999, v));
+      D_[size_t(t) * size_t(m_) + size_t(i)] = v;
+      sum += v;
+    }
+  }
+  MPI_Allreduce(MPI_IN_PLACE, &sum, 1, MPI_DOUBLE, MPI_SUM, comm_);
+  const double mean = sum / (double(N_) * double(T_));
+  double ss = 0;
+  for (double v : D_) ss += (v - mean) * (v - mean);
+  MPI_Allreduce(MPI_IN_PLACE, &ss, 1, MPI_DOUBLE, MPI_SUM, comm_);
+  sigma_ = std::sqrt(ss / (double(N_) * double(T_)));
+  if (!(sigma_ > 0)) fail("animal ", id, ": the normalised activity is constant (std 0); pVar is undefined");
+
+  // J0 and input noise: drawn per row from the animal's streams (rank-count independent), or injected.
+  const bool injected = init && !init->j0.empty();
+  if (injected) {
+    from_row_major(J_, m_, PetscInt(N_), init->j0);
+  } else {
+    DenseArray d(J_);
+    const double s = params_.g / std::sqrt(double(N_));
+    for (PetscInt i = 0; i < m_; ++i) {
+      Stream st(params_.seed, {kTagJ0, animal_index_, std::uint64_t(b + i)});
+      for (PetscInt j = 0; j < PetscInt(N_); ++j) d.a[i + j * d.lda] = s * st.normal();
+    }
+  }
+  noise_.assign(size_t(L_) * size_t(m_), 0.0);
+  if (injected) {
+    for (PetscInt i = 0; i < m_; ++i)
+      for (std::int64_t t = 0; t < L_; ++t)
+        noise_[size_t(t) * size_t(m_) + size_t(i)] = init->noise[size_t(i) * size_t(L_) + size_t(t)];
+  } else {
+    const double amp = std::sqrt(params_.tau_wn / dt_), decay = std::exp(-dt_ / params_.tau_wn);
+    for (PetscInt i = 0; i < m_; ++i) {
+      Stream st(params_.seed, {kTagNoise, animal_index_, std::uint64_t(b + i)});
+      double u = 1.0;
+      (void)st.normal();  // w[0] is drawn (and unused), as in the method's definition
+      noise_[size_t(i)] = params_.amp_in_wn * u;
+      for (std::int64_t t = 1; t < L_; ++t) {
+        const double w = amp * st.normal();
+        u = w + (u - w) * decay;
+        noise_[size_t(t) * size_t(m_) + size_t(i)] = params_.amp_in_wn * u;
+      }
+    }
+  }
+  {
+    DenseArray d(P_);
+    for (PetscInt j = 0; j < PetscInt(N_); ++j)
+      for (PetscInt i = 0; i < m_; ++i) d.a[i + j * d.lda] = (b + i == j) ? params_.p0 : 0.0;
+  }
+  R_.assign(size_t(T_) * size_t(m_), 0.0);
+  build_schedule();
+}
+
+Trainer::~Trainer() {
+  if (J_) MatDestroy(&J_);
+  if (P_) MatDestroy(&P_);
+}
+
+// Which RNN iteration resets, records and learns which sample. Iteration tt (1-based) computes
+// r = tanh(x) from the state after tt-1 Euler steps, i.e. the rate at time (tt-1)*dt, then advances
+// x with J r and the noise of step tt.
+void Trainer::build_schedule() {
+  const int df = params_.dt_factor;
+  std::vector<char> is_start(size_t(T_), 0);
+  for (auto s : meta_.trial_starts) is_start[size_t(s)] = 1;
+  if (!params_.reference_compat) {
+    // Integer alignment: sample i is the rate at time i*dtData, i.e. iteration i*df + 1. Learning
+    // at every sample except trial starts (there the rate is the reset value, not the network's).
+    n_iter_ = int(L_);
+    reset_at_.assign(size_t(n_iter_) + 1, -1);
+    record_at_.assign(size_t(n_iter_) + 1, -1);
+    learn_at_.assign(size_t(n_iter_) + 1, -1);
+    for (std::int64_t i = 1; i < T_; ++i) {
+      const size_t tt = size_t(i * df + 1);
+      record_at_[tt] = i;
+      if (is_start[size_t(i)]) reset_at_[tt] = i;
+      else learn_at_[tt] = i;
+    }
+  } else {
+    // The reference: a float accumulator of dt decides when to learn, and each learning step takes
+    // the next unlearned sample; pVar uses the rate at the RNN step nearest each sample time;
+    // resets at RNN step start*df (before that step's rate).
+    n_iter_ = int(L_ - 1);
+    reset_at_.assign(size_t(n_iter_) + 1, -1);
+    record_at_.assign(size_t(n_iter_) + 1, -1);
+    learn_at_.assign(size_t(n_iter_) + 1, -1);
+    for (std::int64_t i = 1; i < T_; ++i) {
+      const std::int64_t tt = i * df;
+      if (tt <= n_iter_) record_at_[size_t(tt)] = i;
+      if (is_start[size_t(i)] && tt <= n_iter_) reset_at_[size_t(tt)] = i;
+    }
+    const double dt_data = meta_.sample_interval;
+    const double dt = dt_data / double(df);
+    double t_learn = 0;
+    std::int64_t next = 0;
+    for (int tt = 1; tt <= n_iter_; ++tt) {
+      t_learn += dt;
+      if (t_learn >= dt_data) {
+        t_learn = 0;
+        if (next < T_) learn_at_[size_t(tt)] = next++;
+      }
+    }
+  }
+}
+
+RunStats Trainer::run_next() {
+  const int run = runs_done();
+  if (run >= params_.total_runs()) fail("animal ", meta_.animal_id, ": all runs are done");
+  const bool train = run < params_.runs_train;
+  const PetscInt N = PetscInt(N_), m = m_;
+  const double dt = dt_, tau = params_.tau_rnn;
+  const size_t ms = static_cast<size_t>(m), Ns = static_cast<size_t>(N);
+  std::vector<double> x(ms), y(ms), e(ms), kl(ms);
+  std::vector<double> ra(Ns), rb(Ns), k(Ns);
+  std::vector<double> rla(ms), rlb(ms);
+  double* r = ra.data();       // full rate of the current iteration
+  double* rn = rb.data();      // full rate of the next iteration
+  double* rl = rla.data();     // local rate, current
+  double* rln = rlb.data();    // local rate, next
+  std::vector<double> err_sq(static_cast<size_t>(T_), 0.0);
+  std::vector<double> pkl(ms), pk(Ns);  // deferred update of P: P -= pc pkl pk^T
+  double pc = 0;
+  bool p_pending = false;
+
+  auto gather = [&](const double* local, double* full) {
+    MPI_Allgatherv(local, int(m), MPI_DOUBLE, full, counts_.data(), offsets_.data(), MPI_DOUBLE, comm_);
+  };
+  // Rate of iteration tt from the current x (after a reset if tt is a reset point).
+  auto prepare = [&](int tt, double* loc, double* full) {
+    const std::int64_t rs = reset_at_[size_t(tt)];
+    if (rs >= 0) std::copy_n(&D_[size_t(rs) * size_t(m)], size_t(m), x.begin());
+    for (PetscInt i = 0; i < m; ++i) loc[i] = std::tanh(x[size_t(i)]);
+    gather(loc, full);
+  };
+
+  int tt0 = 1;
+  if (mid_iter_ > 0) {
+    // Continue a run stopped mid-way (checkpoint): state, partial rates and error sums.
+    tt0 = mid_iter_;
+    x = mid_x_;
+    err_sq = mid_err_;
+    mid_iter_ = 0;
+  } else {
+    std::copy_n(D_.begin(), size_t(m), x.begin());
+    for (PetscInt i = 0; i < m; ++i) R_[size_t(i)] = std::tanh(x[size_t(i)]);
+  }
+  DenseArray Ja(J_), Pa(P_);
+  prepare(tt0, rl, r);
+  bool have_y = false;
+  for (int tt = tt0; tt <= n_iter_; ++tt) {
+    if (stop_check_ && tt > tt0 && (tt - 1) % stop_every_ == 0 && stop_check_()) {
+      // Stop at the top of iteration tt: keep what a checkpoint needs to continue exactly here.
+      // Flushing P's deferred update now is the same arithmetic as fusing it later; y (if
+      // precomputed) is recomputed bit for bit on resume.
+      if (p_pending) kernels::ger(m, N, Pa.a, Pa.lda, pc, pkl.data(), pk.data());
+      mid_iter_ = tt;
+      mid_x_ = x;
+      mid_err_ = err_sq;
+      RunStats st;
+      st.run = run;
+      st.train = train;
+      st.complete = false;
+      return st;
+    }
+    const std::int64_t rec = record_at_[size_t(tt)];
+    if (rec >= 0) std::copy_n(rl, size_t(m), &R_[size_t(rec) * size_t(m)]);
+    const bool advance = tt < n_iter_;
+    if (advance) {
+      if (!have_y) kernels::gemv(m, N, Ja.a, Ja.lda, r, y.data());
+      const double* u = &noise_[size_t(tt) * size_t(m)];
+      for (PetscInt i = 0; i < m; ++i) x[size_t(i)] = x[size_t(i)] + dt * (-x[size_t(i)] + (y[size_t(i)] + u[i])) / tau;
+    }
+    have_y = false;
+    const std::int64_t ls = learn_at_[size_t(tt)];
+    if (ls >= 0) {
+      const double* d = &D_[size_t(ls) * size_t(m)];
+      double s2 = 0;
+      for (PetscInt i = 0; i < m; ++i) {
+        e[size_t(i)] = rl[i] - d[i];
+        s2 += e[size_t(i)] * e[size_t(i)];
+      }
+      err_sq[size_t(ls)] += s2;
+    }
+    if (advance) prepare(tt + 1, rln, rn);
+    if (ls >= 0 && train) {
+      // RLS: k = P r; c = 1/(1 + r.k); P -= c k k^T; J -= c e k^T (all rows share P).
+      // P's rank-1 update is deferred to the next learning step's P r (one pass over P for
+      // both) and flushed at the end of the run; the arithmetic is the same, element by element.
+      if (p_pending) {
+        kernels::ger_gemv(m, N, Pa.a, Pa.lda, pc, pkl.data(), pk.data(), r, kl.data());
+        p_pending = false;
+      } else {
+        kernels::gemv(m, N, Pa.a, Pa.lda, r, kl.data());
+      }
+      gather(kl.data(), k.data());
+      double rk = 0;
+      for (PetscInt j = 0; j < N; ++j) rk += r[j] * k[size_t(j)];
+      if (!std::isfinite(rk) || !(1.0 + rk > 0))
+        throw Diverged(cat("animal ", meta_.animal_id, ": the fit diverged in run ", run + 1, " (RNN step ", tt,
+                           ", sample ", ls, "): 1 + r.Pr = ", 1.0 + rk,
+                           (std::isfinite(rk) ? " <= 0, P lost positive definiteness" : " is not finite"),
+                           "; try a smaller --g or --p0, a larger --tau-rnn or a larger --dt-factor (dt/tau-rnn must stay well below 1)"));
+      const double c = 1.0 / (1.0 + rk);
+      pkl.swap(kl);
+      pk.swap(k);
+      pc = c;
+      p_pending = true;
+      const std::vector<double>& kf = pk;  // this step's k, full
+      if (advance) {
+        // Fused with the next iteration's J r (its rate is known already): one pass over J.
+        kernels::ger_gemv(m, N, Ja.a, Ja.lda, c, e.data(), kf.data(), rn, y.data());
+        have_y = true;
+      } else {
+        kernels::ger(m, N, Ja.a, Ja.lda, c, e.data(), kf.data());
+      }
+    }
+    if (advance) {
+      std::swap(r, rn);
+      std::swap(rl, rln);
+    }
+  }
+
+  if (p_pending) kernels::ger(m, N, Pa.a, Pa.lda, pc, pkl.data(), pk.data());
+
+  // chi2 and pVar: local sums, one reduction each.
+  MPI_Allreduce(MPI_IN_PLACE, err_sq.data(), int(T_), MPI_DOUBLE, MPI_SUM, comm_);
+  double chi2 = 0;
+  for (double v : err_sq) chi2 += v / double(N_);
+  double dist = 0;
+  for (size_t z = 0; z < D_.size(); ++z) dist += (D_[z] - R_[z]) * (D_[z] - R_[z]);
+  MPI_Allreduce(MPI_IN_PLACE, &dist, 1, MPI_DOUBLE, MPI_SUM, comm_);
+  const double ratio = std::sqrt(dist) / (std::sqrt(double(N_) * double(T_)) * sigma_);
+  const double pvar = 1.0 - ratio * ratio;
+  pvar_.push_back(pvar);
+  chi2_.push_back(chi2);
+  check_health();
+  return RunStats{run, train, pvar, chi2};
+}
+
+void Trainer::check_health() {
+  // Once per run: every entry of J and P finite, P's diagonal positive (it is a covariance).
+  int bad_j = 0, bad_p = 0, bad_diag = 0;
+  {
+    DenseArray Ja(J_), Pa(P_);
+    for (PetscInt j = 0; j < PetscInt(N_); ++j) {
+      const double* cj = Ja.a + j * Ja.lda;
+      const double* cp = Pa.a + j * Pa.lda;
+      for (PetscInt i = 0; i < m_; ++i) {
+        if (!std::isfinite(cj[i])) bad_j = 1;
+        if (!std::isfinite(cp[i])) bad_p = 1;
+      }
+    }
+    for (PetscInt i = 0; i < m_; ++i)
+      if (!(Pa.a[i + (rows_.begin + i) * Pa.lda] > 0)) bad_diag = 1;
+  }
+  int flags[4] = {bad_j, bad_p, bad_diag, std::isfinite(pvar_.back()) ? 0 : 1};
+  MPI_Allreduce(MPI_IN_PLACE, flags, 4, MPI_INT, MPI_MAX, comm_);
+  if (flags[0] || flags[1] || flags[2] || flags[3])
+    throw Diverged(cat("animal ", meta_.animal_id, ": the fit diverged in run ", runs_done(), ": ",
+                       flags[0] ? "J has NaN/Inf entries; " : "", flags[1] ? "P has NaN/Inf entries; " : "",
+                       flags[2] ? "P lost its positive diagonal; " : "", flags[3] ? "pVar is not finite; " : "",
+                       "try a smaller --g or --p0, a larger --tau-rnn or a larger --dt-factor (dt/tau-rnn must stay well below 1)"));
+}
+
+std::int64_t Trainer::learning_samples_per_run() const {
+  return std::int64_t(std::count_if(learn_at_.begin(), learn_at_.end(), [](std::int64_t v) { return v >= 0; }));
+}
+
+std::vector<double> Trainer::local_J() const { return to_row_major(J_, m_, PetscInt(N_)); }
+std::vector<double> Trainer::local_P() const { return to_row_major(P_, m_, PetscInt(N_)); }
+
+std::vector<double> Trainer::local_rates() const {
+  std::vector<double> out(size_t(m_) * size_t(T_));
+  for (PetscInt i = 0; i < m_; ++i)
+    for (std::int64_t t = 0; t < T_; ++t) out[size_t(i) * size_t(T_) + size_t(t)] = R_[size_t(t) * size_t(m_) + size_t(i)];
+  return out;
+}
+
+std::vector<double> Trainer::full_rates() const {
+  std::vector<double> loc = local_rates(), full(size_t(N_) * size_t(T_));
+  std::vector<int> c(counts_.size()), o(offsets_.size());
+  for (size_t r = 0; r < c.size(); ++r) {
+    c[r] = counts_[r] * int(T_);
+    o[r] = offsets_[r] * int(T_);
+  }
+  MPI_Allgatherv(loc.data(), int(loc.size()), MPI_DOUBLE, full.data(), c.data(), o.data(), MPI_DOUBLE, comm_);
+  return full;
+}
+
+std::string fingerprint(const Params& p, std::int64_t n_units, std::int64_t n_samples, double dt_data,
+                        std::uint64_t animal_index) {
+  std::ostringstream os;
+  os.precision(17);
+  os << "N=" << n_units << ";T=" << n_samples << ";dt_data=" << dt_data << ";dt_factor=" << p.dt_factor
+     << ";g=" << p.g << ";tau_rnn=" << p.tau_rnn << ";tau_wn=" << p.tau_wn << ";amp_in_wn=" << p.amp_in_wn
+     << ";p0=" << p.p0 << ";runs_train=" << p.runs_train << ";runs_free=" << p.runs_free
+     << ";normalise=" << normalise_name(p.normalise) << ";seed=" << p.seed << ";animal_index=" << animal_index
+     << ";alignment=" << (p.reference_compat ? "reference" : "integer");
+  return os.str();
+}
+
+std::string Trainer::fingerprint() const {
+  return fit::fingerprint(params_, N_, T_, meta_.sample_interval, animal_index_);
+}
+
+void Trainer::save_checkpoint(const std::string& path, const std::string& config_text) const {
+  h5::AtomicFile af(path, comm_);
+  h5::File& f = af.file();
+  {
+    std::vector<double> jr = local_J();
+    h5::write_rows(f, "/J", hsize_t(N_), hsize_t(N_), rows_, jr.data());
+  }
+  {
+    std::vector<double> pr = local_P();
+    h5::write_rows(f, "/P", hsize_t(N_), hsize_t(N_), rows_, pr.data());
+  }
+  h5::write_doubles(f, "/pvar", {hsize_t(pvar_.size())}, pvar_.data());
+  h5::write_doubles(f, "/chi2", {hsize_t(chi2_.size())}, chi2_.data());
+  h5::set_attr(f, "/", "mid_iter", std::int64_t(mid_iter_));
+  if (mid_iter_ > 0) {
+    // Inside a run: the state x, the rates so far, and each rank's partial error sums (one row
+    // per rank, so a resume at the same rank count adds them up in the same order).
+    h5::ensure_group(f, "/mid");
+    h5::write_rows(f, "/mid/x", hsize_t(N_), 1, rows_, mid_x_.data());
+    std::vector<double> rl = local_rates();
+    h5::write_rows(f, "/mid/rates", hsize_t(N_), hsize_t(T_), rows_, rl.data());
+    const int rank = comm_rank(comm_), size = comm_size(comm_);
+    h5::write_rows(f, "/mid/err_sq", hsize_t(size), hsize_t(T_), RowRange{rank, rank + 1}, mid_err_.data());
+  }
+  h5::set_attr(f, "/", "format", "cohortnet-fit-checkpoint");
+  h5::set_attr(f, "/", "animal_id", meta_.animal_id);
+  h5::set_attr(f, "/", "runs_done", std::int64_t(runs_done()));
+  h5::set_attr(f, "/", "fingerprint", fingerprint());
+  h5::set_attr(f, "/", "config", config_text);
+  af.commit();
+}
+
+void Trainer::load_checkpoint(const std::string& path) {
+  h5::File f = h5::open_read(path, comm_);
+  const std::string fmt = h5::has_attr(f, "/", "format") ? h5::attr_string(f, "/", "format") : "";
+  if (fmt != "cohortnet-fit-checkpoint") fail("checkpoint ", path, ": not a cohortnet fit checkpoint");
+  const std::string id = h5::attr_string(f, "/", "animal_id");
+  if (id != meta_.animal_id) fail("checkpoint ", path, ": belongs to animal ", id, ", not ", meta_.animal_id);
+  const std::string fp = h5::attr_string(f, "/", "fingerprint");
+  if (fp != fingerprint())
+    fail("checkpoint ", path, " of animal ", id, " was written with other parameters (", fp, "; now ", fingerprint(),
+         "); resume with the same options or start without --resume");
+  const std::int64_t done = h5::attr_int(f, "/", "runs_done");
+  std::vector<double> pv = h5::read_doubles(f, "/pvar"), c2 = h5::read_doubles(f, "/chi2");
+  if (std::int64_t(pv.size()) != done || std::int64_t(c2.size()) != done)
+    fail("checkpoint ", path, ": /pvar and /chi2 must have runs_done = ", done, " entries");
+  from_row_major(J_, m_, PetscInt(N_), h5::read_rows(f, "/J", rows_));
+  from_row_major(P_, m_, PetscInt(N_), h5::read_rows(f, "/P", rows_));
+  pvar_ = pv;
+  chi2_ = c2;
+  mid_iter_ = h5::has_attr(f, "/", "mid_iter") ? int(h5::attr_int(f, "/", "mid_iter")) : 0;
+  if (mid_iter_ < 0 || mid_iter_ > n_iter_) fail("checkpoint ", path, ": attribute mid_iter out of range");
+  if (mid_iter_ > 0) {
+    mid_x_ = h5::read_rows(f, "/mid/x", rows_);
+    std::vector<double> rl = h5::read_rows(f, "/mid/rates", rows_);
+    for (PetscInt i = 0; i < m_; ++i)
+      for (std::int64_t t = 0; t < T_; ++t) R_[size_t(t) * size_t(m_) + size_t(i)] = rl[size_t(i) * size_t(T_) + size_t(t)];
+    const int rank = comm_rank(comm_), size = comm_size(comm_);
+    const auto d = h5::dims(f, "/mid/err_sq");
+    if (d.size() != 2 || d[1] != hsize_t(T_)) fail("checkpoint ", path, ": /mid/err_sq must be [ranks x ", T_, "]");
+    if (d[0] == hsize_t(size)) {
+      mid_err_ = h5::read_rows(f, "/mid/err_sq", RowRange{rank, rank + 1});
+    } else {  // written at another rank count: the sums go to rank 0 (equal up to rounding)
+      std::vector<double> all = h5::read_doubles(f, "/mid/err_sq");
+      mid_err_.assign(size_t(T_), 0.0);
+      if (rank == 0)
+        for (hsize_t q = 0; q < d[0]; ++q)
+          for (std::int64_t t = 0; t < T_; ++t) mid_err_[size_t(t)] += all[size_t(q) * size_t(T_) + size_t(t)];
+    }
+  }
+}
+
+void Trainer::write_result(const std::string& path, const std::string& config_text, bool per_unit_currents) const {
+  h5::AtomicFile af(path, comm_);
+  h5::File& f = af.file();
+  const int M = meta_.n_regions();
+  std::vector<double> jr = local_J();
+  h5::write_rows(f, "/J", hsize_t(N_), hsize_t(N_), rows_, jr.data());
+  {
+    std::vector<double> rl = local_rates();
+    h5::write_rows(f, "/rates", hsize_t(N_), hsize_t(T_), rows_, rl.data());
+  }
+  h5::write_doubles(f, "/pvar", {hsize_t(pvar_.size())}, pvar_.data());
+  h5::write_doubles(f, "/chi2", {hsize_t(chi2_.size())}, chi2_.data());
+  h5::write_doubles(f, "/target_scale", {hsize_t(M)}, scale_.data());
+  h5::write_strings(f, "/region_names", meta_.region_names);
+  {
+    std::vector<std::int64_t> ur(meta_.unit_region.begin(), meta_.unit_region.end());
+    h5::write_ints(f, "/unit_region", {hsize_t(ur.size())}, ur.data());
+    h5::write_ints(f, "/trial_starts", {hsize_t(meta_.trial_starts.size())}, meta_.trial_starts.data());
+  }
+  {
+    std::vector<double> full = full_rates();
+    std::vector<double> per_unit;
+    decompose::RegionCurrents c = decompose::region_currents(jr.data(), rows_, N_, full.data(), T_, meta_.unit_region,
+                                                              M, comm_, per_unit_currents ? &per_unit : nullptr);
+    decompose::write_currents(f, c, meta_.region_names);
+    if (per_unit_currents) decompose::write_per_unit(f, per_unit, rows_, N_, M, T_);
+  }
+  h5::set_attr(f, "/", "format", "cohortnet-fit");
+  h5::set_attr(f, "/", "format_version", std::int64_t(1));
+  h5::set_attr(f, "/", "animal_id", meta_.animal_id);
+  h5::set_attr(f, "/", "source", meta_.path);
+  h5::set_attr(f, "/", "seed", std::int64_t(params_.seed));
+  h5::set_attr(f, "/", "animal_index", std::int64_t(animal_index_));
+  h5::set_attr(f, "/", "sample_interval", meta_.sample_interval);
+  h5::set_attr(f, "/", "dt_factor", std::int64_t(params_.dt_factor));
+  h5::set_attr(f, "/", "normalise", normalise_name(params_.normalise));
+  h5::set_attr(f, "/", "alignment", params_.reference_compat ? "reference-compat" : "integer");
+  h5::set_attr(f, "/", "target_std", sigma_);
+  h5::set_attr(f, "/", "runs_train", std::int64_t(params_.runs_train));
+  h5::set_attr(f, "/", "runs_free", std::int64_t(params_.runs_free));
+  h5::set_attr(f, "/", "final_pvar", pvar_.empty() ? 0.0 : pvar_.back());
+  h5::set_attr(f, "/", "fingerprint", fingerprint());
+  h5::set_attr(f, "/", "config", config_text);
+  af.commit();
+}
+
+}  // namespace cohortnet::fit

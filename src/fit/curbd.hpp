@@ -1,0 +1,157 @@
+#pragma once
+// The data-constrained multi-region RNN of one animal (CURBD, trained by recursive least squares /
+// FORCE), distributed over the ranks of a communicator. J (target x source) and P are PETSc
+// MATMPIDENSE matrices split by rows (PETSc decides the split; MatGetOwnershipRange); each rank
+// holds its rows of J, P, the target and the input noise. Per RNN step the ranks exchange only the
+// rate vector r (length N), and per learning step also k = P r: no rank ever holds an N x N matrix
+// and nothing of size N x N is allocated per step. See docs/fit.md for the math and the alignment.
+#include <mpi.h>
+#include <petscmat.h>
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "core/error.hpp"
+#include "core/parallel.hpp"
+#include "io/animal.hpp"
+
+namespace cohortnet::fit {
+
+enum class Normalise { Global, Region };
+
+struct Params {
+  int dt_factor = 1;        // RNN Euler steps per data sample
+  double g = 1.5;           // J0 = g * randn / sqrt(N)
+  double tau_rnn = 0.01;    // s
+  double tau_wn = 0.1;      // s, input-noise filter time constant
+  double amp_in_wn = 0.01;  // input-noise amplitude
+  int runs_train = 50;      // reference default 2000 (docs/fit.md)
+  int runs_free = 1;        // runs without learning after training (reference default 10)
+  double p0 = 1.0;          // P = p0 * I
+  Normalise normalise = Normalise::Global;
+  std::uint64_t seed = 1;
+  bool reference_compat = false;  // the reference's sample alignment (float accumulator)
+  int total_runs() const { return runs_train + runs_free; }
+};
+
+// Throws Error naming the option (--tau-rnn, --dt-factor ...) for a value out of range.
+void check_params(const Params& p);
+const char* normalise_name(Normalise n);
+Normalise parse_normalise(const std::string& s);  // "global" | "region", else Error naming --normalise
+
+// The fit stopped because J or P stopped being finite or P lost its positive diagonal.
+class Diverged : public Error {
+ public:
+  explicit Diverged(const std::string& what) : Error(what) {}
+};
+
+// Injected initial state (conformance with the reference, experiments): this rank's rows,
+// row-major. j0: rows x N. noise: rows x L, already multiplied by amp_in_wn (the reference's
+// inputWN). Empty vectors mean "draw from the seed".
+struct Init {
+  std::vector<double> j0;
+  std::vector<double> noise;
+};
+// Reads /J0 [N x N] and /inputWN [N x L] (this rank's rows) from an HDF5 file. Collective.
+Init read_init(const std::string& path, RowRange rows, std::int64_t n_units, std::int64_t n_steps,
+               MPI_Comm comm);
+
+// A text that changes whenever a parameter that changes the result changes (recorded in
+// checkpoints and outputs; --resume refuses to mix).
+std::string fingerprint(const Params& p, std::int64_t n_units, std::int64_t n_samples, double dt_data,
+                        std::uint64_t animal_index);
+
+struct RunStats {
+  int run = 0;  // 0-based
+  bool train = false;
+  double pvar = 0, chi2 = 0;
+  bool complete = true;  // false: stopped inside the run by the stop check (checkpoint, resume)
+};
+
+class Trainer {
+ public:
+  // data: this rank's rows of the animal (rows must be PETSc's split of N over comm, which is what
+  // read_animal gives). animal_index names the random streams (J0/noise rows) of this animal.
+  Trainer(const AnimalData& data, std::uint64_t animal_index, const Params& params, MPI_Comm comm,
+          const Init* init = nullptr);
+  ~Trainer();
+  Trainer(const Trainer&) = delete;
+  Trainer& operator=(const Trainer&) = delete;
+
+  // Runs the next run (training while runs_done() < runs_train, then free). Throws Diverged.
+  // With a stop check installed, returns complete = false when it said stop (inside the run);
+  // save_checkpoint then records the mid-run state and a resumed Trainer continues exactly there.
+  RunStats run_next();
+  // Called (collectively: it must give the same answer on every rank) every `every` RNN steps.
+  void set_stop_check(std::function<bool()> check, int every) {
+    stop_check_ = std::move(check);
+    stop_every_ = every > 0 ? every : 1;
+  }
+  bool inside_run() const { return mid_iter_ > 0; }
+  int runs_done() const { return int(pvar_.size()); }
+  bool finished() const { return runs_done() >= params_.total_runs(); }
+  const std::vector<double>& pvar() const { return pvar_; }
+  const std::vector<double>& chi2() const { return chi2_; }
+
+  // Checkpoint (J, P, the run history) written atomically, each rank its rows. Collective.
+  void save_checkpoint(const std::string& path, const std::string& config_text) const;
+  // Restores a checkpoint written with the same parameters (any rank count). Throws Error naming
+  // the file if it belongs to another animal or other parameters.
+  void load_checkpoint(const std::string& path);
+  // A text that changes whenever a parameter that changes the result changes.
+  std::string fingerprint() const;
+
+  // Final output per docs/fit.md: J, pVar/chi2, rates, scale, metadata and the region-pair
+  // currents (src/decompose). Atomic, collective.
+  void write_result(const std::string& path, const std::string& config_text, bool per_unit_currents) const;
+
+  // ---- access (tests, decomposition) ----
+  const AnimalMeta& meta() const { return meta_; }
+  RowRange rows() const { return rows_; }
+  std::int64_t n_units() const { return N_; }
+  std::int64_t n_samples() const { return T_; }
+  std::int64_t n_steps() const { return L_; }
+  std::vector<double> local_J() const;      // rows x N, row-major
+  std::vector<double> local_P() const;      // rows x N, row-major
+  std::vector<double> local_rates() const;  // rows x T, row-major (rates at the samples, last run)
+  std::vector<double> full_rates() const;   // N x T on every rank (collective)
+  const std::vector<double>& scale() const { return scale_; }  // per region
+  // Samples a training run learns from (the schedule of the chosen alignment).
+  std::int64_t learning_samples_per_run() const;
+  double sigma() const { return sigma_; }
+  Mat J() const { return J_; }
+  Mat P() const { return P_; }
+
+ private:
+  void setup(const AnimalData& data, const Init* init);
+  void build_schedule();
+  void check_health();
+
+  MPI_Comm comm_;
+  AnimalMeta meta_;
+  std::uint64_t animal_index_;
+  Params params_;
+  std::int64_t N_ = 0, T_ = 0, L_ = 0;
+  double dt_ = 0;
+  RowRange rows_;
+  PetscInt m_ = 0;  // local rows
+  std::vector<int> counts_, offsets_;
+  Mat J_ = nullptr, P_ = nullptr;
+  std::vector<double> D_;      // target, local rows: T x m (sample-major)
+  std::vector<double> noise_;  // L x m (step-major), u[step][row]
+  std::vector<double> R_;      // rates at samples of the last run: T x m
+  std::vector<double> scale_;  // per region
+  double sigma_ = 0;
+  // Per RNN iteration tt (1 .. n_iter): which sample to reset to / record / learn (-1 = none).
+  int n_iter_ = 0;
+  std::vector<std::int64_t> reset_at_, record_at_, learn_at_;
+  std::vector<double> pvar_, chi2_;
+  std::function<bool()> stop_check_;
+  int stop_every_ = 100;
+  int mid_iter_ = 0;  // > 0: a run stopped at the top of this iteration
+  std::vector<double> mid_x_, mid_err_;
+};
+
+}  // namespace cohortnet::fit

@@ -1,0 +1,92 @@
+#include "workflow/run.hpp"
+
+#include <chrono>
+#include <fstream>
+#include <set>
+
+#include "core/error.hpp"
+#include "core/log.hpp"
+#include "core/parallel.hpp"
+
+namespace cohortnet {
+
+namespace {
+
+// The pipeline's order. A stage runs when the config file has its section.
+const std::vector<std::string> kPipeline = {"simulate", "ingest", "fit", "modes", "report"};
+
+std::set<std::string> config_sections(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) fail("config file ", path, ": cannot be read");
+  std::set<std::string> out;
+  std::string line;
+  while (std::getline(in, line)) {
+    auto b = line.find_first_not_of(" \t");
+    if (b == std::string::npos || line[b] != '[') continue;
+    auto e = line.find(']', b);
+    if (e != std::string::npos) out.insert(line.substr(b + 1, e - b - 1));
+  }
+  return out;
+}
+
+}  // namespace
+
+Command make_run_command(const std::vector<Command>& stages) {
+  Command c;
+  c.name = "run";
+  c.summary = "the whole study on this machine (simulate or ingest, fit, modes, report) from one config";
+  c.add_options = [](po::options_description& d) {
+    d.add_options()("stages", po::value<std::string>()->default_value(""),
+                    "comma-separated stages to run (default: every stage with a [section] in the config)");
+  };
+  c.run = [stages](const po::variables_map& vm, MPI_Comm comm) {
+    if (!vm.count("config")) fail("cohortnet run needs --config FILE (see configs/demo.ini)");
+    const std::string cfg = vm["config"].as<std::string>();
+    std::set<std::string> present;
+    collective(comm, [&] { present = config_sections(cfg); });
+    std::set<std::string> wanted;
+    const std::string list = vm["stages"].as<std::string>();
+    for (size_t b = 0; b < list.size();) {
+      size_t e = list.find(',', b);
+      std::string s = list.substr(b, e == std::string::npos ? std::string::npos : e - b);
+      if (!s.empty()) {
+        bool known = false;
+        for (auto& p : kPipeline) known |= p == s;
+        if (!known) fail("option --stages: unknown stage '", s, "' (stages: simulate, ingest, fit, modes, report)");
+        wanted.insert(s);
+      }
+      if (e == std::string::npos) break;
+      b = e + 1;
+    }
+    const auto t0 = std::chrono::steady_clock::now();
+    int ran = 0;
+    for (const auto& name : kPipeline) {
+      if (wanted.empty() ? !present.count(name) : !wanted.count(name)) continue;
+      const Command* stage = nullptr;
+      for (auto& s : stages)
+        if (s.name == name) stage = &s;
+      if (!stage) {
+        log::warn(comm, "stage '", name, "' is not available in this build; skipped");
+        continue;
+      }
+      log::info(comm, "== ", name, " ==");
+      po::variables_map svm;
+      bool go = false;
+      collective(comm, [&] { go = parse_command(*stage, {"--config", cfg}, svm, comm); });
+      if (!go) continue;
+      int status = stage->run(svm, comm);
+      ++ran;
+      if (status != 0) {
+        log::info(comm, "run: stage '", name, "' ended with status ", status, "; later stages not run");
+        return status;
+      }
+    }
+    if (ran == 0) fail("config file ", cfg, ": has none of the sections [simulate], [ingest], [fit], [modes], [report]");
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    log::info(comm, "run: ", ran, " stages done in ", log::duration(s));
+    return 0;
+  };
+  return c;
+}
+
+}  // namespace cohortnet

@@ -1,0 +1,73 @@
+#pragma once
+// `cohortnet submit`: the study as a chain of Slurm jobs (fit job arrays -> modes -> report),
+// sized from the animals' sizes and the cluster's memory, resubmitting only what is unfinished.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/options.hpp"
+
+namespace cohortnet {
+
+struct SubmitSettings {
+  std::string config;          // the study's config file (absolute path)
+  std::string binary;          // cohortnet executable the jobs run
+  std::string cohort_dir, fit_out, modes_out;
+  bool has_modes = false, has_report = false;
+  std::string partition, account, qos;
+  double mem_per_node_gb = 0;  // usable memory of one node
+  int cores_per_node = 1;
+  int max_ranks_per_animal = 0;  // 0: cores_per_node * max_nodes
+  int max_nodes = 1;
+  int ranks_per_animal = 0;    // 0: from memory
+  std::string time_fit = "04:00:00", time_modes = "01:00:00", time_report = "00:30:00";
+  int signal_lead_s = 300;     // SIGTERM this long before the time limit: the fit checkpoints
+  int modes_ranks = 2;
+  int array_limit = 0;         // %N of the job arrays (0: no limit)
+  int dt_factor = 1;
+  std::string launcher = "srun --mpi=pmix";
+  std::string script_dir;      // where scripts, lists and logs go
+};
+
+struct PlannedAnimal {
+  std::string id;
+  std::int64_t n_units = 0, n_samples = 0;
+  int ranks = 1;
+  double bytes_per_rank = 0;   // estimated peak resident memory of one rank
+  bool done = false;           // its fit output already exists
+};
+
+struct FitArray {
+  int ranks = 1;                 // MPI ranks of every task
+  int nodes = 1;
+  double mem_per_rank_mb = 0;    // --mem-per-cpu
+  std::vector<std::string> animals;  // one per array task
+};
+
+struct SubmitPlan {
+  std::vector<PlannedAnimal> animals;
+  std::vector<FitArray> arrays;  // one per distinct rank count
+  bool run_modes = false, run_report = false;
+};
+
+// Estimated peak memory (bytes) of one rank fitting an animal: the fit's arrays plus the
+// process baseline (MPI, PETSc, HDF5 libraries); see docs/slurm.md for the measurement.
+double fit_peak_bytes_per_rank(std::int64_t n_units, std::int64_t n_samples, int dt_factor, int ranks);
+
+// Sizes every animal (ranks so a rank's share fits one core's memory) and groups the unfinished
+// ones into job arrays. Throws Error naming the animal if even max ranks cannot hold it.
+SubmitPlan make_submit_plan(const SubmitSettings& s, const std::vector<PlannedAnimal>& animals);
+
+// The batch scripts, in submission order: fit arrays, modes, report. `deps` placeholders are
+// filled at submission.
+struct BatchScript {
+  std::string stage, path, text;
+};
+std::vector<BatchScript> render_scripts(const SubmitSettings& s, const SubmitPlan& plan);
+
+// Accepts only characters safe in a job name or path inside a batch script.
+void check_shell_safe(const std::string& what, const std::string& value);
+
+Command make_submit_command(const std::vector<Command>& stages);
+
+}  // namespace cohortnet

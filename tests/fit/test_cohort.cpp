@@ -1,0 +1,108 @@
+// Cohort level: animals split over groups of ranks, a diverging animal reported in the summary
+// while the others finish and are written, the exit code, and the balance of the assignment.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "core/h5.hpp"
+#include "fit/cohort.hpp"
+#include "fit_test_data.hpp"
+#include "test_util.hpp"
+
+using namespace cohortnet;
+namespace fs = std::filesystem;
+
+namespace {
+void write_test_animal(const std::string& dir, const std::string& id, std::int64_t N, std::int64_t T, double dt) {
+  AnimalMeta meta = fittest::make_meta(id, N, T, 2, dt);
+  AnimalData d = fittest::make_animal(meta, MPI_COMM_WORLD);
+  write_animal(dir + "/" + id + ".h5", meta, d.rows, d.activity, {}, MPI_COMM_WORLD);
+}
+std::string slurp(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+}  // namespace
+
+TEST(FitCohort, DivergingAnimalFailsOthersFinish) {
+  const std::string dir = testutil::scratch_dir("fit-cohort");
+  const std::string cohort = dir + "/cohort", out = dir + "/results";
+  if (comm_rank(MPI_COMM_WORLD) == 0) fs::create_directories(cohort);
+  MPI_Barrier(MPI_COMM_WORLD);
+  write_test_animal(cohort, "good1", 30, 200, 0.01);
+  write_test_animal(cohort, "xbad", 20, 300, 1.0);  // dt/tau = 100: Euler explodes
+  write_test_animal(cohort, "good2", 26, 150, 0.01);
+
+  fit::CohortOptions o;
+  o.cohort_dir = cohort;
+  o.out_dir = out;
+  o.params.runs_train = 3;
+  o.params.runs_free = 1;
+  o.params.tau_rnn = 0.05;  // good animals: dt/tau 0.2; xbad: 20
+  o.config_text = "[fit]\n";
+  o.ranks_per_animal = 1;
+  const int code = fit::fit_cohort(o, MPI_COMM_WORLD);
+  EXPECT_EQ(code, fit::kExitAnimalsFailed);
+  EXPECT_TRUE(fs::exists(out + "/fits/good1.h5"));
+  EXPECT_TRUE(fs::exists(out + "/fits/good2.h5"));
+  EXPECT_FALSE(fs::exists(out + "/fits/xbad.h5"));
+  const std::string summary = slurp(out + "/fits/summary.txt");
+  EXPECT_NE(summary.find("xbad"), std::string::npos) << summary;
+  EXPECT_NE(summary.find("failed"), std::string::npos) << summary;
+  EXPECT_NE(summary.find("diverged"), std::string::npos) << summary;
+  EXPECT_NE(summary.find("2 ok, 1 failed"), std::string::npos) << summary;
+  const std::string csv = slurp(out + "/fits/summary.csv");
+  EXPECT_NE(csv.find("xbad,20,300"), std::string::npos) << csv;
+  EXPECT_TRUE(fs::exists(out + "/fits/assignment.txt"));
+  // A good animal's output is complete.
+  h5::File f = h5::open_read(out + "/fits/good1.h5", MPI_COMM_WORLD);
+  EXPECT_EQ(h5::dims(f, "/J"), (std::vector<hsize_t>{30, 30}));
+  EXPECT_EQ(h5::dims(f, "/rates"), (std::vector<hsize_t>{30, 200}));
+  EXPECT_EQ(h5::dims(f, "/currents/mean"), (std::vector<hsize_t>{2, 2, 200}));
+  EXPECT_EQ(h5::read_doubles(f, "/pvar").size(), 4u);
+  EXPECT_EQ(h5::attr_string(f, "/", "animal_id"), "good1");
+
+  // --animals: one animal alone (as a Slurm array task does) gives the same fit as within the
+  // cohort (it keeps its cohort index, hence its J0 and noise), with its own summary file.
+  fit::CohortOptions one = o;
+  one.out_dir = dir + "/one";
+  one.animals = {"good2"};
+  EXPECT_EQ(fit::fit_cohort(one, MPI_COMM_WORLD), fit::kExitOk);
+  EXPECT_TRUE(fs::exists(dir + "/one/fits/summary-good2.txt"));
+  EXPECT_FALSE(fs::exists(dir + "/one/fits/good1.h5"));
+  h5::File a = h5::open_read(out + "/fits/good2.h5", MPI_COMM_WORLD);
+  h5::File b = h5::open_read(dir + "/one/fits/good2.h5", MPI_COMM_WORLD);
+  EXPECT_EQ(h5::read_doubles(a, "/J"), h5::read_doubles(b, "/J"));
+  one.animals = {"nosuch"};
+  try {
+    fit::fit_cohort(one, MPI_COMM_WORLD);
+    ADD_FAILURE() << "unknown animal accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("--animals"), std::string::npos) << e.what();
+  }
+}
+
+TEST(FitCohort, AssignmentBalancesWork) {
+  std::vector<CohortAnimal> an;
+  for (int i = 0; i < 6; ++i) an.push_back(CohortAnimal{"a" + std::to_string(i), "", 100 + 100 * i, 1000});
+  fit::Params p;
+  // 4 ranks, 2 per animal: 2 groups of 2.
+  fit::Assignment a = fit::assign_animals(an, p, 4, 2, 1e12);
+  ASSERT_EQ(a.group_size.size(), 2u);
+  EXPECT_EQ(a.group_size[0], 2);
+  EXPECT_EQ(a.group_first[1], 2);
+  // Work N^2: 1,4,9,16,25,36 (x1e4) = 91; LPT gives 46 / 45.
+  EXPECT_NEAR(a.group_work[0] / a.group_work[1], 1.0, 0.05);
+  // Automatic with little memory: groups grow until the largest animal fits.
+  const double need1 = fit::fit_bytes_per_rank(600, 1000, 1, 1);
+  fit::Assignment b = fit::assign_animals(an, p, 4, 0, need1);  // half of it must fit: needs >= 2 ranks
+  EXPECT_GE(b.group_size[0], 2);
+  // More groups than animals is never made.
+  fit::Assignment c = fit::assign_animals({an[0]}, p, 3, 1, 1e12);
+  EXPECT_EQ(c.group_size.size(), 1u);
+  EXPECT_EQ(c.group_size[0], 3);
+}
