@@ -1,8 +1,8 @@
 // modes_check: the checks of docs/modes.md on planted synthetic cohorts (not part of ctest).
-//   mpirun -n 2 bench/modes/modes_check [recovery|partial|null N|all]
+//   mpirun -n 2 bench/modes/modes_check [recovery|partial N_SEEDS|null N|all]
 // recovery: 12 animals, K = 4 true modes: matched cosine of the recovered modes and K chosen by
-//           --k auto. partial: one mode present in only 4 of 12 animals (the others have their own
-//           random mode instead): per-mode p-values and conservation index. null: N cohorts with no
+//           --k auto. partial: one mode present in only some animals (3 of 12, the others lack it;
+//           4 of 12, the others have their own random mode instead), seeds 11, 12, ...: per-mode p-values and conservation index. null: N cohorts with no
 //           shared structure: how often any mode is called conserved (false-positive rate).
 #include <mpi.h>
 
@@ -76,11 +76,20 @@ void recovery(MPI_Comm comm) {
   }
 }
 
-void partial(MPI_Comm comm) {
+// Per-mode outcome of one fitted cohort, for true mode k matched to fitted mode f.
+std::string mode_line(const ModesResult& r, int f) {
+  return cat("stat ", r.statistic[size_t(f)], " p_joint ", r.p_value[size_t(f)], " p_presence ", r.p_presence[size_t(f)],
+             " tested ", r.n_tested[size_t(f)], r.conserved[size_t(f)] ? " CONSERVED" : " not-conserved");
+}
+
+void partial(MPI_Comm comm, int n_seeds) {
   // replace = false: like the simulator's --individual-mode (3 of 12 animals carry mode 3, the
   // others simply lack it); replace = true: 4 of 12 carry it, the others have an own random mode.
-  for (bool replace : {false, true})
-    for (std::uint64_t seed : {11, 12, 13}) {
+  for (bool replace : {false, true}) {
+    int shared_ok = 0, shared_n = 0, ind_called = 0, ind_p05 = 0, ind_n = 0;
+    double gain_c = 0, gain_o = 0, idx_c = 0, idx_o = 0;
+    for (int i = 0; i < n_seeds; ++i) {
+      const std::uint64_t seed = std::uint64_t(11 + i);
       auto t0 = std::chrono::steady_clock::now();
       SyntheticSpec s = base_spec(seed);
       const int carriers = replace ? 4 : 3;
@@ -99,22 +108,42 @@ void partial(MPI_Comm comm) {
       for (int k = 0; k < 4; ++k) {
         const int f = match[size_t(k)];
         modes += cat("\n   true mode ", k, (k == 3 ? cat(" (in ", carriers, "/12)") : std::string(" (in all)")), " -> fitted ", f,
-                     " cos ", sim[size_t(k)], ": statistic ", r.statistic[size_t(f)], " p ", r.p_value[size_t(f)], " p_bonf ",
-                     r.p_corrected[size_t(f)], r.conserved[size_t(f)] ? " CONSERVED" : " not conserved",
-                     ", behaviour agreement ", r.agreement[size_t(f)]);
+                     " cos ", sim[size_t(k)], ": ", mode_line(r, f));
+        if (k < 3) {
+          ++shared_n;
+          shared_ok += r.conserved[size_t(f)] && r.p_corrected[size_t(f)] < 0.01;
+        } else {
+          ++ind_n;
+          ind_called += r.conserved[size_t(f)];
+          ind_p05 += r.p_presence[size_t(f)] < 0.05;
+        }
       }
-      double with = 0, without = 0;
-      for (int a = 0; a < 12; ++a) (a < carriers ? with : without) += r.index[size_t(a)] / (a < carriers ? carriers : 12 - carriers);
-      std::string idx;
-      for (int a = 0; a < 12; ++a) idx += cat(" ", r.index[size_t(a)]);
-      log::info(comm, "PARTIAL ", replace ? "(lacking animals have an own mode instead)" : "(lacking animals have nothing instead)",
-                " seed ", seed, ":", modes, "\n   conservation index: mean over carriers ", with, ", over the others ",
-                without, "\n   per animal:", idx, " (", seconds_since(t0), " s)");
+      // Conservation index and gain of the partial mode, carriers vs the others.
+      const int f3 = match[3];
+      double with = 0, without = 0, gw = 0, go = 0;
+      for (int a = 0; a < 12; ++a) {
+        const bool carrier = a < carriers;
+        const double w = 1.0 / (carrier ? carriers : 12 - carriers);
+        (carrier ? with : without) += r.index[size_t(a)] * w;
+        (carrier ? gw : go) += r.mode_gain[size_t(a) * 4 + size_t(f3)] * w;
+      }
+      idx_c += with / n_seeds;
+      idx_o += without / n_seeds;
+      gain_c += gw / n_seeds;
+      gain_o += go / n_seeds;
+      log::info(comm, "PARTIAL ", replace ? "replaced" : "absent", " seed ", seed, ":", modes,
+                "\n   conservation index: carriers ", with, ", others ", without, "; gain of the partial mode: carriers ", gw,
+                ", others ", go, " (", seconds_since(t0), " s)");
     }
+    log::info(comm, "PARTIAL SUMMARY ", replace ? "replaced" : "absent", " over ", n_seeds, " seeds: shared modes conserved with p_bonf < 0.01: ",
+              shared_ok, "/", shared_n, "; partial mode called conserved ", ind_called, "/", ind_n, ", p_presence < 0.05 ", ind_p05, "/",
+              ind_n, "; mean index carriers ", idx_c, " others ", idx_o, "; mean gain of the partial mode carriers ", gain_c,
+              " others ", gain_o);
+  }
 }
 
 void null_cohorts(MPI_Comm comm, int n) {
-  int cohorts_with_fp = 0, modes_fp = 0, modes_total = 0, p05 = 0;
+  int cohorts_with_fp = 0, modes_fp = 0, modes_total = 0, p05 = 0, pp05 = 0;
   double min_p = 1;
   auto t0 = std::chrono::steady_clock::now();
   for (int i = 0; i < n; ++i) {
@@ -130,6 +159,7 @@ void null_cohorts(MPI_Comm comm, int n) {
     for (int k = 0; k < 4; ++k) {
       fp += r.conserved[size_t(k)];
       p05 += r.p_value[size_t(k)] < 0.05;
+      pp05 += r.p_presence[size_t(k)] < 0.05;
       min_p = std::min(min_p, r.p_value[size_t(k)]);
     }
     modes_fp += fp;
@@ -138,7 +168,7 @@ void null_cohorts(MPI_Comm comm, int n) {
   }
   log::info(comm, "NULL ", n, " cohorts without shared structure: cohorts with any mode called conserved ", cohorts_with_fp,
             "/", n, ", modes called conserved ", modes_fp, "/", modes_total, ", modes with raw p < 0.05 ", p05, "/",
-            modes_total, ", smallest raw p ", min_p, " (", seconds_since(t0), " s)");
+            modes_total, ", p_presence < 0.05 ", pp05, "/", modes_total, ", smallest raw p ", min_p, " (", seconds_since(t0), " s)");
 }
 
 }  // namespace
@@ -148,7 +178,7 @@ int main(int argc, char** argv) {
   const std::string what = argc > 1 ? argv[1] : "all";
   const int n = argc > 2 ? std::atoi(argv[2]) : 20;
   if (what == "recovery" || what == "all") recovery(MPI_COMM_WORLD);
-  if (what == "partial" || what == "all") partial(MPI_COMM_WORLD);
+  if (what == "partial" || what == "all") partial(MPI_COMM_WORLD, argc > 2 ? n : 3);
   if (what == "null" || what == "all") null_cohorts(MPI_COMM_WORLD, n);
   return 0;
 }

@@ -229,6 +229,9 @@ KSelection select_k(const std::vector<AnimalMatrix>& animals, const PairLayout& 
   return sel;
 }
 
+// A relabelled perfect copy this similar to the mode counts as "unchanged" (resolution of an animal's test).
+constexpr double kNearCopy = 0.9;
+
 void conservation(const std::vector<AnimalMatrix>& animals, const PairLayout& L, const ModesConfig& cfg,
                   ModesResult& res, MPI_Comm comm) {
   const int A = int(animals.size()), P = L.P(), K = res.K, R = L.R;
@@ -289,6 +292,35 @@ void conservation(const std::vector<AnimalMatrix>& animals, const PairLayout& L,
       res.similarity[size_t(a) * size_t(K) + size_t(k)] =
           column_cosine(res.loo_W[size_t(a)], K, k, res.own_W[size_t(a)], K, k, rows[size_t(a)]);
   }
+  // Which animals can show mode k at all: the shared mode (fitted without the animal) must put at
+  // least min_observed of its squared norm on rows the animal records. An animal lacking every
+  // region of a mode neither supports nor contradicts it, so it is left out of that mode's test.
+  // (A second condition, on the resolution of its permutation test, is added below.)
+  res.testable.assign(size_t(A) * size_t(K), 0);
+  for (int a = 0; a < A; ++a)
+    for (int k = 0; k < K; ++k) {
+      double on = 0, all = 0;
+      for (int p = 0; p < P; ++p) {
+        const double w = res.loo_W[size_t(a)][size_t(p) * size_t(K) + size_t(k)];
+        all += w * w;
+        if (rows[size_t(a)][size_t(p)]) on += w * w;
+      }
+      res.testable[size_t(a) * size_t(K) + size_t(k)] = all > 0 && on >= cfg.min_observed * all ? 1 : 0;
+    }
+  // Mode gain: the explained variance shared mode k brings to animal a (R2 of the projection on
+  // W_{-a} minus R2 with that mode's activation set to zero). ~0 where the animal does not use k.
+  res.mode_gain.assign(size_t(A) * size_t(K), kNaN);
+  for (int a = 0; a < A; ++a) {
+    const AnimalMatrix& x = animals[size_t(a)];
+    const std::vector<double>& Wl = res.loo_W[size_t(a)];
+    const std::vector<double> H = project(x, Wl, P, K);
+    const double full = r2_observed(x, Wl, H, P, K);
+    for (int k = 0; k < K; ++k) {
+      std::vector<double> Hk = H;
+      std::fill(Hk.begin() + long(k) * x.T, Hk.begin() + long(k + 1) * x.T, 0.0);
+      res.mode_gain[size_t(a) * size_t(K) + size_t(k)] = full - r2_observed(x, Wl, Hk, P, K);
+    }
+  }
   // Per-mode statistic and its permutation null: each animal's own modes are relabelled (a random
   // permutation of its regions, targets and sources alike) and matched again to the leave-one-out
   // shared modes. Relabelling the fitted own modes is equivalent to refitting relabelled data (the
@@ -296,7 +328,8 @@ void conservation(const std::vector<AnimalMatrix>& animals, const PairLayout& L,
   res.statistic.assign(size_t(K), kNaN);
   for (int k = 0; k < K; ++k) {
     std::vector<double> v;
-    for (int a = 0; a < A; ++a) v.push_back(res.similarity[size_t(a) * size_t(K) + size_t(k)]);
+    for (int a = 0; a < A; ++a)
+      if (res.testable[size_t(a) * size_t(K) + size_t(k)]) v.push_back(res.similarity[size_t(a) * size_t(K) + size_t(k)]);
     res.statistic[size_t(k)] = stat_of(v, cfg.mode_stat);
   }
   const int n = cfg.permutations;
@@ -304,39 +337,124 @@ void conservation(const std::vector<AnimalMatrix>& animals, const PairLayout& L,
   // Permutations are split over ranks (each draw has its own stream) and gathered in draw order.
   const int rank = comm_rank(comm), size = comm_size(comm);
   std::vector<double> local(size_t(n) * size_t(K), 0.0);
+  // Per animal: how many of its own draws reach its observed similarity (the presence test), and
+  // how many relabellings leave the mode itself (W_{-a}'s column, on the animal's rows) a near
+  // copy of itself (cosine >= kNearCopy): with few regions or few of the mode's pairs observed
+  // (e.g. only a reciprocal pair Q<->S, which swapping Q and S maps onto itself) many
+  // relabellings change almost nothing, and no own fit, however good, can be significant.
+  // Independent of the animal's own fit.
+  std::vector<double> ge_animal(size_t(A) * size_t(K), 0.0), ge_ideal(size_t(A) * size_t(K), 0.0);
   for (int d = rank; d < n; d += size) {
     std::vector<std::vector<double>> sims(static_cast<size_t>(K));
     for (int a = 0; a < A; ++a) {
       const AnimalMatrix& x = animals[size_t(a)];
       const std::vector<int> rp = row_permutation(L, region_permutation(x, R, cfg.seed, std::uint64_t(d)));
-      std::vector<double> Wp(PK, 0.0);
+      std::vector<double> Wp(PK, 0.0), Wi(PK, 0.0);
       for (int p = 0; p < P; ++p)
         if (x.present[size_t(p)])
-          for (int k = 0; k < K; ++k) Wp[size_t(rp[size_t(p)]) * size_t(K) + size_t(k)] = res.own_W[size_t(a)][size_t(p) * size_t(K) + size_t(k)];
+          for (int k = 0; k < K; ++k) {
+            const size_t to = size_t(rp[size_t(p)]) * size_t(K) + size_t(k), from = size_t(p) * size_t(K) + size_t(k);
+            Wp[to] = res.own_W[size_t(a)][from];
+            Wi[to] = res.loo_W[size_t(a)][from];
+          }
       std::vector<int> match;
       std::vector<double> sim;
+      for (int k = 0; k < K; ++k)
+        if (column_cosine(res.loo_W[size_t(a)], K, k, Wi, K, k, rows[size_t(a)]) >= kNearCopy)
+          ge_ideal[size_t(a) * size_t(K) + size_t(k)] += 1;
       match_columns(res.loo_W[size_t(a)], Wp, P, K, rows[size_t(a)], match, sim);
-      for (int k = 0; k < K; ++k) sims[size_t(k)].push_back(sim[size_t(k)]);
+      for (int k = 0; k < K; ++k) {
+        const size_t ak = size_t(a) * size_t(K) + size_t(k);
+        if (sim[size_t(k)] >= res.similarity[ak]) ge_animal[ak] += 1;
+        if (res.testable[ak]) sims[size_t(k)].push_back(sim[size_t(k)]);
+      }
     }
     for (int k = 0; k < K; ++k) local[size_t(d) * size_t(K) + size_t(k)] = stat_of(sims[size_t(k)], cfg.mode_stat);
   }
   // Each draw is written by exactly one rank: the sum is exact.
   MPI_Allreduce(local.data(), res.null_statistic.data(), int(local.size()), MPI_DOUBLE, MPI_SUM, comm);
+  MPI_Allreduce(MPI_IN_PLACE, ge_animal.data(), int(ge_animal.size()), MPI_DOUBLE, MPI_SUM, comm);
+  MPI_Allreduce(MPI_IN_PLACE, ge_ideal.data(), int(ge_ideal.size()), MPI_DOUBLE, MPI_SUM, comm);
+  res.p_animal.assign(size_t(A) * size_t(K), kNaN);
+  res.p_ideal.assign(size_t(A) * size_t(K), kNaN);
+  res.resolved.assign(size_t(A) * size_t(K), 0);
+  for (size_t i = 0; i < ge_animal.size(); ++i) {
+    res.p_animal[i] = (1.0 + ge_animal[i]) / (1.0 + n);
+    res.p_ideal[i] = (1.0 + ge_ideal[i]) / (1.0 + n);
+    // Few regions, or few of the mode's pairs observed: many relabellings leave the mode as it is,
+    // and even a perfect copy would not be significant. Such an animal cannot test presence.
+    res.resolved[i] = res.testable[i] && res.p_ideal[i] < cfg.presence_alpha ? 1 : 0;
+  }
+  res.p_joint.assign(size_t(K), kNaN);
+  res.p_presence.assign(size_t(K), kNaN);
   res.p_value.assign(size_t(K), kNaN);
   res.p_corrected.assign(size_t(K), kNaN);
   res.conserved.assign(size_t(K), 0);
+  res.n_tested.assign(size_t(K), 0);
   for (int k = 0; k < K; ++k) {
     int ge = 0;
     for (int d = 0; d < n; ++d)
       if (res.null_statistic[size_t(d) * size_t(K) + size_t(k)] >= res.statistic[size_t(k)]) ++ge;
-    res.p_value[size_t(k)] = (1.0 + ge) / (1.0 + n);
+    // The cohort-level test: all animals permuted at once (statistic over the testable animals).
+    // It pools the evidence of every animal, but it only shows that the mode is above chance
+    // across the cohort: a mode carried by a few animals, the others having an unrelated dense
+    // mode of their own, passed it (docs/modes.md). Hence the presence test below.
+    res.p_joint[size_t(k)] = (1.0 + ge) / (1.0 + n);
+    res.p_value[size_t(k)] = res.p_joint[size_t(k)];
     res.p_corrected[size_t(k)] = std::min(1.0, K * res.p_value[size_t(k)]);
-    // Significance alone is not enough: with sparse modes the null of the minimum is ~0, so any
-    // trace of overlap in the worst animal would be "significant". Require an effect size too.
-    res.conserved[size_t(k)] = res.p_corrected[size_t(k)] < cfg.alpha && res.statistic[size_t(k)] >= cfg.min_similarity ? 1 : 0;
+    // Presence in every animal (intersection-union test): each animal whose permutation test can
+    // resolve the mode compares its own similarity with its own label-permutation null; the
+    // largest of these p-values must be below presence_alpha (then "present in all of them" holds
+    // at that level, with no correction over animals needed).
+    double pmax = -1;
+    for (int a = 0; a < A; ++a) {
+      const size_t ak = size_t(a) * size_t(K) + size_t(k);
+      if (!res.resolved[ak]) continue;
+      pmax = std::max(pmax, res.p_animal[ak]);
+      ++res.n_tested[size_t(k)];
+    }
+    if (pmax < 0) continue;  // no animal can show this mode
+    res.p_presence[size_t(k)] = pmax;
+    // Significance alone is not enough: with sparse modes the null is ~0, so any trace of overlap
+    // in the worst animal would be "significant". Require an effect size too.
+    res.conserved[size_t(k)] = res.p_corrected[size_t(k)] < cfg.alpha && pmax < cfg.presence_alpha &&
+                                       res.n_tested[size_t(k)] >= 2 && res.statistic[size_t(k)] >= cfg.min_similarity
+                                   ? 1 : 0;
   }
   res.p_resolution = 1.0 / (1.0 + n);
   res.have_conservation = true;
+}
+
+void ceiling(const std::vector<std::vector<AnimalMatrix>>& sets, const PairLayout& L, const ModesConfig& cfg,
+             ModesResult& res, MPI_Comm comm) {
+  if (!res.have_conservation) fail("modes: the ceiling needs the conservation statistics (own modes) first");
+  const int A = res.A, P = L.P(), K = res.K, S = int(sets.size());
+  for (int s = 0; s < S; ++s)
+    if (int(sets[size_t(s)].size()) != A)
+      fail("modes: --ceiling-fits set ", s + 1, " has ", sets[size_t(s)].size(), " animals, the input has ", A);
+  auto results = run_tasks(comm, S * A, [&](int task, MPI_Comm sub) -> std::vector<double> {
+    const int s = task / A, a = task % A;
+    FitOptions o = fit_options(cfg, K);
+    o.start = kStartOwn + std::uint64_t(a) * 64;  // the same starts as the animal's own fit
+    return fit_best({&sets[size_t(s)][size_t(a)]}, P, o, cfg.loo_starts, sub).W;
+  });
+  res.ceiling.assign(size_t(A) * size_t(K), 0.0);
+  for (int a = 0; a < A; ++a) {
+    for (int s = 0; s < S; ++s) {
+      const AnimalMatrix& x = sets[size_t(s)][size_t(a)];
+      // Over the refit's rows (the same animal, so normally the same rows as the input's).
+      std::vector<int> match;
+      std::vector<double> sim;
+      match_columns(res.own_W[size_t(a)], results[size_t(s * A + a)], P, K, x.present, match, sim);
+      for (int k = 0; k < K; ++k) res.ceiling[size_t(a) * size_t(K) + size_t(k)] += sim[size_t(k)] / S;
+    }
+  }
+  res.ceiling_mean.assign(size_t(K), 0.0);
+  for (int k = 0; k < K; ++k) {
+    for (int a = 0; a < A; ++a) res.ceiling_mean[size_t(k)] += res.ceiling[size_t(a) * size_t(K) + size_t(k)] / A;
+  }
+  res.ceiling_sets = S;
+  res.have_ceiling = true;
 }
 
 namespace {

@@ -35,6 +35,8 @@ struct ModesConfig {
   int permutations = 999;    // label permutations for the per-mode p-values
   double alpha = 0.01;       // family-wise level (Bonferroni over K modes)
   double min_similarity = 0.5;  // ... and the statistic must reach this (effect size)
+  double min_observed = 0.2;    // an animal tests mode k if >= this of the mode's squared norm is on its rows
+  double presence_alpha = 0.05; // every resolving animal's presence p must be below this
   std::string mode_stat = "min";  // per-mode statistic over animals: min | median | mean
   std::uint64_t seed = 1;
 };
@@ -68,9 +70,22 @@ struct ModesResult {
   std::vector<double> similarity;         // A x K: own mode vs leave-one-out shared mode (matched)
   std::vector<double> statistic;         // K: mode_stat over animals of similarity
   std::vector<double> null_statistic;    // permutations x K
-  std::vector<double> p_value, p_corrected;  // K (Bonferroni: min(1, K p))
+  std::vector<int> testable;              // A x K: the animal records enough of mode k to test it
+  std::vector<double> p_animal;           // A x K: presence test of mode k in animal a (own permutation null)
+  std::vector<double> p_ideal;            // A x K: the p a perfect copy of the mode would get (resolution)
+  std::vector<int> resolved;              // A x K: testable and p_ideal < presence_alpha
+  std::vector<int> n_tested;              // K: resolving animals
+  std::vector<double> p_joint;            // K: all animals permuted at once (= p_value)
+  std::vector<double> p_presence;         // K: max over resolving animals of p_animal
+  std::vector<double> p_value, p_corrected;  // K: the joint p; Bonferroni min(1, K p)
+  std::vector<double> mode_gain;          // A x K: R2 lost by animal a without shared mode k (projection on W_{-a})
   std::vector<int> conserved;            // K
   double p_resolution = 0;               // 1 / (1 + permutations)
+  // ceiling (spec item 3): own modes refitted from other RNN fits of the same animals
+  bool have_ceiling = false;
+  int ceiling_sets = 0;                   // number of other fit sets
+  std::vector<double> ceiling;            // A x K: mean over sets of cos(own mode k, refit-set own mode k)
+  std::vector<double> ceiling_mean;       // K: mean over animals (NaN-free animals)
   // behaviour
   bool have_behaviour = false;
   std::vector<std::string> state_names;
@@ -100,6 +115,14 @@ ModesResult run_modes(const std::vector<AnimalMatrix>& animals, const PairLayout
 // Conservation statistics for a fixed K and shared fit (part of run_modes).
 void conservation(const std::vector<AnimalMatrix>& animals, const PairLayout& L, const ModesConfig& cfg,
                   ModesResult& res, MPI_Comm comm);
+
+// Ceiling (spec item 3): `sets` holds, per other RNN fit of the same cohort (different fit seed),
+// the animals in the same order and layout as `animals`. For every animal and set, its own K modes
+// are fitted (as for res.own_W, same starts), matched to res.own_W (Hungarian over the animal's
+// rows), and the cosine per mode is averaged over sets: the similarity a perfectly conserved mode
+// can be expected to reach, since the fitted J is not unique. Needs conservation() first.
+void ceiling(const std::vector<std::vector<AnimalMatrix>>& sets, const PairLayout& L, const ModesConfig& cfg,
+             ModesResult& res, MPI_Comm comm);
 
 // Mean matched congruence between a reference W and others (P x K each).
 double matched_congruence(const std::vector<double>& ref, const std::vector<std::vector<double>>& others, int P, int K);

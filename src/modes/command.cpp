@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <sstream>
 
 #include "core/error.hpp"
 #include "core/log.hpp"
@@ -79,6 +80,10 @@ void options_from(const po::variables_map& vm, InputSpec& in, ModesConfig& cfg) 
   if (!(cfg.alpha > 0 && cfg.alpha < 1)) fail("option --alpha: must be in (0, 1)");
   cfg.min_similarity = d("min-similarity");
   if (!(cfg.min_similarity >= 0 && cfg.min_similarity <= 1)) fail("option --min-similarity: must be in [0, 1]");
+  cfg.min_observed = d("min-observed");
+  if (!(cfg.min_observed > 0 && cfg.min_observed <= 1)) fail("option --min-observed: must be in (0, 1]");
+  cfg.presence_alpha = d("presence-alpha");
+  if (!(cfg.presence_alpha > 0 && cfg.presence_alpha < 1)) fail("option --presence-alpha: must be in (0, 1)");
   cfg.mode_stat = s("mode-stat");
   if (cfg.mode_stat != "min" && cfg.mode_stat != "median" && cfg.mode_stat != "mean")
     fail("option --mode-stat: unknown value '", cfg.mode_stat, "' (min, median or mean)");
@@ -123,6 +128,9 @@ Command make_modes_command() {
       ("permutations", po::value<int>()->default_value(999), "label permutations for the per-mode p-values (resolution 1/(n+1))")
       ("alpha", po::value<double>()->default_value(0.01), "a mode is conserved if its Bonferroni-corrected p < alpha (and --min-similarity holds)")
       ("min-similarity", po::value<double>()->default_value(0.5), "a conserved mode's statistic must also be at least this cosine")
+      ("presence-alpha", po::value<double>()->default_value(0.05), "a conserved mode must also be present in every animal whose test can resolve it: each animal's presence p (its own region-label permutations) < this")
+      ("ceiling-fits", po::value<std::string>(), "DIR1,DIR2,...: other fit outputs of the same cohort (different fit seeds); reports per mode the similarity of each animal's own modes across fits (the ceiling)")
+      ("min-observed", po::value<double>()->default_value(0.2), "an animal is tested for a mode if at least this fraction of the mode's squared norm is on its recorded region pairs")
       ("mode-stat", po::value<std::string>()->default_value("min"), "per-mode statistic over animals: min | median | mean")
       ("seed", po::value<long long>()->default_value(1), "seed of every random choice (starts, hold-out, permutations)")
       ("project", po::value<std::string>(), "project this animal's summary file on fitted modes (needs --modes)")
@@ -161,8 +169,37 @@ Command make_modes_command() {
     log::info(comm, "modes: ", c.animals.size(), " animals, ", c.region_names.size(), " regions (", c.regions_from, "), ",
               c.layout.P(), " region pairs", in.self_pairs ? " (with self pairs)" : " (self pairs excluded)", ", data ",
               c.dataset, ", ", comm_size(comm), " ranks");
+    // --ceiling-fits: other RNN fits of the same cohort, read with the same region list and layout.
+    std::vector<std::vector<AnimalMatrix>> sets;
+    if (vm.count("ceiling-fits")) {
+      collective(comm, [&] {
+        std::string list = vm["ceiling-fits"].as<std::string>(), names;
+        for (size_t q = 0; q < c.region_names.size(); ++q) names += (q ? "," : "") + c.region_names[q];
+        std::stringstream ss(list);
+        std::string dir;
+        while (std::getline(ss, dir, ',')) {
+          if (dir.empty()) continue;
+          InputSpec other = in;
+          other.dir = dir;
+          other.source = "fits";
+          other.regions = names;
+          LoadedCohort o = load_cohort(other, comm);
+          if (o.animals.size() != c.animals.size())
+            fail("option --ceiling-fits: ", dir, " has ", o.animals.size(), " animals, --input has ", c.animals.size());
+          for (size_t a = 0; a < o.animals.size(); ++a)
+            if (o.animals[a].id != c.animals[a].id)
+              fail("option --ceiling-fits: ", dir, ": animal ", a, " is ", o.animals[a].id, ", in --input it is ", c.animals[a].id);
+          sets.push_back(std::move(o.animals));
+        }
+        if (sets.empty()) fail("option --ceiling-fits: no folder given");
+        if (!cfg.conserve) fail("option --ceiling-fits needs the conservation statistics (not --no-conserve)");
+      });
+    }
     ModesResult r;
-    collective(comm, [&] { r = run_modes(c.animals, c.layout, cfg, c.state_names, comm); });
+    collective(comm, [&] {
+      r = run_modes(c.animals, c.layout, cfg, c.state_names, comm);
+      if (!sets.empty()) ceiling(sets, c.layout, cfg, r, comm);
+    });
     const std::string out = vm["out"].as<std::string>();
     collective(comm, [&] { write_results(out, c, r, cfg, in, config_record("modes", vm), comm); });
     log::info(comm, summary_table(c, r, cfg));

@@ -268,14 +268,18 @@ std::string summary_table(const LoadedCohort& c, const ModesResult& r, const Mod
   if (r.have_selection) os << "# K chosen: " << r.selection.reason << "\n# rule: " << r.selection.rule << "\n";
   os << "# stability across " << cfg.starts << " starts: " << std::setprecision(4) << r.stability << "\n";
   if (r.have_conservation) {
-    os << "# conserved = Bonferroni-corrected permutation p (min(1, K p)) < " << cfg.alpha << " and similarity >= "
+    os << "# conserved = Bonferroni-corrected p (min(1, K p)) < " << cfg.alpha << " and similarity >= "
        << cfg.min_similarity << "; similarity = "
        << cfg.mode_stat << " over animals of the cosine between the animal's own mode and the mode fitted without it;\n"
-       << "# p = (1 + #null >= observed)/(1 + " << cfg.permutations << "), resolution " << r.p_resolution << "\n";
+       << "# p = (1 + #null >= observed)/(1 + " << cfg.permutations << "), all animals' region labels permuted at once, "
+       << "resolution " << r.p_resolution << ";\n# and presence in every animal: p_presence = max over the 'tested' animals "
+       << "(those whose own permutation test can resolve the mode) of the animal's p against its own permutations, < "
+       << cfg.presence_alpha << "\n";
     os << std::left << std::setw(6) << "mode" << std::setw(11) << "conserved" << std::setw(12) << "similarity"
        << std::setw(12) << "mean_sim" << std::setw(12) << "null_mean" << std::setw(12) << "p" << std::setw(12)
-       << "p_bonf";
+       << "p_bonf" << std::setw(12) << "p_presence" << std::setw(9) << "tested";
     if (r.have_behaviour) os << std::setw(12) << "behav_agree";
+    if (r.have_ceiling) os << std::setw(10) << "ceiling";
     os << "top_pairs\n";
     for (int k = 0; k < r.K; ++k) {
       double ms = 0, nm = 0;
@@ -293,8 +297,10 @@ std::string summary_table(const LoadedCohort& c, const ModesResult& r, const Mod
       }
       os << std::left << std::setw(6) << k << std::setw(11) << (r.conserved[size_t(k)] ? "yes" : "no") << std::setw(12)
          << std::setprecision(4) << r.statistic[size_t(k)] << std::setw(12) << ms << std::setw(12) << nm << std::setw(12)
-         << r.p_value[size_t(k)] << std::setw(12) << r.p_corrected[size_t(k)];
+         << r.p_value[size_t(k)] << std::setw(12) << r.p_corrected[size_t(k)] << std::setw(12) << r.p_presence[size_t(k)]
+         << std::setw(9) << r.n_tested[size_t(k)];
       if (r.have_behaviour) os << std::setw(12) << r.agreement[size_t(k)];
+      if (r.have_ceiling) os << std::setw(10) << r.ceiling_mean[size_t(k)];
       os << top << "\n";
     }
     os << "\n# leave-one-animal-out conservation index = (R2_shared - R2_null)/(R2_own - R2_null)\n";
@@ -405,17 +411,41 @@ void write_results(const std::string& out_dir, const LoadedCohort& c, const Mode
     put(f, "/mode_test/null", r.null_statistic, {hsize_t(cfg.permutations), uK});
     put(f, "/mode_test/p_value", r.p_value, {uK});
     put(f, "/mode_test/p_corrected", r.p_corrected, {uK});
+    put(f, "/mode_test/p_presence", r.p_presence, {uK});
+    put(f, "/mode_test/p_ideal", r.p_ideal, {uA, uK});
+    put_ints(f, "/mode_test/resolved", r.resolved, {uA, uK});
+    put(f, "/mode_test/p_animal", r.p_animal, {uA, uK});
+    put_ints(f, "/mode_test/testable", r.testable, {uA, uK});
+    put_ints(f, "/mode_test/n_tested", r.n_tested, {uK});
     put_ints(f, "/mode_test/conserved", r.conserved, {uK});
+    put(f, "/conservation/mode_gain", r.mode_gain, {uA, uK});
     h5::set_attr(f, "/mode_test", "statistic", cfg.mode_stat);
     h5::set_attr(f, "/mode_test", "alpha", cfg.alpha);
     h5::set_attr(f, "/mode_test", "min_similarity", cfg.min_similarity);
+    h5::set_attr(f, "/mode_test", "min_observed", cfg.min_observed);
+    h5::set_attr(f, "/mode_test", "presence_alpha", cfg.presence_alpha);
     h5::set_attr(f, "/mode_test", "permutations", std::int64_t(cfg.permutations));
     h5::set_attr(f, "/mode_test", "p_resolution", r.p_resolution);
     h5::set_attr(f, "/mode_test", "definition",
                  "similarity[a,k]: cosine over animal a's region pairs between its own mode (fitted on a alone, "
-                 "Hungarian-matched) and mode k fitted without a (aligned to /W); statistic = mode_stat over animals; null: "
-                 "each animal's region labels permuted (targets and sources alike), own modes re-matched; p = (1 + #null >= "
-                 "statistic)/(1 + permutations); conserved = min(1, K p) < alpha and statistic >= min_similarity");
+                 "Hungarian-matched) and mode k fitted without a (aligned to /W); testable[a,k]: >= min_observed of mode k's "
+                 "squared norm on a's rows; statistic = mode_stat over testable animals; null: each animal's region labels "
+                 "permuted (targets and sources alike), own modes re-matched; p_value[k] = (1 + #null statistic >= "
+                 "statistic)/(1 + permutations); p_animal[a,k] = (1 + #draws with a's null similarity >= similarity[a,k])/(1 + "
+                 "permutations); p_ideal[a,k]: (1 + #draws in which mode k of W_{-a}, relabelled, still has cosine >= 0.9 with itself on a's rows)/(1 + permutations), the resolution of the animal's test; "
+                 "resolved = testable and p_ideal < presence_alpha; p_presence[k] = max over resolved animals of p_animal "
+                 "(intersection-union test of presence in every resolved animal); conserved = min(1, K p_value) < alpha and "
+                 "p_presence < presence_alpha and n_tested >= 2 and statistic >= min_similarity");
+  }
+  if (r.have_ceiling) {
+    h5::ensure_group(f, "/ceiling");
+    put(f, "/ceiling/similarity", r.ceiling, {uA, uK});
+    put(f, "/ceiling/mean", r.ceiling_mean, {uK});
+    h5::set_attr(f, "/ceiling", "sets", std::int64_t(r.ceiling_sets));
+    h5::set_attr(f, "/ceiling", "definition",
+                 "similarity[a,k]: mean over the --ceiling-fits sets of the cosine (over a's rows) between a's own mode k "
+                 "(/conservation/own_W) and a's own modes fitted the same way from that set's currents, Hungarian-matched; "
+                 "mean[k]: mean over animals. What a perfectly conserved mode can reach given the non-unique fitted J");
   }
   if (r.have_behaviour) {
     const hsize_t nS = hsize_t(r.state_names.size());

@@ -67,7 +67,7 @@ void add_options(po::options_description& d) {
       ("modes", po::value<int>()->default_value(c.modes), "cohort: number of shared modes")
       ("pairs-per-mode", po::value<int>()->default_value(c.pairs_per_mode),
        "cohort: (target, source) region pairs each mode couples")
-      ("states", po::value<int>()->default_value(c.states), "cohort: hidden behaviour states")
+      ("states", po::value<int>()->default_value(c.states), "cohort: hidden behaviour states (0: max(3, number of modes), every mode gets a state of its own)")
       ("dwell", dval(c.dwell), "cohort: mean dwell time of a state, s")
       ("ramp", dval(c.ramp),
        "cohort: time constant (s) with which mode activations follow the state")

@@ -184,7 +184,7 @@ void validate_params(const SimulateParams& p) {
         cat(p.modes, " modes is more than the ", pairs, " possible (target, source) pairs of ", p.regions, " regions"));
   check(p.pairs_per_mode >= 1 && p.pairs_per_mode <= pairs, "pairs-per-mode",
         cat("must be between 1 and the ", pairs, " possible pairs of ", p.regions, " regions, got ", p.pairs_per_mode));
-  check(p.states >= 1 && p.states <= 1000, "states", cat("must be between 1 and 1000, got ", p.states));
+  check(p.states >= 0 && p.states <= 1000, "states", cat("must be between 1 and 1000 (0: auto), got ", p.states));
   check(std::isfinite(p.dwell) && p.dwell >= p.dt, "dwell",
         cat("mean dwell time must be at least one sample (", p.dt, " s), got ", p.dwell));
   check(std::isfinite(p.ramp) && p.ramp >= 0, "ramp", cat("must be >= 0 s, got ", p.ramp));
@@ -201,6 +201,11 @@ void validate_params(const SimulateParams& p) {
               " may be missing, got ", p.missing_per_animal));
   check(std::isfinite(p.drive_amplitude) && p.drive_amplitude >= 0, "drive-amplitude",
         cat("must be >= 0, got ", p.drive_amplitude));
+}
+
+int n_states(const SimulateParams& p) {
+  if (p.states > 0) return p.states;
+  return std::max(3, p.modes + (p.individual_mode ? 1 : 0));
 }
 
 CohortPlan make_plan(const SimulateParams& p) {
@@ -256,17 +261,31 @@ CohortPlan make_plan(const SimulateParams& p) {
 
   // Which modes each behaviour state switches on: mode k is on in a "home" state (the states are
   // shared out first so each gets a mode when K >= states) and in any other with probability 0.3.
+  // Two modes with the same on/off pattern would have proportional activations (indistinguishable
+  // by any factorization), so a pattern equal to an earlier mode's is redrawn while distinct
+  // patterns exist (2^S - 1 >= K). With S >= K the distinct homes make the levels matrix of full
+  // column rank; with S < K the activations stay linearly dependent (n_states() avoids that).
   {
     Stream s(p.seed, {kTagSimulate, kCohort, kPStateLevels});
-    const int S = p.states;
+    const int S = n_states(p);
     std::vector<int> home_order = choose(s, S, S);
     plan.state_levels.assign(size_t(S) * size_t(K), 0.0);
+    const bool can_differ = S >= 20 || (1L << S) - 1 >= K;
+    std::vector<std::vector<int>> patterns;
     for (int k = 0; k < K; ++k) {
-      const int home = k < S ? home_order[size_t(k)] : int(s.below(std::uint64_t(S)));
-      for (int st = 0; st < S; ++st) {
-        const double u = s.uniform(), level = 0.6 + 0.4 * s.uniform();
-        if (st == home || u < 0.3) plan.state_levels[size_t(st) * size_t(K) + size_t(k)] = level;
+      std::vector<double> lv(static_cast<size_t>(S));
+      std::vector<int> on(static_cast<size_t>(S));
+      for (int attempt = 0; attempt < 1000; ++attempt) {
+        const int home = k < S ? home_order[size_t(k)] : int(s.below(std::uint64_t(S)));
+        for (int st = 0; st < S; ++st) {
+          const double u = s.uniform(), level = 0.6 + 0.4 * s.uniform();
+          on[size_t(st)] = (st == home || u < 0.3) ? 1 : 0;
+          lv[size_t(st)] = on[size_t(st)] ? level : 0.0;
+        }
+        if (!can_differ || std::find(patterns.begin(), patterns.end(), on) == patterns.end()) break;
       }
+      patterns.push_back(on);
+      for (int st = 0; st < S; ++st) plan.state_levels[size_t(st) * size_t(K) + size_t(k)] = lv[size_t(st)];
     }
   }
 
@@ -395,20 +414,27 @@ SimulatedAnimal simulate_animal(const SimulateParams& p, const CohortPlan& plan,
     }
 
   // Hidden behaviour state: a Markov chain with dwell times of 0.5..(many) x --dwell.
-  const int S = cohort ? p.states : 0;
+  // Every animal visits every state (a mode switched on only in an unvisited state would be
+  // unused: an animal would "lack" a conserved mode by chance): states come in rounds, each a
+  // random order of all S states (no state twice in a row across rounds), and a dwell is at most
+  // T/S samples so the first round always fits in the recording.
+  const int S = cohort ? n_states(p) : 0;
   if (cohort) {
     Stream s(p.seed, {kTagSimulate, ua, kPStates});
     out.states.resize(TT);
-    int st = int(s.below(std::uint64_t(S)));
     const double mean_samples = p.dwell / p.dt;
+    const double cap = std::max(1.0, std::floor(double(TT) / double(S)));
     size_t t = 0;
+    int last = -1;
     while (t < TT) {
-      const double e = -std::log(s.uniform_open());
-      const size_t d = size_t(std::max(1.0, std::round(mean_samples * (0.5 + 0.5 * e))));
-      for (size_t i = 0; i < d && t < TT; ++i, ++t) out.states[t] = st;
-      if (S > 1) {
-        int next = int(s.below(std::uint64_t(S - 1)));
-        st = next >= st ? next + 1 : next;
+      std::vector<int> order = choose(s, S, S);
+      if (S > 1 && order[0] == last) std::swap(order[0], order[size_t(S) - 1]);
+      for (int st : order) {
+        const double e = -std::log(s.uniform_open());
+        const size_t d = size_t(std::min(cap, std::max(1.0, std::round(mean_samples * (0.5 + 0.5 * e)))));
+        for (size_t i = 0; i < d && t < TT; ++i, ++t) out.states[t] = st;
+        last = st;
+        if (t >= TT) break;
       }
     }
     for (int i = 0; i < S; ++i) meta.behaviour_names.push_back(cat("state", i));
@@ -561,6 +587,14 @@ SimulatedAnimal simulate_animal(const SimulateParams& p, const CohortPlan& plan,
       }
     }
   }
+  if (cohort) {
+    out.mode_active_fraction.assign(size_t(K), 0.0);
+    for (int k = 0; k < K; ++k) {
+      size_t on = 0;
+      for (size_t t = 0; t < TT; ++t) on += out.mode_activations[size_t(k) * TT + t] > kModeActive ? 1 : 0;
+      out.mode_active_fraction[size_t(k)] = TT > 0 ? double(on) / double(TT) : 0.0;
+    }
+  }
   return out;
 }
 
@@ -611,13 +645,15 @@ void write_truth_file(const SimulateParams& p, const SimulatedAnimal& a, int K, 
   h5::write_strings(f, "/region_names", a.meta.region_names);
   if (p.preset == kPresetCohort) {
     h5::write_doubles(f, "/mode_activations", {hsize_t(K), T}, a.mode_activations.data());
+    h5::write_doubles(f, "/mode_active_fraction", {hsize_t(K)}, a.mode_active_fraction.data());
     h5::write_doubles(f, "/mode_patterns", shape3(hsize_t(K), M, M), a.mode_patterns.data());
     h5::write_ints(f, "/states", {T}, a.states.data());
   }
   out.commit();
 }
 
-void write_cohort_truth(const SimulateParams& p, const CohortPlan& plan, const std::string& path) {
+void write_cohort_truth(const SimulateParams& p, const CohortPlan& plan, const std::vector<double>& used,
+                        const std::string& path) {
   const hsize_t K = hsize_t(plan.n_modes), R = hsize_t(plan.n_regions()), A = hsize_t(plan.n_animals());
   h5::AtomicFile out(path, MPI_COMM_SELF);
   h5::File& f = out.file();
@@ -626,10 +662,11 @@ void write_cohort_truth(const SimulateParams& p, const CohortPlan& plan, const s
   h5::write_doubles(f, "/modes", shape3(K, R, R), plan.modes.data());
   std::vector<std::int64_t> present(plan.mode_present.begin(), plan.mode_present.end());
   h5::write_ints(f, "/mode_present", {A, K}, present.data());
+  h5::write_doubles(f, "/mode_active_fraction", {A, K}, used.data());
   std::vector<std::int64_t> conserved(size_t(K), 1);
   if (plan.individual >= 0) conserved[size_t(plan.individual)] = 0;
   h5::write_ints(f, "/mode_conserved", {K}, conserved.data());
-  h5::write_doubles(f, "/state_levels", {hsize_t(p.states), K}, plan.state_levels.data());
+  h5::write_doubles(f, "/state_levels", {hsize_t(n_states(p)), K}, plan.state_levels.data());
   h5::write_strings(f, "/region_names", plan.regions);
   h5::write_strings(f, "/animal_ids", plan.animal_ids);
   out.commit();
@@ -651,7 +688,7 @@ std::string describe(const SimulateParams& p) {
      << "\nmissing-per-animal = " << p.missing_per_animal << "\nmode-variation = " << p.mode_variation
      << "\nmodes = " << p.modes << "\npairs-per-mode = " << p.pairs_per_mode << "\npreset = " << p.preset
      << "\nramp = " << p.ramp << "\nregions = " << p.regions << "\nsamples = " << p.samples << "\nseed = " << p.seed
-     << "\nstates = " << p.states << "\ntau = " << p.tau << "\ntrials = " << p.trials
+     << "\nstates = " << n_states(p) << "\ntau = " << p.tau << "\ntrials = " << p.trials
      << "\nunit-variation = " << p.unit_variation << "\nunits-per-region = " << p.units_per_region << "\n";
   return os.str();
 }
@@ -702,21 +739,27 @@ void simulate_cohort(const SimulateParams& params, const std::string& out_dir, M
 
   // Animals round-robin over ranks; each rank simulates and writes its own with MPI_COMM_SELF.
   const int rank = comm_rank(comm), size = comm_size(comm);
+  // Fraction of time each animal uses each mode (each animal's row filled by its rank, summed).
+  std::vector<double> used(size_t(plan.n_animals()) * size_t(std::max(plan.n_modes, 0)), 0.0);
   collective(comm, [&] {
     for (int a = rank; a < plan.n_animals(); a += size) {
       SimulatedAnimal sim = simulate_animal(p, plan, a);
       const std::string id = plan.animal_ids[size_t(a)];
       write_animal_file(p, sim, (dir / (id + ".h5")).string());
       write_truth_file(p, sim, plan.n_modes, (truth / (id + ".h5")).string());
+      for (size_t k = 0; k < sim.mode_active_fraction.size(); ++k)
+        used[size_t(a) * size_t(plan.n_modes) + k] = sim.mode_active_fraction[k];
       if (log::all_ranks() || size == 1)
         log::info(MPI_COMM_SELF, "  ", id, ": ", sim.meta.n_units, " units, ", sim.meta.n_regions(), " regions, ",
                   sim.meta.n_samples, " samples");
     }
   });
+  if (!used.empty())
+    MPI_Allreduce(MPI_IN_PLACE, used.data(), int(used.size()), MPI_DOUBLE, MPI_SUM, comm);
   collective(comm, [&] {
     if (rank != 0) return;
     if (is_cohort(p)) {
-      write_cohort_truth(p, plan, (truth / "cohort.h5").string());
+      write_cohort_truth(p, plan, used, (truth / "cohort.h5").string());
     } else {
       std::error_code ec;  // a cohort truth left by an earlier run would describe other animals
       fs::remove(truth / "cohort.h5", ec);

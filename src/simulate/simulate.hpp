@@ -43,7 +43,7 @@ struct SimulateParams {
   // cohort
   int modes = 4;
   int pairs_per_mode = 3;
-  int states = 3;
+  int states = 0;                  // 0: auto, max(3, modes incl. the individual one); see n_states()
   double dwell = 2.0;              // s, mean dwell time of a behaviour state
   double ramp = 0.25;              // s, time constant of mode activations following the state
   double mode_variation = 0.1;     // per-animal multiplicative jitter (std) of mode weights
@@ -54,6 +54,11 @@ struct SimulateParams {
   double drive_amplitude = 0.3;    // std of the per-unit weights of the state drives; 0: none
   std::string config;              // configuration text recorded in every file (empty: describe())
 };
+
+// Behaviour states used: --states, or when 0 max(3, K) so that every mode can have a state of its
+// own (with fewer states than modes the modes' activations are linearly dependent and no
+// factorization can separate them).
+int n_states(const SimulateParams& p);
 
 // The parameters as INI text ([simulate] section, the CLI's option names).
 std::string describe(const SimulateParams& p);
@@ -73,6 +78,7 @@ struct CohortPlan {
   std::vector<double> state_levels;     // n_states x K: target activation of each mode per state
   std::vector<int> mode_has;            // A x K: 1 if the animal carries mode k at all
   std::vector<int> mode_present;        // A x K: carries it and has at least one of its pairs
+                                        // (whether it is used: SimulatedAnimal::mode_active_fraction)
   std::vector<std::vector<int>> animal_regions;  // per animal: cohort region indices, ascending
   std::vector<std::vector<int>> units;           // per animal: units of each of its regions
   int n_regions() const { return int(regions.size()); }
@@ -94,9 +100,12 @@ struct SimulatedAnimal {
   std::vector<double> mode_patterns;   // K x M x M: this animal's version of every mode
   std::vector<double> mode_activations;  // K x T (zero rows for modes the animal lacks)
   std::vector<std::int64_t> states;    // T (cohort)
+  std::vector<double> mode_active_fraction;  // K: fraction of samples with activation > kModeActive
   // Region-pair currents [M x M x T]: total, positive-weight and negative-weight parts.
   std::vector<double> cur_mean, cur_rms, exc_mean, exc_rms, inh_mean, inh_rms;
 };
+// A mode counts as active at a sample when its activation exceeds this (levels are U(0.6, 1)).
+inline constexpr double kModeActive = 0.1;
 SimulatedAnimal simulate_animal(const SimulateParams& p, const CohortPlan& plan, int animal);
 
 // Simulates every animal (round-robin over the ranks of comm, each written with MPI_COMM_SELF)

@@ -150,8 +150,9 @@ ModesResult partial_cohort(bool replace, SyntheticCohort& c, std::vector<int>& m
       std::printf("\n");
     }
     for (int k = 0; k < 4; ++k)
-      std::printf("true %d: statistic %.3f p %.4f cos %.3f agreement %.3f\n", k, r.statistic[size_t(match[size_t(k)])],
-                  r.p_value[size_t(match[size_t(k)])], sim[size_t(k)], r.agreement[size_t(match[size_t(k)])]);
+      std::printf("true %d: statistic %.3f p %.4f p_presence %.4f cos %.3f agreement %.3f\n", k,
+                  r.statistic[size_t(match[size_t(k)])], r.p_value[size_t(match[size_t(k)])],
+                  r.p_presence[size_t(match[size_t(k)])], sim[size_t(k)], r.agreement[size_t(match[size_t(k)])]);
   }
   return r;
 }
@@ -167,8 +168,36 @@ TEST(ModesCohort, ConservedModesVersusAnIndividualMode) {
     EXPECT_TRUE(r.conserved[size_t(f)]) << "shared mode " << k;
   }
   const int individual = match[3];
-  EXPECT_GE(r.p_value[size_t(individual)], 0.05);
+  EXPECT_GE(r.p_presence[size_t(individual)], 0.05);
   EXPECT_FALSE(r.conserved[size_t(individual)]);
+  // The presence p-value is the largest per-animal p over the animals that can resolve the mode.
+  for (int k = 0; k < 4; ++k) {
+    double pmax = -1;
+    int n = 0;
+    for (int a = 0; a < 12; ++a) {
+      const size_t ak = size_t(a) * 4 + size_t(k);
+      EXPECT_GT(r.p_animal[ak], 0.0);
+      EXPECT_LE(r.p_animal[ak], 1.0);
+      if (r.resolved[ak]) {
+        EXPECT_TRUE(r.testable[ak]);
+        pmax = std::max(pmax, r.p_animal[ak]);
+        ++n;
+      }
+    }
+    EXPECT_EQ(r.n_tested[size_t(k)], n);
+    if (n > 0) {
+      EXPECT_DOUBLE_EQ(r.p_presence[size_t(k)], pmax);
+    }
+  }
+  // The gain of the individual mode (R2 lost without it) is visibly lower in the animals that
+  // lack it (they simply do not use it) than in every carrier.
+  double lowest_carrier = 1e9, highest_other = -1e9;
+  for (int a = 0; a < 12; ++a) {
+    const double g = r.mode_gain[size_t(a) * 4 + size_t(individual)];
+    if (a < 3) lowest_carrier = std::min(lowest_carrier, g);
+    else highest_other = std::max(highest_other, g);
+  }
+  EXPECT_LT(highest_other, lowest_carrier);
   EXPECT_EQ(r.null_statistic.size(), size_t(999) * 4);
   EXPECT_DOUBLE_EQ(r.p_resolution, 1.0 / 1000);
   // Behaviour: the planted state profiles are shared, so the shared modes' profiles agree.
@@ -192,6 +221,12 @@ TEST(ModesCohort, ConservationIndexLowerWithoutTheSharedMode) {
   }
   EXPECT_LT(highest_without, lowest_with);
   for (int k = 0; k < 3; ++k) EXPECT_TRUE(r.conserved[size_t(match[size_t(k)])]) << "shared mode " << k;
+  // The partial mode is not conserved although its joint permutation p is tiny here (0.001, min
+  // cosine 0.51: the others' own dense modes resemble it above chance): the animals lacking it fail
+  // their own presence test. (The rule before, joint p and the 0.5 floor, called it conserved.)
+  const int partial = match[3];
+  EXPECT_FALSE(r.conserved[size_t(partial)]);
+  EXPECT_GE(r.p_presence[size_t(partial)], 0.05);
 }
 
 TEST(ModesCommand, TruthFilesEndToEndAndProjection) {
@@ -215,6 +250,9 @@ TEST(ModesCommand, TruthFilesEndToEndAndProjection) {
     EXPECT_EQ(h5::attr_int(f, "/", "seed"), 7);
     EXPECT_NE(h5::attr_string(f, "/", "config").find("k = 3"), std::string::npos);
     EXPECT_EQ(h5::dims(f, "/mode_test/null"), (std::vector<hsize_t>{99, 3}));
+    EXPECT_EQ(h5::dims(f, "/mode_test/p_animal"), (std::vector<hsize_t>{6, 3}));
+    EXPECT_EQ(h5::dims(f, "/mode_test/p_presence"), (std::vector<hsize_t>{3}));
+    EXPECT_EQ(h5::dims(f, "/conservation/mode_gain"), (std::vector<hsize_t>{6, 3}));
     EXPECT_EQ(h5::dims(f, "/activations/a00"), (std::vector<hsize_t>{3, hsize_t(c.animals[0].T)}));
     EXPECT_TRUE(h5::exists(f, "/behaviour/profiles"));
     // The planted modes are recovered from the files (self pairs, set large, are excluded).
@@ -248,6 +286,61 @@ TEST(ModesCommand, TruthFilesEndToEndAndProjection) {
     EXPECT_EQ(h5::attr_string(f, "/", "dataset"), "/currents/rms");
     EXPECT_GE(matched_mean(c.W_true, h5::read_doubles(f, "/W"), c.layout.P(), 3), 0.95);
     EXPECT_FALSE(h5::exists(f, "/conservation"));
+  }
+}
+
+// --ceiling-fits: a refit set identical to the input gives ceiling 1 for every mode and animal (same
+// data, same starts); a set with different data gives less; a set of other animals is an error.
+TEST(ModesCommand, CeilingFromOtherFits) {
+  SyntheticSpec s = spec(43);
+  s.A = 5;
+  s.K = 3;
+  const SyntheticCohort c = make_synthetic(s);
+  SyntheticSpec s2 = s;
+  s2.seed = 44;  // other modes, noise and activations for the same animal ids
+  const SyntheticCohort other = make_synthetic(s2);
+  const std::string dir = cohortnet::testutil::scratch_dir("modes-ceiling");
+  write_cohort_files(c, dir + "/one", true, MPI_COMM_WORLD);
+  write_cohort_files(c, dir + "/same", true, MPI_COMM_WORLD);
+  write_cohort_files(other, dir + "/other", true, MPI_COMM_WORLD);
+  const std::vector<std::string> base = {"--k", "3", "--starts", "2", "--loo-starts", "1", "--loo-null", "3",
+                                         "--permutations", "99", "--max-iter", "150", "--regions",
+                                         "R0,R1,R2,R3,R4,R5,R6,R7"};
+  auto with = [&](std::vector<std::string> extra) {
+    std::vector<std::string> v = {"--input", dir + "/one"};
+    v.insert(v.end(), base.begin(), base.end());
+    v.insert(v.end(), extra.begin(), extra.end());
+    return v;
+  };
+  ASSERT_EQ(run_cli(with({"--out", dir + "/r1", "--ceiling-fits", dir + "/same"}), MPI_COMM_WORLD), 0);
+  {
+    h5::File f = h5::open_read(dir + "/r1/modes.h5", MPI_COMM_WORLD);
+    const auto sim = h5::read_doubles(f, "/ceiling/similarity");
+    ASSERT_EQ(sim.size(), size_t(5 * 3));
+    for (double v : sim) EXPECT_NEAR(v, 1.0, 1e-9);
+    EXPECT_EQ(h5::attr_int(f, "/ceiling", "sets"), 1);
+  }
+  ASSERT_EQ(run_cli(with({"--out", dir + "/r2", "--ceiling-fits", dir + "/same," + dir + "/other"}), MPI_COMM_WORLD), 0);
+  {
+    h5::File f = h5::open_read(dir + "/r2/modes.h5", MPI_COMM_WORLD);
+    const auto mean = h5::read_doubles(f, "/ceiling/mean");
+    ASSERT_EQ(mean.size(), 3u);
+    // Half of the sets are identical (1), the other has unrelated modes: clearly below 1.
+    for (double v : mean) {
+      EXPECT_LT(v, 0.95);
+      EXPECT_GT(v, 0.5);
+    }
+    EXPECT_EQ(h5::attr_int(f, "/ceiling", "sets"), 2);
+  }
+  // A set whose animals differ from the input's is refused, naming the option.
+  SyntheticSpec s3 = s;
+  s3.A = 4;
+  write_cohort_files(make_synthetic(s3), dir + "/fewer", true, MPI_COMM_WORLD);
+  try {
+    run_cli(with({"--out", dir + "/r3", "--ceiling-fits", dir + "/fewer"}), MPI_COMM_WORLD);
+    ADD_FAILURE() << "no error";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("--ceiling-fits"), std::string::npos) << e.what();
   }
 }
 

@@ -184,8 +184,8 @@ TEST(Simulate, SameSeedSameOutputAtAnyRankCount) {
   ASSERT_EQ(c.animals.size(), 5u);
   AnimalData a0 = read_animal(c.animals[0].path, MPI_COMM_WORLD);
   EXPECT_EQ(a0.meta.n_samples, 160);
-  EXPECT_EQ(a0.meta.behaviour_names.size(), 3u);
-  EXPECT_EQ(a0.meta.input_names.size(), 3u);
+  EXPECT_EQ(a0.meta.behaviour_names.size(), 4u);  // --states auto: 3 shared modes + the individual one
+  EXPECT_EQ(a0.meta.input_names.size(), 4u);
   EXPECT_DOUBLE_EQ(a0.meta.sample_interval, 0.01);
   // Recorded attributes.
   if (rank == 0) {
@@ -346,6 +346,81 @@ TEST(Simulate, IndividualModeOnlyInRecordedAnimals) {
       EXPECT_EQ(own_current, 0.0);
     }
   }
+}
+
+// Ground truth of mode use: every animal visits every state, so every animal uses every shared mode
+// (an animal must not "lack" a conserved mode by chance), the individual mode only where carried;
+// no two modes share an on/off pattern over states; /mode_active_fraction matches the activations.
+TEST(Simulate, EveryAnimalUsesEverySharedMode) {
+  const int rank = comm_rank(MPI_COMM_WORLD);
+  sim::SimulateParams p = small_cohort();
+  p.animals = 6;
+  p.dwell = 0.5;  // long dwells: without the state design some animals would miss states
+  const std::string dir = testutil::scratch_dir("sim-use");
+  sim::simulate_cohort(p, dir, MPI_COMM_WORLD);
+  if (rank != 0) return;
+  Reader c(dir + "/truth/cohort.h5");
+  const size_t K = 4, S = size_t(sim::n_states(p));
+  EXPECT_EQ(S, 4u);  // auto: one state per mode (3 shared + the individual one)
+  EXPECT_EQ(c.dims("/state_levels"), (std::vector<hsize_t>{S, K}));
+  EXPECT_EQ(c.dims("/mode_active_fraction"), (std::vector<hsize_t>{6, K}));
+  auto levels = c.d("/state_levels");
+  std::set<std::vector<int>> patterns;
+  for (size_t k = 0; k < K; ++k) {
+    std::vector<int> on;
+    for (size_t st = 0; st < S; ++st) on.push_back(levels[st * K + k] > 0 ? 1 : 0);
+    patterns.insert(on);
+  }
+  EXPECT_EQ(patterns.size(), K) << "two modes are switched on in the same states";
+  auto used = c.d("/mode_active_fraction");
+  auto present = c.i("/mode_present");
+  for (size_t a = 0; a < 6; ++a) {
+    SCOPED_TRACE(cat("animal ", a));
+    Reader tr(cat(dir, "/truth/a0", a, ".h5"));
+    auto states = tr.i("/states");
+    auto act = tr.d("/mode_activations");
+    auto frac = tr.d("/mode_active_fraction");
+    const size_t T = states.size();
+    EXPECT_EQ(std::set<std::int64_t>(states.begin(), states.end()).size(), S);
+    ASSERT_EQ(frac.size(), K);
+    for (size_t k = 0; k < K; ++k) {
+      size_t on = 0;
+      for (size_t t = 0; t < T; ++t) on += act[k * T + t] > sim::kModeActive ? 1 : 0;
+      EXPECT_DOUBLE_EQ(frac[k], double(on) / double(T));
+      EXPECT_DOUBLE_EQ(used[a * K + k], frac[k]);
+      if (k < 3) {
+        EXPECT_GT(frac[k], 0.05) << "shared mode " << k << " unused";
+      }
+    }
+    if (present[a * K + 3]) {
+      EXPECT_GT(frac[3], 0.05);
+    } else {
+      EXPECT_EQ(frac[3], 0.0);
+    }
+  }
+}
+
+// With fewer states than modes, on/off patterns are still distinct as long as possible.
+TEST(Simulate, ModesNeverShareTheirStatePattern) {
+  for (std::uint64_t seed = 1; seed <= 40; ++seed) {
+    sim::SimulateParams p = sim::default_params("cohort");
+    p.seed = seed;
+    p.animals = 2;
+    p.states = 3;
+    p.modes = 6;
+    const sim::CohortPlan plan = sim::make_plan(p);
+    std::set<std::vector<int>> patterns;
+    for (int k = 0; k < 6; ++k) {
+      std::vector<int> on;
+      for (int st = 0; st < 3; ++st) on.push_back(plan.state_levels[size_t(st) * 6 + size_t(k)] > 0 ? 1 : 0);
+      patterns.insert(on);
+    }
+    EXPECT_EQ(patterns.size(), 6u) << "seed " << seed;
+  }
+  sim::SimulateParams p = sim::default_params("cohort");
+  EXPECT_EQ(sim::n_states(p), std::max(3, p.modes));
+  p.states = 2;
+  EXPECT_EQ(sim::n_states(p), 2);
 }
 
 TEST(Simulate, MissingRegionsAreMissing) {
