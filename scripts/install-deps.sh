@@ -13,6 +13,7 @@ PKGS=(
   libgtest-dev googletest
   python3-numpy python3-h5py python3-matplotlib python3-scipy
   slurm-wlm munge            # the tests start a real single-node Slurm cluster
+  time                       # bench/memory_estimate.sh measures peak memory with GNU time
 )
 
 missing=()

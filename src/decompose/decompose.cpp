@@ -91,6 +91,56 @@ RegionCurrents region_currents(const double* J_rows, RowRange rows, std::int64_t
   return out;
 }
 
+InputCurrents input_currents(const double* W_in_rows, RowRange rows, std::int64_t N, int n_in, const double* inputs,
+                             std::int64_t T, const std::vector<int>& unit_region, int M, MPI_Comm comm,
+                             std::vector<double>* per_unit) {
+  if (std::int64_t(unit_region.size()) != N) fail("decompose: unit_region has ", unit_region.size(), " entries, need ", N);
+  const PetscInt m = rows.count();
+  const size_t MCT = size_t(M) * size_t(n_in) * size_t(T);
+  std::vector<double> acc(2 * MCT, 0.0);  // sums and sums of squares over target units
+  if (per_unit) per_unit->assign(size_t(m) * size_t(n_in) * size_t(T), 0.0);
+  for (PetscInt i = 0; i < m; ++i) {
+    const int q = unit_region[size_t(rows.begin + i)];
+    if (q < 0 || q >= M) fail("decompose: unit ", rows.begin + i, " has region ", q, " outside [0, ", M, ")");
+    for (int c = 0; c < n_in; ++c) {
+      const double w = W_in_rows[size_t(i) * size_t(n_in) + size_t(c)];
+      const size_t base = (size_t(q) * size_t(n_in) + size_t(c)) * size_t(T);
+      for (std::int64_t t = 0; t < T; ++t) {
+        const double v = w * inputs[size_t(c) * size_t(T) + size_t(t)];
+        acc[base + size_t(t)] += v;
+        acc[MCT + base + size_t(t)] += v * v;
+        if (per_unit) (*per_unit)[(size_t(i) * size_t(n_in) + size_t(c)) * size_t(T) + size_t(t)] = v;
+      }
+    }
+  }
+  MPI_Allreduce(MPI_IN_PLACE, acc.data(), int(acc.size()), MPI_DOUBLE, MPI_SUM, comm);
+  InputCurrents out;
+  out.M = M;
+  out.n_in = n_in;
+  out.T = T;
+  out.mean.assign(MCT, 0.0);
+  out.rms.assign(MCT, 0.0);
+  for (int q = 0; q < M; ++q) {
+    std::int64_t nq = 0;
+    for (std::int64_t i = 0; i < N; ++i) nq += unit_region[size_t(i)] == q;
+    if (nq == 0) continue;
+    for (size_t z = size_t(q) * size_t(n_in) * size_t(T); z < size_t(q + 1) * size_t(n_in) * size_t(T); ++z) {
+      out.mean[z] = acc[z] / double(nq);
+      out.rms[z] = std::sqrt(acc[MCT + z] / double(nq));
+    }
+  }
+  return out;
+}
+
+void write_input_currents(const h5::File& f, const InputCurrents& c, const std::vector<std::string>& input_names) {
+  h5::ensure_group(f, "/currents");
+  const std::vector<hsize_t> shape = {hsize_t(c.M), hsize_t(c.n_in), hsize_t(c.T)};
+  h5::write_doubles(f, "/currents/input_mean", shape, c.mean.data());
+  h5::write_doubles(f, "/currents/input_rms", shape, c.rms.data());
+  h5::write_strings(f, "/currents/input_names", input_names);
+  h5::set_attr(f, "/currents/input_mean", "layout", "[target region, input, sample]; current into unit i = W_in[i,c] u_c(t), mean over the target region's units");
+}
+
 void write_currents(const h5::File& f, const RegionCurrents& c, const std::vector<std::string>& region_names) {
   h5::ensure_group(f, "/currents");
   const std::vector<hsize_t> shape = {hsize_t(c.M), hsize_t(c.M), hsize_t(c.T)};

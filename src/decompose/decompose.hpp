@@ -35,6 +35,23 @@ RegionCurrents region_currents(const double* J_rows, RowRange rows, std::int64_t
                                std::int64_t T, const std::vector<int>& unit_region, int M, MPI_Comm comm,
                                std::vector<double>* per_unit = nullptr);
 
+// Input currents (fits with input channels): the current W_in[i,c] u_c(t) from known input c into
+// each unit i, summarised per target region as mean and root-mean-square over its units:
+// [M x n_in x T], index (q*n_in + c)*T + t. A unit's total input is the sum over source regions of
+// the region-pair currents plus the sum over inputs of the input currents (plus the fit's noise).
+struct InputCurrents {
+  int M = 0, n_in = 0;
+  std::int64_t T = 0;
+  std::vector<double> mean, rms;
+};
+// W_in_rows: this rank's rows of W_in (rows.count() x n_in, row-major); inputs: n_in x T (all
+// ranks). per_unit (optional): rows.count() x (n_in*T), index i*(n_in*T) + c*T + t. Collective.
+InputCurrents input_currents(const double* W_in_rows, RowRange rows, std::int64_t N, int n_in, const double* inputs,
+                             std::int64_t T, const std::vector<int>& unit_region, int M, MPI_Comm comm,
+                             std::vector<double>* per_unit = nullptr);
+// Writes /currents/input_mean, /currents/input_rms [M x n_in x T] and /currents/input_names.
+void write_input_currents(const h5::File& f, const InputCurrents& c, const std::vector<std::string>& input_names);
+
 // Writes /currents/{mean,rms,exc_mean,exc_rms,inh_mean,inh_rms} [M x M x T] and
 // /currents/region_names (and /region_names if absent). Collective.
 void write_currents(const h5::File& f, const RegionCurrents& c, const std::vector<std::string>& region_names);

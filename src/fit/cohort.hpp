@@ -39,9 +39,10 @@ struct Assignment {
   std::vector<double> group_work;            // estimated N^2 * steps per rank, summed
 };
 Assignment assign_animals(const std::vector<CohortAnimal>& animals, const Params& p, int world_size,
-                          int ranks_per_animal, double bytes_per_rank);
-// Estimated bytes one rank of a group of `ranks` needs to fit an animal.
-double fit_bytes_per_rank(std::int64_t n_units, std::int64_t n_samples, int dt_factor, int ranks);
+                          int ranks_per_animal, double bytes_per_rank, int n_p = 1);
+// Estimated bytes one rank of a group of `ranks` needs to fit an animal. n_p: P matrices held
+// (1 for the shared prior; the number of regions, at most the cohort's, for the region prior).
+double fit_bytes_per_rank(std::int64_t n_units, std::int64_t n_samples, int dt_factor, int ranks, int n_p = 1);
 
 // Set by the SIGTERM handler; checked once per run and agreed over the group.
 extern volatile std::sig_atomic_t g_stop_requested;

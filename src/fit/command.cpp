@@ -29,8 +29,16 @@ Command make_fit_command() {
         ("normalise", po::value<std::string>()->default_value("global"),
          "target = activity / max: 'global' (one max) or 'region' (each region's max)")
         ("seed", po::value<long long>()->default_value(1), "seed of J0 and the input noise (recorded)")
+        ("prior", po::value<std::string>()->default_value(fit::prior_name(def.prior)),
+         "RLS prior: 'region' (each target region its own P, small prior variance for other regions' "
+         "sources, zero inter-region J0; docs/currents.md) or 'shared' (one P, the reference)")
+        ("prior-ratio", po::value<double>()->default_value(def.prior_ratio),
+         "--prior region: initial P variance of other regions' sources relative to --p0")
+        ("inputs", po::value<std::string>()->default_value("use"),
+         "'use': the animal's known inputs (/inputs) enter through learned weights W_in (RLS on [r; u]); "
+         "'ignore': no input channels (the reference)")
         ("reference-compat", po::bool_switch(),
-         "use the reference code's sample alignment (float accumulator) to reproduce its numbers")
+         "the reference code's sample alignment (float accumulator) and shared P, to reproduce its numbers")
         ("animals", po::value<std::string>(),
          "fit only these animals (comma-separated ids; default all); e.g. one per Slurm array task")
         ("init", po::value<std::string>(), "HDF5 file with /J0 [N x N] and /inputWN [N x L] to use instead of "
@@ -63,6 +71,13 @@ Command make_fit_command() {
       if (seed < 0) fail("option --seed must be >= 0, is ", seed);
       p.seed = std::uint64_t(seed);
       p.reference_compat = vm["reference-compat"].as<bool>();
+      p.prior = fit::parse_prior(vm["prior"].as<std::string>());
+      p.prior_ratio = vm["prior-ratio"].as<double>();
+      const std::string inp = vm["inputs"].as<std::string>();
+      if (inp != "use" && inp != "ignore") fail("option --inputs: unknown value '", inp, "' (use or ignore)");
+      p.use_inputs = inp == "use";
+      if (p.reference_compat && !vm["prior"].defaulted() && p.prior == fit::Prior::Region)
+        fail("options --reference-compat and --prior region conflict: the reference uses one shared P");
       fit::check_params(p);
       if (vm.count("init")) o.init_file = vm["init"].as<std::string>();
       if (vm.count("animals")) {

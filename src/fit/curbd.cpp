@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <memory>
 #include <sstream>
 
 #include "core/h5.hpp"
@@ -16,6 +17,14 @@ namespace cohortnet::fit {
 // Parameters
 
 const char* normalise_name(Normalise n) { return n == Normalise::Global ? "global" : "region"; }
+
+const char* prior_name(Prior p) { return p == Prior::Shared ? "shared" : "region"; }
+
+Prior parse_prior(const std::string& s) {
+  if (s == "shared") return Prior::Shared;
+  if (s == "region") return Prior::Region;
+  fail("option --prior: unknown prior '", s, "' (use region or shared)");
+}
 
 Normalise parse_normalise(const std::string& s) {
   if (s == "global") return Normalise::Global;
@@ -34,6 +43,8 @@ void check_params(const Params& p) {
   if (!(p.g >= 0) || !std::isfinite(p.g)) fail("option --g must be a finite number >= 0, is ", p.g);
   if (!(p.amp_in_wn >= 0) || !std::isfinite(p.amp_in_wn))
     fail("option --amp-in-wn must be a finite number >= 0, is ", p.amp_in_wn);
+  if (!(p.prior_ratio >= 0) || !std::isfinite(p.prior_ratio))
+    fail("option --prior-ratio must be a finite number >= 0, is ", p.prior_ratio);
   if (p.runs_train < 0) fail("option --runs-train must be >= 0, is ", p.runs_train);
   if (p.runs_free < 0) fail("option --runs-free must be >= 0, is ", p.runs_free);
   if (p.total_runs() < 1) fail("options --runs-train and --runs-free: at least one run is needed");
@@ -65,12 +76,14 @@ struct DenseArray {
   double* a = nullptr;
   PetscInt lda = 0;
   explicit DenseArray(Mat mat) : m(mat) {
+    if (!m) return;  // absent matrix (P_ under the region prior)
     PetscScalar* p = nullptr;
     COHORTNET_PETSC(MatDenseGetArray(m, &p));
     a = p;
     COHORTNET_PETSC(MatDenseGetLDA(m, &lda));
   }
   ~DenseArray() {
+    if (!m) return;
     PetscScalar* p = a;
     MatDenseRestoreArray(m, &p);
   }
@@ -111,6 +124,8 @@ Trainer::Trainer(const AnimalData& data, std::uint64_t animal_index, const Param
   } catch (...) {
     if (J_) MatDestroy(&J_);  // the destructor does not run for a failed constructor
     if (P_) MatDestroy(&P_);
+    for (Mat& q : PQ_)
+      if (q) MatDestroy(&q);
     throw;
   }
 }
@@ -126,7 +141,7 @@ void Trainer::setup(const AnimalData& data, const Init* init) {
 
   // The layout is PETSc's: create J first and take its row split; the data must match it.
   J_ = create_dense(comm_, PETSC_DECIDE, PetscInt(N_));
-  P_ = create_dense(comm_, PETSC_DECIDE, PetscInt(N_));
+  if (!params_.region_prior()) P_ = create_dense(comm_, PETSC_DECIDE, PetscInt(N_));
   PetscInt b = 0, e = 0;
   COHORTNET_PETSC(MatGetOwnershipRange(J_, &b, &e));
   rows_ = RowRange{b, e};
@@ -147,9 +162,11 @@ void Trainer::setup(const AnimalData& data, const Init* init) {
   }
   row_layout(PetscInt(N_), comm_, counts_, offsets_);
 
-  // Memory per rank: J and P rows, noise rows, target and rates rows, full rates at the end.
+  // Memory per rank: J and P rows (region prior: M matrices P_Q), noise rows, target and rates
+  // rows, full rates at the end.
   {
-    const double bytes = 8.0 * (2.0 * double(m_) * double(N_) + double(m_) * double(L_) +
+    const double n_p = params_.region_prior() ? double(meta_.n_regions()) : 1.0;
+    const double bytes = 8.0 * ((1.0 + n_p) * double(m_) * double(N_) + double(m_) * double(L_) +
                                 3.0 * double(m_) * double(T_) + double(N_) * double(T_));
     MPI_Comm node;
     MPI_Comm_split_type(comm_, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node);
@@ -215,6 +232,22 @@ void Trainer::setup(const AnimalData& data, const Init* init) {
       Stream st(params_.seed, {kTagJ0, animal_index_, std::uint64_t(b + i)});
       for (PetscInt j = 0; j < PetscInt(N_); ++j) d.a[i + j * d.lda] = s * st.normal();
     }
+    if (params_.region_prior()) {
+      // Region prior: no inter-region weights to begin with (same draws, inter-region blocks
+      // zeroed); each within-region block scaled to g / sqrt(N_Q), so every region on its own is
+      // the reference's network of gain g (zeroing alone would leave gain g sqrt(N_Q/N); measured
+      // slightly worse currents, docs/currents.md).
+      std::vector<double> fac(size_t(M), 0.0);
+      for (int q = 0; q < M; ++q) {
+        const double nq = double(meta_.units_of(q).size());
+        fac[size_t(q)] = nq > 0 ? std::sqrt(double(N_) / nq) : 0.0;
+      }
+      for (PetscInt j = 0; j < PetscInt(N_); ++j)
+        for (PetscInt i = 0; i < m_; ++i) {
+          const int q = meta_.unit_region[size_t(b + i)];
+          d.a[i + j * d.lda] = meta_.unit_region[size_t(j)] != q ? 0.0 : d.a[i + j * d.lda] * fac[size_t(q)];
+        }
+    }
   }
   noise_.assign(size_t(L_) * size_t(m_), 0.0);
   if (injected) {
@@ -235,10 +268,40 @@ void Trainer::setup(const AnimalData& data, const Init* init) {
       }
     }
   }
-  {
+  row_region_.resize(size_t(m_));
+  for (PetscInt i = 0; i < m_; ++i) row_region_[size_t(i)] = meta_.unit_region[size_t(b + i)];
+  if (!params_.region_prior()) {
     DenseArray d(P_);
     for (PetscInt j = 0; j < PetscInt(N_); ++j)
       for (PetscInt i = 0; i < m_; ++i) d.a[i + j * d.lda] = (b + i == j) ? params_.p0 : 0.0;
+  } else {
+    // P_Q = diag(p0 for sources in Q, p0 * prior_ratio for the others).
+    for (int q = 0; q < M; ++q) {
+      PQ_.push_back(create_dense(comm_, m_, PetscInt(N_)));
+      DenseArray d(PQ_.back());
+      for (PetscInt j = 0; j < PetscInt(N_); ++j)
+        for (PetscInt i = 0; i < m_; ++i)
+          d.a[i + j * d.lda] =
+              (b + i == j) ? (meta_.unit_region[size_t(j)] == q ? params_.p0 : params_.p0 * params_.prior_ratio) : 0.0;
+    }
+  }
+  // Input channels: W_in = 0; each P block's input part starts as p0 I (no cross terms).
+  n_in_ = params_.inputs_used() ? int(meta_.input_names.size()) : 0;
+  const size_t n_blocks = params_.region_prior() ? size_t(M) : 1;
+  row_group_.assign(size_t(m_), 0);
+  if (params_.region_prior()) row_group_ = row_region_;
+  if (n_in_ > 0) {
+    if (data.inputs.size() != size_t(n_in_) * size_t(T_))
+      fail("animal ", id, ": ", data.inputs.size(), " input values given for ", n_in_, " inputs x ", T_, " samples");
+    U_.assign(size_t(T_) * size_t(n_in_), 0.0);
+    for (int c = 0; c < n_in_; ++c)
+      for (std::int64_t t = 0; t < T_; ++t) U_[size_t(t) * size_t(n_in_) + size_t(c)] = data.inputs[size_t(c) * size_t(T_) + size_t(t)];
+    Win_.assign(size_t(m_) * size_t(n_in_), 0.0);
+    const size_t W = size_t(N_) + size_t(n_in_);
+    pru_.assign(n_blocks, std::vector<double>(size_t(m_) * size_t(n_in_), 0.0));
+    pu_.assign(n_blocks, std::vector<double>(size_t(n_in_) * W, 0.0));
+    for (auto& pu : pu_)
+      for (int c = 0; c < n_in_; ++c) pu[size_t(c) * W + size_t(N_) + size_t(c)] = params_.p0;
   }
   R_.assign(size_t(T_) * size_t(m_), 0.0);
   build_schedule();
@@ -247,6 +310,8 @@ void Trainer::setup(const AnimalData& data, const Init* init) {
 Trainer::~Trainer() {
   if (J_) MatDestroy(&J_);
   if (P_) MatDestroy(&P_);
+  for (Mat& q : PQ_)
+    if (q) MatDestroy(&q);
 }
 
 // Which RNN iteration resets, records and learns which sample. Iteration tt (1-based) computes
@@ -338,6 +403,20 @@ RunStats Trainer::run_next() {
     for (PetscInt i = 0; i < m; ++i) R_[size_t(i)] = std::tanh(x[size_t(i)]);
   }
   DenseArray Ja(J_), Pa(P_);
+  const bool region = params_.region_prior();
+  std::vector<std::unique_ptr<DenseArray>> PQa;
+  for (Mat q : PQ_) PQa.push_back(std::make_unique<DenseArray>(q));
+  const int n_in = n_in_;
+  const bool generic = region || n_in > 0;  // per-block RLS (region prior and/or input channels)
+  const int nb = generic ? (region ? int(PQ_.size()) : 1) : 0;
+  std::vector<double> kq(generic ? size_t(nb) * Ns : 0);                // per block: c k_r (full)
+  std::vector<double> kuq(size_t(nb) * size_t(n_in)), ku(static_cast<size_t>(n_in));  // per block: c k_u; k_u
+  const size_t W = Ns + size_t(n_in);
+  // The inputs held during RNN iteration tt (rate at time (tt-1) dt): sample floor((tt-1)/df).
+  auto input_at = [&](int tt) -> const double* {
+    const std::int64_t s = std::min<std::int64_t>(T_ - 1, std::int64_t(tt - 1) / params_.dt_factor);
+    return &U_[size_t(s) * size_t(n_in)];
+  };
   prepare(tt0, rl, r);
   bool have_y = false;
   for (int tt = tt0; tt <= n_iter_; ++tt) {
@@ -361,7 +440,16 @@ RunStats Trainer::run_next() {
     if (advance) {
       if (!have_y) kernels::gemv(m, N, Ja.a, Ja.lda, r, y.data());
       const double* u = &noise_[size_t(tt) * size_t(m)];
-      for (PetscInt i = 0; i < m; ++i) x[size_t(i)] = x[size_t(i)] + dt * (-x[size_t(i)] + (y[size_t(i)] + u[i])) / tau;
+      if (n_in > 0) {
+        const double* uin = input_at(tt);
+        for (PetscInt i = 0; i < m; ++i) {
+          double wu = 0;
+          for (int c = 0; c < n_in; ++c) wu += Win_[size_t(i) * size_t(n_in) + size_t(c)] * uin[c];
+          x[size_t(i)] = x[size_t(i)] + dt * (-x[size_t(i)] + (y[size_t(i)] + wu + u[i])) / tau;
+        }
+      } else {
+        for (PetscInt i = 0; i < m; ++i) x[size_t(i)] = x[size_t(i)] + dt * (-x[size_t(i)] + (y[size_t(i)] + u[i])) / tau;
+      }
     }
     have_y = false;
     const std::int64_t ls = learn_at_[size_t(tt)];
@@ -375,7 +463,53 @@ RunStats Trainer::run_next() {
       err_sq[size_t(ls)] += s2;
     }
     if (advance) prepare(tt + 1, rln, rn);
-    if (ls >= 0 && train) {
+    if (ls >= 0 && train && generic) {
+      // One RLS per P block b (the shared P, or P_Q for the rows of region Q) on z = [r; u]:
+      // k = P_b z; c = 1/(1 + z.k); P_b -= c k k^T; rows of b: J -= c e k_r^T, W_in -= c e k_u^T.
+      const double* uin = n_in > 0 ? input_at(tt) : nullptr;
+      for (int q = 0; q < nb; ++q) {
+        DenseArray& Pq = region ? *PQa[size_t(q)] : Pa;
+        kernels::gemv(m, N, Pq.a, Pq.lda, r, kl.data());
+        std::vector<double>& pru = n_in > 0 ? pru_[size_t(q)] : kl;  // (unused without inputs)
+        for (PetscInt i = 0; i < m && n_in > 0; ++i)
+          for (int c = 0; c < n_in; ++c) kl[size_t(i)] += pru[size_t(i) * size_t(n_in) + size_t(c)] * uin[c];
+        gather(kl.data(), k.data());
+        double rk = 0;
+        for (PetscInt j = 0; j < N; ++j) rk += r[j] * k[size_t(j)];
+        for (int c = 0; c < n_in; ++c) {
+          const double* row = &pu_[size_t(q)][size_t(c) * W];
+          double v = 0;
+          for (PetscInt j = 0; j < N; ++j) v += row[j] * r[j];
+          for (int d = 0; d < n_in; ++d) v += row[Ns + size_t(d)] * uin[d];
+          ku[size_t(c)] = v;
+          rk += uin[c] * v;
+        }
+        if (!std::isfinite(rk) || !(1.0 + rk > 0))
+          throw Diverged(cat("animal ", meta_.animal_id, ": the fit diverged in run ", run + 1, " (RNN step ", tt,
+                             ", sample ", ls, region ? cat(", P of region ", meta_.region_names[size_t(q)]) : std::string(),
+                             "): 1 + z.Pz = ", 1.0 + rk,
+                             "; try a smaller --g or --p0, a larger --tau-rnn or a larger --dt-factor"));
+        const double c = 1.0 / (1.0 + rk);
+        kernels::ger(m, N, Pq.a, Pq.lda, c, kl.data(), k.data());
+        if (n_in > 0) {
+          for (PetscInt i = 0; i < m; ++i)
+            for (int d = 0; d < n_in; ++d) pru[size_t(i) * size_t(n_in) + size_t(d)] -= kl[size_t(i)] * (c * ku[size_t(d)]);
+          for (int cc = 0; cc < n_in; ++cc) {
+            double* row = &pu_[size_t(q)][size_t(cc) * W];
+            for (PetscInt j = 0; j < N; ++j) row[j] -= ku[size_t(cc)] * (c * k[size_t(j)]);
+            for (int d = 0; d < n_in; ++d) row[Ns + size_t(d)] -= ku[size_t(cc)] * (c * ku[size_t(d)]);
+          }
+        }
+        double* sq = &kq[size_t(q) * Ns];
+        for (PetscInt j = 0; j < N; ++j) sq[j] = c * k[size_t(j)];
+        for (int d = 0; d < n_in; ++d) kuq[size_t(q) * size_t(n_in) + size_t(d)] = c * ku[size_t(d)];
+      }
+      kernels::ger_grouped(m, N, Ja.a, Ja.lda, row_group_.data(), kq.data(), e.data());
+      for (PetscInt i = 0; i < m && n_in > 0; ++i) {
+        const double* sw = &kuq[size_t(row_group_[size_t(i)]) * size_t(n_in)];
+        for (int d = 0; d < n_in; ++d) Win_[size_t(i) * size_t(n_in) + size_t(d)] -= e[size_t(i)] * sw[d];
+      }
+    } else if (ls >= 0 && train) {
       // RLS: k = P r; c = 1/(1 + r.k); P -= c k k^T; J -= c e k^T (all rows share P).
       // P's rank-1 update is deferred to the next learning step's P r (one pass over P for
       // both) and flushed at the end of the run; the arithmetic is the same, element by element.
@@ -434,18 +568,34 @@ void Trainer::check_health() {
   // Once per run: every entry of J and P finite, P's diagonal positive (it is a covariance).
   int bad_j = 0, bad_p = 0, bad_diag = 0;
   {
-    DenseArray Ja(J_), Pa(P_);
+    DenseArray Ja(J_);
     for (PetscInt j = 0; j < PetscInt(N_); ++j) {
       const double* cj = Ja.a + j * Ja.lda;
-      const double* cp = Pa.a + j * Pa.lda;
-      for (PetscInt i = 0; i < m_; ++i) {
+      for (PetscInt i = 0; i < m_; ++i)
         if (!std::isfinite(cj[i])) bad_j = 1;
-        if (!std::isfinite(cp[i])) bad_p = 1;
+    }
+    std::vector<Mat> ps = PQ_;
+    if (P_) ps.push_back(P_);
+    for (size_t q = 0; q < ps.size(); ++q) {
+      DenseArray Pa(ps[q]);
+      for (PetscInt j = 0; j < PetscInt(N_); ++j) {
+        const double* cp = Pa.a + j * Pa.lda;
+        for (PetscInt i = 0; i < m_; ++i)
+          if (!std::isfinite(cp[i])) bad_p = 1;
+      }
+      // The region prior with --prior-ratio 0 has zero variance for other regions' sources.
+      for (PetscInt i = 0; i < m_; ++i) {
+        const double dv = Pa.a[i + (rows_.begin + i) * Pa.lda];
+        const bool own = P_ == ps[q] || meta_.unit_region[size_t(rows_.begin + i)] == int(q);
+        if (own ? !(dv > 0) : !(dv >= 0)) bad_diag = 1;
       }
     }
-    for (PetscInt i = 0; i < m_; ++i)
-      if (!(Pa.a[i + (rows_.begin + i) * Pa.lda] > 0)) bad_diag = 1;
   }
+  for (double v : Win_)
+    if (!std::isfinite(v)) bad_j = 1;
+  for (const auto& v : pru_)
+    for (double z : v)
+      if (!std::isfinite(z)) bad_p = 1;
   int flags[4] = {bad_j, bad_p, bad_diag, std::isfinite(pvar_.back()) ? 0 : 1};
   MPI_Allreduce(MPI_IN_PLACE, flags, 4, MPI_INT, MPI_MAX, comm_);
   if (flags[0] || flags[1] || flags[2] || flags[3])
@@ -460,7 +610,20 @@ std::int64_t Trainer::learning_samples_per_run() const {
 }
 
 std::vector<double> Trainer::local_J() const { return to_row_major(J_, m_, PetscInt(N_)); }
-std::vector<double> Trainer::local_P() const { return to_row_major(P_, m_, PetscInt(N_)); }
+std::vector<double> Trainer::local_P() const {
+  if (P_) return to_row_major(P_, m_, PetscInt(N_));
+  std::vector<double> out;
+  for (int q = 0; q < n_p(); ++q) {
+    std::vector<double> one = local_P(q);
+    out.insert(out.end(), one.begin(), one.end());
+  }
+  return out;
+}
+
+std::vector<double> Trainer::local_P(int q) const {
+  if (q < 0 || q >= n_p()) fail("Trainer::local_P: no P of region ", q, " (prior ", prior_name(params_.prior), ")");
+  return to_row_major(PQ_[size_t(q)], m_, PetscInt(N_));
+}
 
 std::vector<double> Trainer::local_rates() const {
   std::vector<double> out(size_t(m_) * size_t(T_));
@@ -481,7 +644,7 @@ std::vector<double> Trainer::full_rates() const {
 }
 
 std::string fingerprint(const Params& p, std::int64_t n_units, std::int64_t n_samples, double dt_data,
-                        std::uint64_t animal_index) {
+                        std::uint64_t animal_index, std::int64_t n_inputs) {
   std::ostringstream os;
   os.precision(17);
   os << "N=" << n_units << ";T=" << n_samples << ";dt_data=" << dt_data << ";dt_factor=" << p.dt_factor
@@ -489,11 +652,14 @@ std::string fingerprint(const Params& p, std::int64_t n_units, std::int64_t n_sa
      << ";p0=" << p.p0 << ";runs_train=" << p.runs_train << ";runs_free=" << p.runs_free
      << ";normalise=" << normalise_name(p.normalise) << ";seed=" << p.seed << ";animal_index=" << animal_index
      << ";alignment=" << (p.reference_compat ? "reference" : "integer");
+  if (p.region_prior()) os << ";prior=region;prior_ratio=" << p.prior_ratio;
+  else os << ";prior=shared";
+  if (n_inputs > 0) os << ";inputs=" << n_inputs;
   return os.str();
 }
 
 std::string Trainer::fingerprint() const {
-  return fit::fingerprint(params_, N_, T_, meta_.sample_interval, animal_index_);
+  return fit::fingerprint(params_, N_, T_, meta_.sample_interval, animal_index_, n_in_);
 }
 
 void Trainer::save_checkpoint(const std::string& path, const std::string& config_text) const {
@@ -503,9 +669,23 @@ void Trainer::save_checkpoint(const std::string& path, const std::string& config
     std::vector<double> jr = local_J();
     h5::write_rows(f, "/J", hsize_t(N_), hsize_t(N_), rows_, jr.data());
   }
-  {
+  if (P_) {
     std::vector<double> pr = local_P();
     h5::write_rows(f, "/P", hsize_t(N_), hsize_t(N_), rows_, pr.data());
+  }
+  if (!PQ_.empty()) h5::ensure_group(f, "/P_region");
+  for (int q = 0; q < n_p(); ++q) {
+    std::vector<double> pr = local_P(q);
+    h5::write_rows(f, cat("/P_region/", q), hsize_t(N_), hsize_t(N_), rows_, pr.data());
+  }
+  if (n_in_ > 0) {
+    // Input channels: W_in rows, each P block's input columns (rows) and input rows (replicated).
+    h5::write_rows(f, "/W_in", hsize_t(N_), hsize_t(n_in_), rows_, Win_.data());
+    h5::ensure_group(f, "/P_inputs");
+    for (size_t q = 0; q < pru_.size(); ++q) {
+      h5::write_rows(f, cat("/P_inputs/ru", q), hsize_t(N_), hsize_t(n_in_), rows_, pru_[q].data());
+      h5::write_doubles(f, cat("/P_inputs/u", q), {hsize_t(n_in_), hsize_t(N_ + n_in_)}, pu_[q].data());
+    }
   }
   h5::write_doubles(f, "/pvar", {hsize_t(pvar_.size())}, pvar_.data());
   h5::write_doubles(f, "/chi2", {hsize_t(chi2_.size())}, chi2_.data());
@@ -543,7 +723,22 @@ void Trainer::load_checkpoint(const std::string& path) {
   if (std::int64_t(pv.size()) != done || std::int64_t(c2.size()) != done)
     fail("checkpoint ", path, ": /pvar and /chi2 must have runs_done = ", done, " entries");
   from_row_major(J_, m_, PetscInt(N_), h5::read_rows(f, "/J", rows_));
-  from_row_major(P_, m_, PetscInt(N_), h5::read_rows(f, "/P", rows_));
+  if (P_) from_row_major(P_, m_, PetscInt(N_), h5::read_rows(f, "/P", rows_));
+  for (int q = 0; q < n_p(); ++q) {
+    const std::string ds = cat("/P_region/", q);
+    if (!h5::exists(f, ds)) fail("checkpoint ", path, ": dataset ", ds, " is missing");
+    from_row_major(PQ_[size_t(q)], m_, PetscInt(N_), h5::read_rows(f, ds, rows_));
+  }
+  if (n_in_ > 0) {
+    if (!h5::exists(f, "/W_in")) fail("checkpoint ", path, ": dataset /W_in is missing");
+    Win_ = h5::read_rows(f, "/W_in", rows_);
+    for (size_t q = 0; q < pru_.size(); ++q) {
+      pru_[q] = h5::read_rows(f, cat("/P_inputs/ru", q), rows_);
+      pu_[q] = h5::read_doubles(f, cat("/P_inputs/u", q));
+      if (pu_[q].size() != size_t(n_in_) * size_t(N_ + n_in_) || pru_[q].size() != size_t(m_) * size_t(n_in_))
+        fail("checkpoint ", path, ": /P_inputs/u", q, " or /P_inputs/ru", q, " has the wrong size");
+    }
+  }
   pvar_ = pv;
   chi2_ = c2;
   mid_iter_ = h5::has_attr(f, "/", "mid_iter") ? int(h5::attr_int(f, "/", "mid_iter")) : 0;
@@ -595,6 +790,23 @@ void Trainer::write_result(const std::string& path, const std::string& config_te
     decompose::write_currents(f, c, meta_.region_names);
     if (per_unit_currents) decompose::write_per_unit(f, per_unit, rows_, N_, M, T_);
   }
+  if (n_in_ > 0) {
+    // Input channels: their weights and the input currents W_in[i,c] u_c(t), per target region.
+    h5::write_rows(f, "/W_in", hsize_t(N_), hsize_t(n_in_), rows_, Win_.data());
+    h5::write_strings(f, "/input_names", meta_.input_names);
+    std::vector<double> inputs(size_t(n_in_) * size_t(T_));
+    for (int c = 0; c < n_in_; ++c)
+      for (std::int64_t t = 0; t < T_; ++t) inputs[size_t(c) * size_t(T_) + size_t(t)] = U_[size_t(t) * size_t(n_in_) + size_t(c)];
+    std::vector<double> per_unit;
+    const decompose::InputCurrents ic =
+        decompose::input_currents(Win_.data(), rows_, N_, n_in_, inputs.data(), T_, meta_.unit_region, M, comm_,
+                                  per_unit_currents ? &per_unit : nullptr);
+    decompose::write_input_currents(f, ic, meta_.input_names);
+    if (per_unit_currents) {
+      h5::write_rows(f, "/currents/input_per_unit", hsize_t(N_), hsize_t(n_in_) * hsize_t(T_), rows_, per_unit.data());
+      h5::set_attr(f, "/currents/input_per_unit", "layout", "[unit, input * T + sample]");
+    }
+  }
   h5::set_attr(f, "/", "format", "cohortnet-fit");
   h5::set_attr(f, "/", "format_version", std::int64_t(1));
   h5::set_attr(f, "/", "animal_id", meta_.animal_id);
@@ -605,6 +817,9 @@ void Trainer::write_result(const std::string& path, const std::string& config_te
   h5::set_attr(f, "/", "dt_factor", std::int64_t(params_.dt_factor));
   h5::set_attr(f, "/", "normalise", normalise_name(params_.normalise));
   h5::set_attr(f, "/", "alignment", params_.reference_compat ? "reference-compat" : "integer");
+  h5::set_attr(f, "/", "prior", params_.region_prior() ? "region" : "shared");
+  h5::set_attr(f, "/", "prior_ratio", params_.region_prior() ? params_.prior_ratio : 1.0);
+  h5::set_attr(f, "/", "inputs", std::int64_t(n_in_));
   h5::set_attr(f, "/", "target_std", sigma_);
   h5::set_attr(f, "/", "runs_train", std::int64_t(params_.runs_train));
   h5::set_attr(f, "/", "runs_free", std::int64_t(params_.runs_free));

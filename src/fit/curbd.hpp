@@ -20,6 +20,11 @@
 namespace cohortnet::fit {
 
 enum class Normalise { Global, Region };
+// How RLS shares its inverse correlation matrix P between the rows of J (docs/fit.md, "Prior").
+// Shared: one P for all rows (the reference). Region: the rows of each target region Q use their
+// own P_Q, initialised p0 for sources in Q and p0*prior_ratio for sources in other regions, and
+// J0's inter-region blocks are zero: inter-region weights are learned only where the data need them.
+enum class Prior { Shared, Region };
 
 struct Params {
   int dt_factor = 1;        // RNN Euler steps per data sample
@@ -32,14 +37,22 @@ struct Params {
   double p0 = 1.0;          // P = p0 * I
   Normalise normalise = Normalise::Global;
   std::uint64_t seed = 1;
-  bool reference_compat = false;  // the reference's sample alignment (float accumulator)
+  bool reference_compat = false;  // the reference's sample alignment (float accumulator) and shared P
+  Prior prior = Prior::Region;
+  double prior_ratio = 1e-3;      // Prior::Region: P_Q's initial variance of other-region sources / p0
+  bool use_inputs = true;         // the animal's /inputs enter through learned weights W_in (--inputs use)
   int total_runs() const { return runs_train + runs_free; }
+  // The prior actually used: --reference-compat means the reference's shared P.
+  bool region_prior() const { return prior == Prior::Region && !reference_compat; }
+  bool inputs_used() const { return use_inputs && !reference_compat; }
 };
 
 // Throws Error naming the option (--tau-rnn, --dt-factor ...) for a value out of range.
 void check_params(const Params& p);
 const char* normalise_name(Normalise n);
 Normalise parse_normalise(const std::string& s);  // "global" | "region", else Error naming --normalise
+const char* prior_name(Prior p);
+Prior parse_prior(const std::string& s);  // "shared" | "region", else Error naming --prior
 
 // The fit stopped because J or P stopped being finite or P lost its positive diagonal.
 class Diverged : public Error {
@@ -61,7 +74,7 @@ Init read_init(const std::string& path, RowRange rows, std::int64_t n_units, std
 // A text that changes whenever a parameter that changes the result changes (recorded in
 // checkpoints and outputs; --resume refuses to mix).
 std::string fingerprint(const Params& p, std::int64_t n_units, std::int64_t n_samples, double dt_data,
-                        std::uint64_t animal_index);
+                        std::uint64_t animal_index, std::int64_t n_inputs = 0);
 
 struct RunStats {
   int run = 0;  // 0-based
@@ -114,7 +127,12 @@ class Trainer {
   std::int64_t n_samples() const { return T_; }
   std::int64_t n_steps() const { return L_; }
   std::vector<double> local_J() const;      // rows x N, row-major
-  std::vector<double> local_P() const;      // rows x N, row-major
+  std::vector<double> local_P() const;      // rows x N, row-major (shared prior; region prior: all P_Q stacked, q-major)
+  std::vector<double> local_P(int q) const;  // region prior: this rank's rows of P_q (rows x N)
+  int n_p() const { return int(PQ_.size()); }  // region prior: M; shared: 0
+  // Input channels (--inputs use and the animal has /inputs): n_in inputs, W_in rows x n_in.
+  int n_inputs() const { return n_in_; }
+  std::vector<double> local_W_in() const { return Win_; }  // rows x n_in, row-major
   std::vector<double> local_rates() const;  // rows x T, row-major (rates at the samples, last run)
   std::vector<double> full_rates() const;   // N x T on every rank (collective)
   const std::vector<double>& scale() const { return scale_; }  // per region
@@ -138,7 +156,19 @@ class Trainer {
   RowRange rows_;
   PetscInt m_ = 0;  // local rows
   std::vector<int> counts_, offsets_;
-  Mat J_ = nullptr, P_ = nullptr;
+  Mat J_ = nullptr, P_ = nullptr;  // P_: shared prior only
+  std::vector<Mat> PQ_;            // region prior: P_Q per target region Q, N x N, split like J
+  std::vector<int> row_region_;    // region of each local row
+  // Input channels: the RLS runs on z = [r; u] with P of size N + n_in. Each P block (the shared P,
+  // or each P_Q) is split as [[P_rr, P_ru], [P_ur, P_uu]]: P_rr is the PETSc matrix (rows local),
+  // P_ru its local rows' input columns (m x n_in), and the n_in input rows [P_ur P_uu]
+  // (n_in x (N + n_in)) are held by every rank and updated identically (small).
+  int n_in_ = 0;
+  std::vector<double> U_;                 // inputs at the samples, T x n_in (sample-major)
+  std::vector<double> Win_;               // m x n_in, row-major
+  std::vector<std::vector<double>> pru_;  // per P block: m x n_in, row-major
+  std::vector<std::vector<double>> pu_;   // per P block: n_in x (N + n_in), row-major
+  std::vector<int> row_group_;            // P block of each local row (0 for the shared P)
   std::vector<double> D_;      // target, local rows: T x m (sample-major)
   std::vector<double> noise_;  // L x m (step-major), u[step][row]
   std::vector<double> R_;      // rates at samples of the last run: T x m

@@ -81,4 +81,14 @@ inline void ger_gemv(PetscInt m, PetscInt n, double* a, PetscInt lda, double c, 
   }
 }
 
+// Row-grouped rank-1 update (region prior): A[i, j] -= u[i] * S[g[i]*n + j], where S holds each
+// group's scaled vector (c_Q k_Q). Same arithmetic per element as ger, one pass over A.
+inline void ger_grouped(PetscInt m, PetscInt n, double* a, PetscInt lda, const int* g, const double* s,
+                        const double* u) {
+  for (PetscInt j = 0; j < n; ++j) {
+    double* col = a + j * lda;
+    for (PetscInt i = 0; i < m; ++i) col[i] -= u[i] * s[PetscInt(g[i]) * n + j];
+  }
+}
+
 }  // namespace cohortnet::fit::kernels

@@ -312,7 +312,7 @@ Cohort read_cohort_local(const std::string& dir) {
         listed.insert(r);
       }
     }
-    c.animals.push_back({m.animal_id, path, m.n_units, m.n_samples});
+    c.animals.push_back({m.animal_id, path, m.n_units, m.n_samples, m.n_regions()});
   }
   return c;
 }
@@ -328,7 +328,7 @@ std::string pack(const Cohort& c) {
   for (auto& a : c.animals) {
     put(a.animal_id);
     put(a.path);
-    os << a.n_units << ';' << a.n_samples << ';';
+    os << a.n_units << ';' << a.n_samples << ';' << a.n_regions << ';';
   }
   return os.str();
 }
@@ -359,6 +359,7 @@ Cohort unpack(const std::string& s) {
     a.path = get();
     a.n_units = num();
     a.n_samples = num();
+    a.n_regions = int(num());
     c.animals.push_back(a);
   }
   return c;

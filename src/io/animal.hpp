@@ -66,6 +66,7 @@ struct CohortAnimal {
   std::string animal_id;
   std::string path;
   std::int64_t n_units = 0, n_samples = 0;
+  int n_regions = 0;
 };
 
 struct Cohort {

@@ -4,6 +4,7 @@
 #include "ingest/command.hpp"
 #include "modes/command.hpp"
 #include "simulate/command.hpp"
+#include "validate/command.hpp"
 #include "workflow/report.hpp"
 #include "workflow/run.hpp"
 #include "workflow/submit.hpp"
@@ -17,6 +18,7 @@ std::vector<Command> all_commands() {
       make_fit_command(),
       make_modes_command(),
       make_report_command(),
+      make_validate_command(),
   };
   // Commands that drive the stages above come last.
   std::vector<Command> all = stages;

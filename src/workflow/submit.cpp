@@ -23,7 +23,7 @@ namespace {
 
 // Resident memory of one idle rank after MPI, PETSc and HDF5 are loaded (measured on Debian 12
 // with Open MPI 4.1 and PETSc 3.18: docs/slurm.md).
-constexpr double kBaselineBytes = 60.0e6;
+constexpr double kBaselineBytes = 50.0e6;
 // Headroom on top of the estimate when asking Slurm for memory.
 constexpr double kHeadroom = 1.25;
 
@@ -90,8 +90,8 @@ void check_shell_safe(const std::string& what, const std::string& v) {
       fail(what, " '", v, "' contains '", c, "'; only letters, digits and _-./+=:,@% may reach a batch script");
 }
 
-double fit_peak_bytes_per_rank(std::int64_t n_units, std::int64_t n_samples, int dt_factor, int ranks) {
-  return kBaselineBytes + fit::fit_bytes_per_rank(n_units, n_samples, dt_factor, ranks);
+double fit_peak_bytes_per_rank(std::int64_t n_units, std::int64_t n_samples, int dt_factor, int ranks, int n_p) {
+  return kBaselineBytes + fit::fit_bytes_per_rank(n_units, n_samples, dt_factor, ranks, n_p);
 }
 
 SubmitPlan make_submit_plan(const SubmitSettings& s, const std::vector<PlannedAnimal>& animals) {
@@ -103,13 +103,14 @@ SubmitPlan make_submit_plan(const SubmitSettings& s, const std::vector<PlannedAn
   SubmitPlan plan;
   std::map<int, FitArray> arrays;
   for (PlannedAnimal a : animals) {
+    const int n_p = s.region_prior ? std::max(1, a.n_regions) : 1;
     int p = s.ranks_per_animal;
     if (p <= 0) {
       p = 1;
-      while (p < max_ranks && kHeadroom * fit_peak_bytes_per_rank(a.n_units, a.n_samples, s.dt_factor, p) > per_core) ++p;
+      while (p < max_ranks && kHeadroom * fit_peak_bytes_per_rank(a.n_units, a.n_samples, s.dt_factor, p, n_p) > per_core) ++p;
     }
     a.ranks = p;
-    a.bytes_per_rank = fit_peak_bytes_per_rank(a.n_units, a.n_samples, s.dt_factor, p);
+    a.bytes_per_rank = fit_peak_bytes_per_rank(a.n_units, a.n_samples, s.dt_factor, p, n_p);
     if (kHeadroom * a.bytes_per_rank > per_core)
       fail("animal ", a.id, " (", a.n_units, " units) needs ", a.bytes_per_rank / 1e9, " GB per rank even at ", p,
            " ranks, more than a core's share of a node (", per_core / 1e9,
@@ -245,6 +246,8 @@ Command make_submit_command(const std::vector<Command>& stages) {
     s.cohort_dir = fs::absolute(fit_vm["cohort"].as<std::string>()).lexically_normal().string();
     s.fit_out = fs::absolute(fit_vm["out"].as<std::string>()).lexically_normal().string();
     s.dt_factor = fit_vm["dt-factor"].as<int>();
+    s.region_prior = fit_vm.count("prior") && fit_vm["prior"].as<std::string>() == "region" &&
+                     !(fit_vm.count("reference-compat") && fit_vm["reference-compat"].as<bool>());
     s.has_modes = cfg_text.find("[modes]") != std::string::npos;
     s.has_report = cfg_text.find("[report]") != std::string::npos &&
                    std::any_of(stages.begin(), stages.end(), [](const Command& st) { return st.name == "report"; });
@@ -270,6 +273,7 @@ Command make_submit_command(const std::vector<Command>& stages) {
       check_shell_safe("animal id", p.id);
       p.n_units = a.n_units;
       p.n_samples = a.n_samples;
+      p.n_regions = a.n_regions;
       p.done = fs::exists(s.fit_out + "/fits/" + p.id + ".h5");
       animals.push_back(p);
     }

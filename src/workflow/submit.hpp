@@ -25,6 +25,7 @@ struct SubmitSettings {
   int modes_ranks = 2;
   int array_limit = 0;         // %N of the job arrays (0: no limit)
   int dt_factor = 1;
+  bool region_prior = true;    // [fit] prior = region: one P per target region (M x the memory of P)
   std::string launcher = "srun --mpi=pmix";
   std::string script_dir;      // where scripts, lists and logs go
 };
@@ -32,6 +33,7 @@ struct SubmitSettings {
 struct PlannedAnimal {
   std::string id;
   std::int64_t n_units = 0, n_samples = 0;
+  int n_regions = 1;
   int ranks = 1;
   double bytes_per_rank = 0;   // estimated peak resident memory of one rank
   bool done = false;           // its fit output already exists
@@ -52,7 +54,8 @@ struct SubmitPlan {
 
 // Estimated peak memory (bytes) of one rank fitting an animal: the fit's arrays plus the
 // process baseline (MPI, PETSc, HDF5 libraries); see docs/slurm.md for the measurement.
-double fit_peak_bytes_per_rank(std::int64_t n_units, std::int64_t n_samples, int dt_factor, int ranks);
+// n_p: P matrices held (1 with the shared prior, the animal's regions with the region prior).
+double fit_peak_bytes_per_rank(std::int64_t n_units, std::int64_t n_samples, int dt_factor, int ranks, int n_p);
 
 // Sizes every animal (ranks so a rank's share fits one core's memory) and groups the unfinished
 // ones into job arrays. Throws Error naming the animal if even max ranks cannot hold it.

@@ -26,5 +26,9 @@ expect_error --cohort    --cohort "$W/does-not-exist" --out "$W/r"
 expect_error --cohort    --cohort "$W/cohort" --out "$W/r"          # empty folder: no animals
 expect_error --out       --cohort "$W/cohort"
 expect_error --ranks-per-animal --cohort "$W/cohort" --out "$W/r" --ranks-per-animal 5
+expect_error --prior     --cohort "$W/cohort" --out "$W/r" --prior diagonal
+expect_error --prior-ratio --cohort "$W/cohort" --out "$W/r" --prior-ratio=-1
+expect_error --reference-compat --cohort "$W/cohort" --out "$W/r" --reference-compat --prior region
+expect_error --inputs    --cohort "$W/cohort" --out "$W/r" --inputs maybe
 expect_error --dt-factr  --cohort "$W/cohort" --out "$W/r" --dt-factr 5   # typo: unknown option
 exit $status

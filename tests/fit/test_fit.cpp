@@ -8,6 +8,7 @@
 
 #include "core/h5.hpp"
 #include "fit/curbd.hpp"
+#include "core/rng.hpp"
 #include "fit_test_data.hpp"
 #include "test_util.hpp"
 
@@ -253,4 +254,317 @@ TEST(Fit, StopInsideARunAndResumeGivesUninterruptedResult) {
   EXPECT_EQ(b.local_J(), full.local_J());
   EXPECT_EQ(b.local_P(), full.local_P());
   EXPECT_EQ(b.local_rates(), full.local_rates());
+}
+
+// ---- the RLS prior (--prior region | shared, --prior-ratio) ----
+
+namespace {
+// Max |J| over this rank's inter-region (target region != source region) entries, over all ranks.
+double max_inter(const fit::Trainer& tr, const AnimalMeta& meta) {
+  const std::vector<double> J = tr.local_J();
+  const std::int64_t N = meta.n_units;
+  double mx = 0;
+  for (PetscInt i = 0; i < tr.rows().count(); ++i)
+    for (std::int64_t j = 0; j < N; ++j)
+      if (meta.unit_region[size_t(tr.rows().begin + i)] != meta.unit_region[size_t(j)])
+        mx = std::max(mx, std::abs(J[size_t(i * N + j)]));
+  MPI_Allreduce(MPI_IN_PLACE, &mx, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+  return mx;
+}
+}  // namespace
+
+TEST(FitPrior, RegionPriorRatioZeroKeepsInterRegionWeightsZero) {
+  AnimalMeta meta = fittest::make_meta("pr", 30, 120, 3, 0.01);
+  AnimalData data = fittest::make_animal(meta, MPI_COMM_WORLD);
+  fit::Params p = small_params();
+  p.prior = fit::Prior::Region;
+  p.prior_ratio = 0;
+  fit::Trainer z(data, 0, p, MPI_COMM_WORLD);
+  EXPECT_EQ(z.n_p(), 3);
+  EXPECT_EQ(max_inter(z, meta), 0.0);  // J0's inter-region blocks are zero
+  while (!z.finished()) z.run_next();
+  EXPECT_EQ(max_inter(z, meta), 0.0);  // ... and nothing was learned there
+  EXPECT_GT(z.pvar()[3], z.pvar()[0]);  // while the within-region weights learned
+  // A positive ratio learns inter-region weights, more with a larger ratio.
+  p.prior_ratio = 1e-3;
+  fit::Trainer small(data, 0, p, MPI_COMM_WORLD);
+  while (!small.finished()) small.run_next();
+  p.prior_ratio = 1.0;
+  fit::Trainer one(data, 0, p, MPI_COMM_WORLD);
+  while (!one.finished()) one.run_next();
+  EXPECT_GT(max_inter(small, meta), 0.0);
+  EXPECT_GT(max_inter(one, meta), 10 * max_inter(small, meta));
+  // The shared prior (the reference) starts from a dense J0.
+  p.prior = fit::Prior::Shared;
+  fit::Trainer sh(data, 0, p, MPI_COMM_WORLD);
+  EXPECT_EQ(sh.n_p(), 0);
+  EXPECT_GT(max_inter(sh, meta), 0.1);
+}
+
+TEST(FitPrior, RegionPriorWithRatioOneEqualsSharedPriorUpdates) {
+  // With prior_ratio 1 every P_Q starts as p0 I and sees the same r, so each P_Q equals the shared
+  // P; from the same J0 the two priors then give the same J (up to rounding). The shared fit
+  // starts from the region prior's J0 (inter-region blocks zero, within-region rescaled).
+  AnimalMeta meta = fittest::make_meta("eq", 24, 90, 2, 0.01);
+  AnimalData data = fittest::make_animal(meta, MPI_COMM_WORLD);
+  fit::Params p = small_params();
+  p.prior = fit::Prior::Region;
+  p.prior_ratio = 1.0;
+  fit::Trainer reg(data, 0, p, MPI_COMM_WORLD);
+  fit::Init init;
+  init.j0 = reg.local_J();  // J0 of the region prior, taken before training
+  while (!reg.finished()) reg.run_next();
+  fit::Params q = p;
+  q.prior = fit::Prior::Shared;
+  // Init injects J0 and the noise together: rebuild the noise exactly as the Trainer draws it.
+  const std::int64_t L = (meta.n_samples - 1) * p.dt_factor + 1;
+  const double dt = meta.sample_interval / p.dt_factor;
+  const double amp = std::sqrt(p.tau_wn / dt), decay = std::exp(-dt / p.tau_wn);
+  for (PetscInt i = 0; i < reg.rows().count(); ++i) {
+    Stream st(p.seed, {kTagNoise, 0, std::uint64_t(reg.rows().begin + i)});
+    double u = 1.0;
+    (void)st.normal();
+    std::vector<double> row(static_cast<size_t>(L));
+    row[0] = p.amp_in_wn * u;
+    for (std::int64_t t = 1; t < L; ++t) {
+      const double w = amp * st.normal();
+      u = w + (u - w) * decay;
+      row[size_t(t)] = p.amp_in_wn * u;
+    }
+    init.noise.insert(init.noise.end(), row.begin(), row.end());
+  }
+  fit::Trainer sh(data, 0, q, MPI_COMM_WORLD, &init);
+  while (!sh.finished()) sh.run_next();
+  const std::vector<double> a = reg.local_J(), b = sh.local_J();
+  double d = 0, s = 0;
+  for (size_t k = 0; k < a.size(); ++k) {
+    d = std::max(d, std::abs(a[k] - b[k]));
+    s = std::max(s, std::abs(b[k]));
+  }
+  MPI_Allreduce(MPI_IN_PLACE, &d, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+  MPI_Allreduce(MPI_IN_PLACE, &s, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+  EXPECT_LT(d / s, 1e-9);
+  for (size_t r = 0; r < reg.pvar().size(); ++r) EXPECT_NEAR(reg.pvar()[r], sh.pvar()[r], 1e-9);
+}
+
+TEST(FitPrior, SharedPriorSameResultAtAnyRankCountAndResume) {
+  // The region prior is the default and covered by the tests above; the same for the shared P.
+  const std::string dir = testutil::scratch_dir("fit-shared");
+  AnimalMeta meta = fittest::make_meta("sh", 37, 110, 3, 0.01);
+  fit::Params p = small_params();
+  p.prior = fit::Prior::Shared;
+  AnimalData one = fittest::make_animal(meta, MPI_COMM_SELF);
+  fit::Trainer ref(one, 4, p, MPI_COMM_SELF);
+  while (!ref.finished()) ref.run_next();
+  AnimalData data = fittest::make_animal(meta, MPI_COMM_WORLD);
+  fit::Trainer full(data, 4, p, MPI_COMM_WORLD);
+  while (!full.finished()) full.run_next();
+  EXPECT_LT(j_rel_diff(full.local_J(), full.rows(), ref.local_J(), 37), 1e-9);
+  {
+    fit::Trainer a(data, 4, p, MPI_COMM_WORLD);
+    a.run_next();
+    a.run_next();
+    a.save_checkpoint(dir + "/sh.h5", "[fit]\n");
+  }
+  fit::Trainer b(data, 4, p, MPI_COMM_WORLD);
+  b.load_checkpoint(dir + "/sh.h5");
+  while (!b.finished()) b.run_next();
+  EXPECT_EQ(b.local_J(), full.local_J());
+  EXPECT_EQ(b.local_P(), full.local_P());
+  // A shared-prior checkpoint is refused by a region-prior fit (other parameters).
+  fit::Params r = p;
+  r.prior = fit::Prior::Region;
+  fit::Trainer c(data, 4, r, MPI_COMM_WORLD);
+  EXPECT_THROW(c.load_checkpoint(dir + "/sh.h5"), Error);
+  // --reference-compat means the reference's shared P whatever --prior says.
+  fit::Params rc = small_params();
+  rc.reference_compat = true;
+  fit::Trainer rt(data, 4, rc, MPI_COMM_WORLD);
+  EXPECT_EQ(rt.n_p(), 0);
+  EXPECT_NE(rt.fingerprint().find("prior=shared"), std::string::npos);
+}
+
+TEST(FitPrior, BadPriorOptionsNameTheOption) {
+  fit::Params p;
+  p.prior_ratio = -1;
+  try {
+    fit::check_params(p);
+    ADD_FAILURE();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("--prior-ratio"), std::string::npos);
+  }
+  try {
+    fit::parse_prior("diagonal");
+    ADD_FAILURE();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("--prior"), std::string::npos);
+  }
+}
+
+// ---- input channels (--inputs use) ----
+
+namespace {
+// An animal driven only by two known inputs: x' = (-x + W u(t)) / tau, rates tanh(x); W planted.
+struct Planted {
+  AnimalMeta meta;
+  std::vector<double> W;       // N x 2
+  std::vector<double> inputs;  // 2 x T
+  std::vector<double> rates;   // N x T
+};
+Planted planted_inputs(std::int64_t N, std::int64_t T) {
+  Planted p;
+  p.meta = fittest::make_meta("inp", N, T, 2, 0.01);
+  p.meta.input_names = {"sine", "slow"};
+  Stream s(77, {1});
+  p.W.resize(size_t(N) * 2);
+  for (double& w : p.W) w = 1.5 * s.normal();
+  p.inputs.resize(2 * size_t(T));
+  for (std::int64_t t = 0; t < T; ++t) {
+    p.inputs[size_t(t)] = std::sin(6.283 * 1.3 * 0.01 * double(t));
+    p.inputs[size_t(T + t)] = std::cos(6.283 * 0.4 * 0.01 * double(t)) + 0.3;
+  }
+  p.rates.resize(size_t(N) * size_t(T));
+  std::vector<double> x(static_cast<size_t>(N), 0.0);
+  const int sub = 5;
+  const double h = 0.01 / sub, tau = 0.1;
+  for (int warm = 0; warm < 2; ++warm)  // second pass starts from the first's end state
+    for (std::int64_t t = 0; t < T; ++t) {
+      for (std::int64_t i = 0; i < N; ++i) p.rates[size_t(i * T + t)] = std::tanh(x[size_t(i)]);
+      for (int k = 0; k < sub; ++k)
+        for (std::int64_t i = 0; i < N; ++i) {
+          const double in = p.W[size_t(2 * i)] * p.inputs[size_t(t)] + p.W[size_t(2 * i + 1)] * p.inputs[size_t(T + t)];
+          x[size_t(i)] += h * (-x[size_t(i)] + in) / tau;
+        }
+    }
+  return p;
+}
+AnimalData planted_data(const Planted& p, MPI_Comm comm) {
+  AnimalData d;
+  d.meta = p.meta;
+  d.rows = own_rows(PetscInt(p.meta.n_units), comm);
+  const std::int64_t T = p.meta.n_samples;
+  d.activity.assign(p.rates.begin() + d.rows.begin * T, p.rates.begin() + d.rows.end * T);
+  d.inputs = p.inputs;
+  return d;
+}
+fit::Params input_params() {
+  fit::Params p;
+  p.dt_factor = 5;
+  p.tau_rnn = 0.1;
+  p.g = 0;  // J0 = 0: the inputs are the only drive to begin with
+  p.runs_train = 15;
+  p.runs_free = 1;
+  p.seed = 3;
+  return p;
+}
+}  // namespace
+
+TEST(FitInputs, InputWeightsLearnAPlantedInput) {
+  const Planted pl = planted_inputs(16, 300);
+  AnimalData data = planted_data(pl, MPI_COMM_WORLD);
+  fit::Params p = input_params();
+  fit::Trainer tr(data, 0, p, MPI_COMM_WORLD);
+  ASSERT_EQ(tr.n_inputs(), 2);
+  while (!tr.finished()) tr.run_next();
+  // Learned W_in against the planted W (this rank's rows, pooled over ranks).
+  const std::vector<double> w = tr.local_W_in();
+  double s[5] = {0, 0, 0, 0, 0};
+  for (PetscInt i = 0; i < tr.rows().count(); ++i)
+    for (int c = 0; c < 2; ++c) {
+      const double a = w[size_t(2 * i + c)], b = pl.W[size_t(2 * (tr.rows().begin + i) + c)];
+      s[0] += a * b;
+      s[1] += a * a;
+      s[2] += b * b;
+      s[3] += a;
+      s[4] += b;
+    }
+  MPI_Allreduce(MPI_IN_PLACE, s, 5, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+  const double n = 32, r = (s[0] - s[3] * s[4] / n) / std::sqrt((s[1] - s[3] * s[3] / n) * (s[2] - s[4] * s[4] / n));
+  if (comm_rank(MPI_COMM_WORLD) == 0) std::printf("planted input: corr(W_in, W) = %.3f, pVar %.4f\n", r, tr.pvar().back());
+  EXPECT_GT(r, 0.9);
+  // Without the input channels the same fit explains the data worse.
+  p.use_inputs = false;
+  fit::Trainer no(data, 0, p, MPI_COMM_WORLD);
+  EXPECT_EQ(no.n_inputs(), 0);
+  while (!no.finished()) no.run_next();
+  EXPECT_GT(tr.pvar().back(), no.pvar().back());
+}
+
+TEST(FitInputs, InputAndRegionCurrentsSumToTheTotalInput) {
+  const std::string dir = testutil::scratch_dir("fit-inputs");
+  const Planted pl = planted_inputs(14, 120);
+  AnimalData data = planted_data(pl, MPI_COMM_WORLD);
+  fit::Params p = input_params();
+  p.g = 1.2;
+  p.runs_train = 3;
+  fit::Trainer tr(data, 0, p, MPI_COMM_WORLD);
+  while (!tr.finished()) tr.run_next();
+  tr.write_result(dir + "/inp.h5", "[fit]\n", true);
+  h5::File f = h5::open_read(dir + "/inp.h5", MPI_COMM_WORLD);
+  const std::int64_t N = 14, T = 120;
+  const int M = 2;
+  const std::vector<double> J = h5::read_doubles(f, "/J"), W = h5::read_doubles(f, "/W_in"),
+                            R = h5::read_doubles(f, "/rates"), pu = h5::read_doubles(f, "/currents/per_unit"),
+                            pi = h5::read_doubles(f, "/currents/input_per_unit"),
+                            im = h5::read_doubles(f, "/currents/input_mean");
+  EXPECT_EQ(h5::read_strings(f, "/input_names"), pl.meta.input_names);
+  EXPECT_EQ(h5::dims(f, "/currents/input_mean"), (std::vector<hsize_t>{2, 2, 120}));
+  double worst = 0;
+  std::vector<double> mean_check(size_t(M) * 2 * size_t(T), 0.0);
+  std::vector<int> nq(size_t(M), 0);
+  for (std::int64_t i = 0; i < N; ++i) {
+    const int q = pl.meta.unit_region[size_t(i)];
+    ++nq[size_t(q)];
+    for (std::int64_t t = 0; t < T; ++t) {
+      double total = 0;  // J r + W_in u, directly
+      for (std::int64_t j = 0; j < N; ++j) total += J[size_t(i * N + j)] * R[size_t(j * T + t)];
+      for (int c = 0; c < 2; ++c) {
+        total += W[size_t(i * 2 + c)] * pl.inputs[size_t(c * T + t)];
+        mean_check[(size_t(q) * 2 + size_t(c)) * size_t(T) + size_t(t)] += W[size_t(i * 2 + c)] * pl.inputs[size_t(c * T + t)];
+      }
+      double parts = 0;
+      for (int s = 0; s < M; ++s) parts += pu[size_t(i * M * T + s * T + t)];
+      for (int c = 0; c < 2; ++c) parts += pi[size_t(i * 2 * T + c * T + t)];
+      worst = std::max(worst, std::abs(parts - total));
+    }
+  }
+  EXPECT_LT(worst, 1e-12);
+  for (size_t z = 0; z < mean_check.size(); ++z) {
+    const int q = int(z / (2 * size_t(T)));
+    EXPECT_NEAR(im[z], mean_check[z] / nq[size_t(q)], 1e-12);
+  }
+}
+
+TEST(FitInputs, SameResultAtAnyRankCountAndMidRunResume) {
+  const std::string dir = testutil::scratch_dir("fit-inputs-rk");
+  const Planted pl = planted_inputs(23, 100);
+  for (fit::Prior prior : {fit::Prior::Region, fit::Prior::Shared}) {
+    fit::Params p = input_params();
+    p.g = 1.3;
+    p.runs_train = 3;
+    p.prior = prior;
+    AnimalData one = planted_data(pl, MPI_COMM_SELF);
+    fit::Trainer ref(one, 1, p, MPI_COMM_SELF);
+    while (!ref.finished()) ref.run_next();
+    AnimalData data = planted_data(pl, MPI_COMM_WORLD);
+    fit::Trainer full(data, 1, p, MPI_COMM_WORLD);
+    while (!full.finished()) full.run_next();
+    EXPECT_LT(j_rel_diff(full.local_J(), full.rows(), ref.local_J(), 23), 1e-9);
+    EXPECT_LT(j_rel_diff(full.local_W_in(), full.rows(), ref.local_W_in(), 2), 1e-9);
+    int calls = 0;
+    {
+      fit::Trainer a(data, 1, p, MPI_COMM_WORLD);
+      a.run_next();
+      a.set_stop_check([&] { return ++calls == 2; }, 60);
+      EXPECT_FALSE(a.run_next().complete);
+      a.save_checkpoint(dir + "/mid.h5", "[fit]\n");
+    }
+    fit::Trainer b(data, 1, p, MPI_COMM_WORLD);
+    b.load_checkpoint(dir + "/mid.h5");
+    while (!b.finished()) b.run_next();
+    EXPECT_EQ(b.local_J(), full.local_J());
+    EXPECT_EQ(b.local_W_in(), full.local_W_in());
+    EXPECT_EQ(b.local_P(), full.local_P());
+    EXPECT_EQ(b.pvar(), full.pvar());
+  }
 }

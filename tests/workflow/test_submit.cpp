@@ -21,6 +21,7 @@ SubmitSettings settings() {
   s.dt_factor = 5;
   s.has_modes = true;
   s.has_report = true;
+  s.region_prior = false;  // one P, as the reference
   return s;
 }
 
@@ -47,14 +48,27 @@ TEST(SubmitPlan, RanksGrowWithTheAnimalAndEachRankFitsACore) {
     EXPECT_LE(1.25 * a.bytes_per_rank, per_core) << a.id;
     // The smallest such rank count: one rank fewer would not fit.
     if (a.ranks > 1) {
-      EXPECT_GT(1.25 * fit_peak_bytes_per_rank(a.n_units, a.n_samples, 5, a.ranks - 1), per_core) << a.id;
+      EXPECT_GT(1.25 * fit_peak_bytes_per_rank(a.n_units, a.n_samples, 5, a.ranks - 1, 1), per_core) << a.id;
     }
   }
   // J and P dominate: per-rank memory falls like 1/p.
-  double b2 = fit_peak_bytes_per_rank(20000, 1201, 5, 2), b4 = fit_peak_bytes_per_rank(20000, 1201, 5, 4);
+  double b2 = fit_peak_bytes_per_rank(20000, 1201, 5, 2, 1), b4 = fit_peak_bytes_per_rank(20000, 1201, 5, 4, 1);
   EXPECT_NEAR(b2 / b4, 2.0, 0.15);
   // One job array per distinct rank count.
   EXPECT_EQ(p.arrays.size(), 3u);
+}
+
+TEST(SubmitPlan, RegionPriorCountsOnePPerRegion) {
+  SubmitSettings s = settings();
+  PlannedAnimal a = animal("m", 20000);
+  a.n_regions = 6;
+  SubmitPlan shared = make_submit_plan(s, {a});
+  s.region_prior = true;
+  SubmitPlan region = make_submit_plan(s, {a});
+  // Six P matrices instead of one: more ranks, and exactly five more N/p x N blocks of doubles.
+  EXPECT_GT(region.animals[0].ranks, shared.animals[0].ranks);
+  EXPECT_DOUBLE_EQ(fit_peak_bytes_per_rank(20000, 1201, 5, 8, 6) - fit_peak_bytes_per_rank(20000, 1201, 5, 8, 1),
+                   5.0 * 2500.0 * 20000.0 * 8.0);
 }
 
 TEST(SubmitPlan, FinishedAnimalsAreNotResubmitted) {

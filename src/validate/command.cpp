@@ -1,0 +1,155 @@
+#include "validate/command.hpp"
+
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+#include "core/error.hpp"
+#include "core/log.hpp"
+#include "core/parallel.hpp"
+#include "validate/validate.hpp"
+
+namespace cohortnet {
+
+namespace {
+std::vector<std::string> split(const std::string& list) {
+  std::vector<std::string> out;
+  std::stringstream ss(list);
+  std::string item;
+  while (std::getline(ss, item, ','))
+    if (!item.empty()) out.push_back(item);
+  return out;
+}
+}  // namespace
+
+Command make_validate_command() {
+  Command c;
+  c.name = "validate";
+  c.summary = "ground-truth check of the region-pair currents: simulate, fit, decompose, compare (docs/currents.md)";
+  c.add_options = [](po::options_description& d) {
+    const fit::Params def;
+    d.add_options()
+        ("out", po::value<std::string>(), "table file (text); the HDF5 version goes to OUT.h5 [required]")
+        ("cases", po::value<std::string>()->default_value("three-region:0.02,three-region:0.2,cohort"),
+         "comma-separated simulated settings: three-region:LINK_STRENGTH or cohort[:LINK_STRENGTH]")
+        ("methods", po::value<std::string>()->default_value("shared,region,region+inputs"),
+         "fit variants to compare: shared (the reference's one P), region (--prior region), each without "
+         "input channels, or with '+inputs' (--inputs use; only for cases whose animals have inputs)")
+        ("seeds", po::value<int>()->default_value(3), "seeds per case (simulation and fit seed 1..N)")
+        ("seed0", po::value<long long>()->default_value(1), "first seed")
+        ("units-per-region", po::value<int>()->default_value(100), "units per region of the simulations")
+        ("regions", po::value<int>()->default_value(6), "regions of the cohort preset")
+        ("cohort-units-per-region", po::value<int>()->default_value(50), "units per region of the cohort preset")
+        ("samples", po::value<int>()->default_value(1201), "samples per simulated animal")
+        ("runs-train", po::value<int>()->default_value(20), "training runs per fit")
+        ("runs-free", po::value<int>()->default_value(1), "free runs per fit (the last gives pVar)")
+        ("prior-ratio", po::value<double>()->default_value(def.prior_ratio), "--prior-ratio of the region method")
+        ("p0", po::value<double>()->default_value(def.p0), "initial P = p0 * I")
+        ("g", po::value<double>()->default_value(def.g), "gain of the fit's J0");
+  };
+  c.run = [](const po::variables_map& vm, MPI_Comm comm) -> int {
+    std::vector<validate::Case> cases;
+    std::vector<validate::Method> methods;
+    std::string out;
+    int seeds = 0;
+    long long seed0 = 1;
+    collective(comm, [&] {
+      if (!vm.count("out")) fail("option --out is required (the table file)");
+      out = vm["out"].as<std::string>();
+      seeds = vm["seeds"].as<int>();
+      if (seeds < 1) fail("option --seeds must be >= 1, is ", seeds);
+      seed0 = vm["seed0"].as<long long>();
+      if (seed0 < 0) fail("option --seed0 must be >= 0, is ", seed0);
+      const int upr = vm["units-per-region"].as<int>(), samples = vm["samples"].as<int>();
+      for (const std::string& item : split(vm["cases"].as<std::string>())) {
+        const auto colon = item.find(':');
+        const std::string preset = item.substr(0, colon);
+        validate::Case cs;
+        cs.sim = sim::default_params(preset);  // throws naming --preset for an unknown one
+        cs.sim.units_per_region = upr;
+        cs.sim.samples = samples;
+        if (preset == sim::kPresetCohort) {
+          cs.sim.animals = 1;
+          cs.sim.regions = vm["regions"].as<int>();
+          cs.sim.units_per_region = vm["cohort-units-per-region"].as<int>();
+          cs.sim.missing_fraction = 0;
+        }
+        if (colon != std::string::npos) {
+          try {
+            cs.sim.link_strength = std::stod(item.substr(colon + 1));
+          } catch (const std::exception&) {
+            fail("option --cases: bad link strength in '", item, "'");
+          }
+        }
+        cs.name = cat(preset, ":", cs.sim.link_strength);
+        sim::validate_params(cs.sim);
+        cases.push_back(cs);
+      }
+      if (cases.empty()) fail("option --cases: no case given");
+      for (const std::string& name : split(vm["methods"].as<std::string>())) {
+        validate::Method m;
+        m.name = name;
+        // PRIOR or PRIOR+inputs (the animal's known inputs as input channels).
+        const bool with_inputs = name.size() > 7 && name.substr(name.size() - 7) == "+inputs";
+        const std::string prior = with_inputs ? name.substr(0, name.size() - 7) : name;
+        if (prior != "shared" && prior != "region")
+          fail("option --methods: unknown method '", name, "' (use shared, region, shared+inputs, region+inputs)");
+        m.fit.prior = fit::parse_prior(prior);
+        m.fit.use_inputs = with_inputs;
+        m.fit.prior_ratio = vm["prior-ratio"].as<double>();
+        m.fit.p0 = vm["p0"].as<double>();
+        m.fit.g = vm["g"].as<double>();
+        m.fit.runs_train = vm["runs-train"].as<int>();
+        m.fit.runs_free = vm["runs-free"].as<int>();
+        fit::check_params(m.fit);
+        methods.push_back(m);
+      }
+      if (methods.empty()) fail("option --methods: no method given");
+    });
+    const std::string config = config_record("validate", vm);
+    std::vector<std::vector<validate::Run>> groups;
+    for (const auto& cs : cases)
+      for (auto m : methods) {
+        // The three-region preset has no known inputs: a '+inputs' method would repeat its base.
+        if (m.fit.use_inputs && cs.sim.preset == sim::kPresetThreeRegion) continue;
+        // The fit uses the simulation's own time constant and Euler substeps.
+        m.fit.tau_rnn = cs.sim.tau;
+        m.fit.dt_factor = cs.sim.dt_factor;
+        std::vector<validate::Run> g;
+        for (int k = 0; k < seeds; ++k) {
+          g.push_back(validate::run_one(cs, m, std::uint64_t(seed0 + k), comm));
+          const validate::Run& r = g.back();
+          std::ostringstream os;
+          os.precision(3);
+          os << cs.name << " " << m.name << " seed " << r.seed << ": pVar " << r.pvar << ", AUC " << r.auc << " ("
+             << r.seconds << " s)";
+          log::info(comm, os.str());
+        }
+        groups.push_back(std::move(g));
+      }
+    std::string header = "# cohortnet validate (docs/currents.md)\n";
+    {
+      std::stringstream ss(config);
+      std::string line;
+      while (std::getline(ss, line)) header += "# " + line + "\n";
+    }
+    const std::string table = validate::format_table(groups, header);
+    collective(comm, [&] {
+      if (comm_rank(comm) == 0) {
+        std::ofstream f(out + ".partial");
+        f << table;
+        if (!f) fail("cannot write ", out + ".partial");
+      }
+    });
+    collective(comm, [&] {
+      if (comm_rank(comm) == 0 && std::rename((out + ".partial").c_str(), out.c_str()) != 0)
+        fail("cannot rename ", out, ".partial to ", out);
+    });
+    validate::write_h5(out + ".h5", groups, config, comm);
+    if (comm_rank(comm) == 0) std::printf("%s", table.c_str());
+    return 0;
+  };
+  return c;
+}
+
+}  // namespace cohortnet
