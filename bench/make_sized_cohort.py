@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Writes a cohort of animal files with given sizes for planning benchmarks (`cohortnet submit
 --dry-run`): the activity is declared but never written (HDF5 fill), so 40 animals of thousands
-of units take a few kB. Not for fitting. usage: make_sized_cohort.py DIR N_ANIMALS N_MIN N_MAX T"""
+of units take a few kB. Not for fitting. usage: make_sized_cohort.py DIR N_ANIMALS N_MIN N_MAX T [REGIONS]"""
 import os
 import sys
 
@@ -10,7 +10,7 @@ import numpy as np
 
 out, n_animals, n_min, n_max, T = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 os.makedirs(out, exist_ok=True)
-regions = ["R%d" % i for i in range(6)]
+regions = ["R%d" % i for i in range(int(sys.argv[6]) if len(sys.argv) > 6 else 6)]
 rng = np.random.default_rng(0)
 sizes = np.linspace(n_min, n_max, n_animals).astype(int)
 with open(os.path.join(out, "cohort.ini"), "w") as man:

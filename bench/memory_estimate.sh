@@ -31,8 +31,9 @@ for np in 1 2; do
   awk -v np="$np" -v m="$peak" -v e="$est" 'BEGIN{printf "%5d  %16.1f  %11.1f  %17.2f\n", np, m/1024, e, e/(m/1024)}'
 done
 echo
-echo "A 40-animal plan (sizes 500..6000 units, T=3000, 64 GB / 16 cores per node):"
-/usr/bin/python3 bench/make_sized_cohort.py "$work/c40" 40 500 6000 3000 >/dev/null
+echo "A 40-animal plan (3 regions, $((per * 3))..30000 units, T=$T, 64 GB / 16 cores per node); its first animal"
+echo "has the size measured above, so its GB/rank compares with the 1-rank peak:"
+/usr/bin/python3 bench/make_sized_cohort.py "$work/c40" 40 $((per * 3)) 30000 "$T" 3 >/dev/null
 cat >"$work/study40.ini" <<INI
 [fit]
 cohort = $work/c40
@@ -46,4 +47,4 @@ mem-per-node = 64
 cores-per-node = 16
 max-nodes = 4
 INI
-"$B" submit --config "$work/study40.ini" --dry-run | sed -n '1,50p'
+"$B" submit --config "$work/study40.ini" --dry-run | sed -n "1,46p"
