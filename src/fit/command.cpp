@@ -4,6 +4,7 @@
 
 #include "core/error.hpp"
 #include "core/parallel.hpp"
+#include "core/text.hpp"
 #include "fit/cohort.hpp"
 
 namespace cohortnet {
@@ -81,10 +82,8 @@ Command make_fit_command() {
       fit::check_params(p);
       if (vm.count("init")) o.init_file = vm["init"].as<std::string>();
       if (vm.count("animals")) {
-        std::string list = vm["animals"].as<std::string>(), item;
-        std::stringstream ss(list);
-        while (std::getline(ss, item, ','))
-          if (!item.empty()) o.animals.push_back(item);
+        const std::string list = vm["animals"].as<std::string>();
+        o.animals = split_list(list);
         if (o.animals.empty()) fail("option --animals: no animal id in '", list, "'");
       }
       o.ranks_per_animal = vm["ranks-per-animal"].as<int>();

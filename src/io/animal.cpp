@@ -12,6 +12,7 @@
 
 #include "core/error.hpp"
 #include "core/h5.hpp"
+#include "core/text.hpp"
 
 namespace cohortnet {
 
@@ -240,22 +241,6 @@ int Cohort::region_index(const std::string& region) const {
 }
 
 namespace {
-
-std::vector<std::string> split_list(const std::string& s) {
-  std::vector<std::string> out;
-  std::string cur;
-  std::istringstream in(s);
-  while (std::getline(in, cur, ',')) {
-    auto b = cur.find_first_not_of(" \t"), e = cur.find_last_not_of(" \t\r");
-    if (b != std::string::npos) out.push_back(cur.substr(b, e - b + 1));
-  }
-  return out;
-}
-
-std::string trim(const std::string& s) {
-  auto b = s.find_first_not_of(" \t\r"), e = s.find_last_not_of(" \t\r");
-  return b == std::string::npos ? std::string() : s.substr(b, e - b + 1);
-}
 
 // Rank 0's reading of the cohort folder.
 Cohort read_cohort_local(const std::string& dir) {

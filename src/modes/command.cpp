@@ -7,6 +7,7 @@
 #include "core/error.hpp"
 #include "core/log.hpp"
 #include "core/parallel.hpp"
+#include "core/text.hpp"
 
 namespace cohortnet {
 
@@ -175,10 +176,7 @@ Command make_modes_command() {
       collective(comm, [&] {
         std::string list = vm["ceiling-fits"].as<std::string>(), names;
         for (size_t q = 0; q < c.region_names.size(); ++q) names += (q ? "," : "") + c.region_names[q];
-        std::stringstream ss(list);
-        std::string dir;
-        while (std::getline(ss, dir, ',')) {
-          if (dir.empty()) continue;
+        for (const std::string& dir : split_list(list)) {
           InputSpec other = in;
           other.dir = dir;
           other.source = "fits";

@@ -13,6 +13,7 @@
 #include "core/h5.hpp"
 #include "core/log.hpp"
 #include "core/parallel.hpp"
+#include "core/text.hpp"
 
 namespace fs = std::filesystem;
 
@@ -20,22 +21,7 @@ namespace cohortnet::modes {
 
 namespace {
 
-std::string trim(const std::string& s) {
-  const auto b = s.find_first_not_of(" \t\r\n");
-  if (b == std::string::npos) return "";
-  return s.substr(b, s.find_last_not_of(" \t\r\n") - b + 1);
-}
 
-std::vector<std::string> split_list(const std::string& s) {
-  std::vector<std::string> out;
-  std::stringstream ss(s);
-  std::string item;
-  while (std::getline(ss, item, ',')) {
-    item = trim(item);
-    if (!item.empty()) out.push_back(item);
-  }
-  return out;
-}
 
 // `regions = a,b,c` from a cohort manifest; empty if the file or the key is absent.
 std::vector<std::string> manifest_regions(const std::string& path) {

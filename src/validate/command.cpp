@@ -7,20 +7,11 @@
 #include "core/error.hpp"
 #include "core/log.hpp"
 #include "core/parallel.hpp"
+#include "core/text.hpp"
 #include "validate/validate.hpp"
 
 namespace cohortnet {
 
-namespace {
-std::vector<std::string> split(const std::string& list) {
-  std::vector<std::string> out;
-  std::stringstream ss(list);
-  std::string item;
-  while (std::getline(ss, item, ','))
-    if (!item.empty()) out.push_back(item);
-  return out;
-}
-}  // namespace
 
 Command make_validate_command() {
   Command c;
@@ -61,7 +52,7 @@ Command make_validate_command() {
       seed0 = vm["seed0"].as<long long>();
       if (seed0 < 0) fail("option --seed0 must be >= 0, is ", seed0);
       const int upr = vm["units-per-region"].as<int>(), samples = vm["samples"].as<int>();
-      for (const std::string& item : split(vm["cases"].as<std::string>())) {
+      for (const std::string& item : split_list(vm["cases"].as<std::string>())) {
         const auto colon = item.find(':');
         const std::string preset = item.substr(0, colon);
         validate::Case cs;
@@ -86,7 +77,7 @@ Command make_validate_command() {
         cases.push_back(cs);
       }
       if (cases.empty()) fail("option --cases: no case given");
-      for (const std::string& name : split(vm["methods"].as<std::string>())) {
+      for (const std::string& name : split_list(vm["methods"].as<std::string>())) {
         validate::Method m;
         m.name = name;
         // PRIOR or PRIOR+inputs (the animal's known inputs as input channels).

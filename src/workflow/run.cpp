@@ -7,6 +7,7 @@
 #include "core/error.hpp"
 #include "core/log.hpp"
 #include "core/parallel.hpp"
+#include "core/text.hpp"
 
 namespace cohortnet {
 
@@ -45,18 +46,11 @@ Command make_run_command(const std::vector<Command>& stages) {
     std::set<std::string> present;
     collective(comm, [&] { present = config_sections(cfg); });
     std::set<std::string> wanted;
-    const std::string list = vm["stages"].as<std::string>();
-    for (size_t b = 0; b < list.size();) {
-      size_t e = list.find(',', b);
-      std::string s = list.substr(b, e == std::string::npos ? std::string::npos : e - b);
-      if (!s.empty()) {
-        bool known = false;
-        for (auto& p : kPipeline) known |= p == s;
-        if (!known) fail("option --stages: unknown stage '", s, "' (stages: simulate, ingest, fit, modes, report)");
-        wanted.insert(s);
-      }
-      if (e == std::string::npos) break;
-      b = e + 1;
+    for (const std::string& s : split_list(vm["stages"].as<std::string>())) {
+      bool known = false;
+      for (auto& p : kPipeline) known |= p == s;
+      if (!known) fail("option --stages: unknown stage '", s, "' (stages: simulate, ingest, fit, modes, report)");
+      wanted.insert(s);
     }
     const auto t0 = std::chrono::steady_clock::now();
     int ran = 0;

@@ -6,6 +6,7 @@
 
 #include "core/error.hpp"
 #include "core/parallel.hpp"
+#include "core/text.hpp"
 #include "core/options.hpp"
 #include "test_util.hpp"
 
@@ -94,4 +95,11 @@ TEST(Options, ConfigSectionsAndOverride) {
   EXPECT_NE(e.find("unknown section [demoo]"), std::string::npos) << e;
   e = parse_error({"--config", dir + "/missing.ini"});
   EXPECT_NE(e.find("missing.ini"), std::string::npos) << e;
+}
+
+TEST(Text, ListsAreTrimmedAndEmptyItemsDropped) {
+  EXPECT_EQ(split_list(" a, b ,,c\t,"), (std::vector<std::string>{"a", "b", "c"}));
+  EXPECT_TRUE(split_list(" , ").empty());
+  EXPECT_EQ(trim("\t x y \r\n"), "x y");
+  EXPECT_EQ(trim("   "), "");
 }
