@@ -14,14 +14,7 @@ expect_ok() {  # expect_ok args...
   if ! out=$("$BIN" ingest "$@" 2>&1); then echo "FAIL: 'ingest $*' failed:"; echo "$out"; status=1; return; fi
   echo "ok: ingest $* -> $(tail -1 <<<"$out")"
 }
-expect_error() {  # expect_error WORD args...
-  local word="$1"; shift
-  local out code
-  out=$("$BIN" ingest "$@" 2>&1); code=$?
-  if [ $code -eq 0 ]; then echo "FAIL: 'ingest $*' succeeded"; status=1; return; fi
-  if ! grep -q -e "$word" <<<"$out"; then echo "FAIL: 'ingest $*' error does not name $word:"; echo "$out"; status=1; return; fi
-  echo "ok: ingest $* -> $(grep -e "$word" <<<"$out" | head -1)"
-}
+source "$(dirname "$0")/../lib/expect.sh"
 
 expect_ok --format npy --input "$D/zebrafish-fish6/timeseries_regions_fish6.npy" \
   --labels "$D/zebrafish-fish6/region_acronyms.npy" --region-map "$SRC/configs/real-zebrafish-regions.ini" \
@@ -35,21 +28,21 @@ expect_ok --format h5-array --input "$D/nap-rsfmri-aal2/nap_aal2_bold.h5" --data
 n=$(grep -c "^animal = " "$W/fmri/cohort.ini")
 [ "$n" = 11 ] || { echo "FAIL: fMRI cohort has $n animals, expected 11"; status=1; }
 
-expect_error --format      --format matlab --input x --out "$W/x"
-expect_error --format      --input x --out "$W/x"
-expect_error --input       --format npy --out "$W/x" --labels x --sample-interval 1
-expect_error --out         --format nwb --input x.nwb
-expect_error --normalise   --format nwb --input x.nwb --out "$W/x" --normalise median
-expect_error --trials      --format nwb --input x.nwb --out "$W/x" --trials sum
-expect_error --bin-width   --format nwb --input x.nwb --out "$W/x" --bin-width 0
-expect_error --smooth-kernel --format nwb --input x.nwb --out "$W/x" --smooth-kernel box
-expect_error --labels      --format npy --input x.npy --out "$W/x" --sample-interval 1
-expect_error --sample-interval --format npy --input x.npy --out "$W/x" --labels l.txt
-expect_error --layout      --format npy --input x.npy --out "$W/x" --labels l.txt --sample-interval 1 --layout rows
-expect_error --dataset     --format h5-array --input x.h5 --out "$W/x"
-expect_error --bin-widht   --format nwb --input x.nwb --out "$W/x" --bin-widht 1
-expect_error "$W/none.nwb" --format nwb --input "$W/none.nwb" --out "$W/x"
-expect_error "timeseries_regions_fish6.npy" --format npy --input "$D/zebrafish-fish6/timeseries_regions_fish6.npy" \
+expect_error ingest --format      --format matlab --input x --out "$W/x"
+expect_error ingest --format      --input x --out "$W/x"
+expect_error ingest --input       --format npy --out "$W/x" --labels x --sample-interval 1
+expect_error ingest --out         --format nwb --input x.nwb
+expect_error ingest --normalise   --format nwb --input x.nwb --out "$W/x" --normalise median
+expect_error ingest --trials      --format nwb --input x.nwb --out "$W/x" --trials sum
+expect_error ingest --bin-width   --format nwb --input x.nwb --out "$W/x" --bin-width 0
+expect_error ingest --smooth-kernel --format nwb --input x.nwb --out "$W/x" --smooth-kernel box
+expect_error ingest --labels      --format npy --input x.npy --out "$W/x" --sample-interval 1
+expect_error ingest --sample-interval --format npy --input x.npy --out "$W/x" --labels l.txt
+expect_error ingest --layout      --format npy --input x.npy --out "$W/x" --labels l.txt --sample-interval 1 --layout rows
+expect_error ingest --dataset     --format h5-array --input x.h5 --out "$W/x"
+expect_error ingest --bin-widht   --format nwb --input x.nwb --out "$W/x" --bin-widht 1
+expect_error ingest "$W/none.nwb" --format nwb --input "$W/none.nwb" --out "$W/x"
+expect_error ingest "timeseries_regions_fish6.npy" --format npy --input "$D/zebrafish-fish6/timeseries_regions_fish6.npy" \
   --labels "$D/zebrafish-fish6/region_acronyms.npy" --sample-interval 1 --layout samples-by-units --out "$W/x"
 # At 2 ranks the same errors come back once, with no hang.
 if command -v mpirun >/dev/null; then
