@@ -38,6 +38,9 @@ Command make_fit_command() {
         ("inputs", po::value<std::string>()->default_value("use"),
          "'use': the animal's known inputs (/inputs) enter through learned weights W_in (RLS on [r; u]); "
          "'ignore': no input channels (the reference)")
+        ("update-block", po::value<int>()->default_value(def.update_block),
+         "apply the RLS updates of J and P together every B learning steps (1..16; exact in between, "
+         "results change only by rounding; docs/performance.md)")
         ("reference-compat", po::bool_switch(),
          "the reference code's sample alignment (float accumulator) and shared P, to reproduce its numbers")
         ("animals", po::value<std::string>(),
@@ -66,6 +69,7 @@ Command make_fit_command() {
       p.amp_in_wn = vm["amp-in-wn"].as<double>();
       p.runs_train = vm["runs-train"].as<int>();
       p.runs_free = vm["runs-free"].as<int>();
+      p.update_block = vm["update-block"].as<int>();
       p.p0 = vm["p0"].as<double>();
       p.normalise = fit::parse_normalise(vm["normalise"].as<std::string>());
       const long long seed = vm["seed"].as<long long>();

@@ -47,6 +47,8 @@ void check_params(const Params& p) {
     fail("option --prior-ratio must be a finite number >= 0, is ", p.prior_ratio);
   if (p.runs_train < 0) fail("option --runs-train must be >= 0, is ", p.runs_train);
   if (p.runs_free < 0) fail("option --runs-free must be >= 0, is ", p.runs_free);
+  if (p.update_block < 1 || p.update_block > kernels::kMaxPending)
+    fail("option --update-block must be in 1..", kernels::kMaxPending, ", is ", p.update_block);
   if (p.total_runs() < 1) fail("options --runs-train and --runs-free: at least one run is needed");
 }
 
@@ -70,6 +72,19 @@ Init read_init(const std::string& path, RowRange rows, std::int64_t n_units, std
 // Trainer
 
 namespace {
+
+// Rank-1 terms of one matrix not yet applied (kernels::apply_updates): term s adds
+// -U_s S_(s,g)^T to the rows of group g. U: local column vectors, S: full row vectors.
+struct PendingUpdates {
+  int count = 0, G = 1;
+  PetscInt m = 0, n = 0;
+  std::vector<double> U, S;
+  PendingUpdates(int capacity, PetscInt rows, PetscInt cols, int groups)
+      : G(groups), m(rows), n(cols), U(size_t(capacity) * size_t(rows)), S(size_t(capacity) * size_t(groups) * size_t(cols)) {}
+  double* u(int s) { return U.data() + PetscInt(s) * m; }
+  double* s(int t, int g) { return S.data() + (PetscInt(t) * G + g) * n; }
+  const double* s(int t, int g) const { return S.data() + (PetscInt(t) * G + g) * n; }
+};
 
 struct DenseArray {
   Mat m;
@@ -376,10 +391,6 @@ RunStats Trainer::run_next() {
   double* rl = rla.data();     // local rate, current
   double* rln = rlb.data();    // local rate, next
   std::vector<double> err_sq(static_cast<size_t>(T_), 0.0);
-  std::vector<double> pkl(ms), pk(Ns);  // deferred update of P: P -= pc pkl pk^T
-  double pc = 0;
-  bool p_pending = false;
-
   auto gather = [&](const double* local, double* full) {
     MPI_Allgatherv(local, int(m), MPI_DOUBLE, full, counts_.data(), offsets_.data(), MPI_DOUBLE, comm_);
   };
@@ -402,16 +413,40 @@ RunStats Trainer::run_next() {
     std::copy_n(D_.begin(), size_t(m), x.begin());
     for (PetscInt i = 0; i < m; ++i) R_[size_t(i)] = std::tanh(x[size_t(i)]);
   }
-  DenseArray Ja(J_), Pa(P_);
+  // The RLS blocks: one P for all rows (shared prior) or one P_Q per target region; the rows of J
+  // in block q learn with P_q's gain k_q.
   const bool region = params_.region_prior();
-  std::vector<std::unique_ptr<DenseArray>> PQa;
-  for (Mat q : PQ_) PQa.push_back(std::make_unique<DenseArray>(q));
+  DenseArray Ja(J_);
+  std::vector<std::unique_ptr<DenseArray>> Pa;
+  if (region)
+    for (Mat q : PQ_) Pa.push_back(std::make_unique<DenseArray>(q));
+  else
+    Pa.push_back(std::make_unique<DenseArray>(P_));
+  const int nb = int(Pa.size());
   const int n_in = n_in_;
-  const bool generic = region || n_in > 0;  // per-block RLS (region prior and/or input channels)
-  const int nb = generic ? (region ? int(PQ_.size()) : 1) : 0;
-  std::vector<double> kq(generic ? size_t(nb) * Ns : 0);                // per block: c k_r (full)
-  std::vector<double> kuq(size_t(nb) * size_t(n_in)), ku(static_cast<size_t>(n_in));  // per block: c k_u; k_u
   const size_t W = Ns + size_t(n_in);
+  // Delayed rank-1 updates (kernels.hpp): up to B terms per matrix stay pending and are applied in
+  // one pass fused with the next product; products in between subtract them exactly.
+  const int B = params_.update_block;
+  PendingUpdates Jp(B, m, N, nb);
+  std::vector<PendingUpdates> Pp;
+  for (int q = 0; q < nb; ++q) Pp.emplace_back(B, m, N, 1);
+  const std::vector<kernels::Segment> j_segs = kernels::segments(row_group_);
+  const std::vector<kernels::Segment> all_rows = kernels::segments(std::vector<int>(ms, 0));
+  std::vector<double> dots(size_t(B) * size_t(nb));
+  // y -= (pending terms of `p`) x: the exact product with the not yet applied updates.
+  auto correct = [&](const PendingUpdates& p, const std::vector<kernels::Segment>& segs, const double* xv, double* yv) {
+    if (p.count == 0) return;
+    for (int s = 0; s < p.count; ++s)
+      for (int g = 0; g < p.G; ++g) dots[size_t(s * p.G + g)] = kernels::dot(N, p.s(s, g), xv);
+    kernels::subtract_pending(m, p.count, p.U.data(), dots.data(), p.G, segs, yv);
+  };
+  auto flush = [&](PendingUpdates& p, DenseArray& A, const std::vector<kernels::Segment>& segs, const double* xv,
+                   double* yv) {
+    kernels::apply_updates(m, N, A.a, A.lda, p.count, p.U.data(), p.S.data(), p.G, segs, xv, yv);
+    p.count = 0;
+  };
+  std::vector<double> kuq(size_t(nb) * size_t(n_in)), ku(static_cast<size_t>(n_in));  // per block: c k_u; k_u
   // The inputs held during RNN iteration tt (rate at time (tt-1) dt): sample floor((tt-1)/df).
   auto input_at = [&](int tt) -> const double* {
     const std::int64_t s = std::min<std::int64_t>(T_ - 1, std::int64_t(tt - 1) / params_.dt_factor);
@@ -419,26 +454,38 @@ RunStats Trainer::run_next() {
   };
   prepare(tt0, rl, r);
   bool have_y = false;
+  int since_check = 0;
   for (int tt = tt0; tt <= n_iter_; ++tt) {
-    if (stop_check_ && tt > tt0 && (tt - 1) % stop_every_ == 0 && stop_check_()) {
-      // Stop at the top of iteration tt: keep what a checkpoint needs to continue exactly here.
-      // Flushing P's deferred update now is the same arithmetic as fusing it later; y (if
-      // precomputed) is recomputed bit for bit on resume.
-      if (p_pending) kernels::ger(m, N, Pa.a, Pa.lda, pc, pkl.data(), pk.data());
-      mid_iter_ = tt;
-      mid_x_ = x;
-      mid_err_ = err_sq;
-      RunStats st;
-      st.run = run;
-      st.train = train;
-      st.complete = false;
-      return st;
+    // A stop (checkpoint) is taken only where no update of J is pending and each P's are either
+    // none or a full block: flushing that block now is the same arithmetic as the fused pass the
+    // next learning step would do, so a resumed run continues bit for bit. Such an iteration comes
+    // at least once per B learning steps.
+    const bool quiet = Jp.count == 0 && std::all_of(Pp.begin(), Pp.end(), [&](const PendingUpdates& p) {
+                         return p.count == 0 || p.count == B;
+                       });
+    if (stop_check_ && tt > tt0 && ++since_check >= stop_every_ && quiet) {
+      since_check = 0;
+      if (stop_check_()) {
+        for (int q = 0; q < nb; ++q)
+          if (Pp[size_t(q)].count > 0) flush(Pp[size_t(q)], *Pa[size_t(q)], all_rows, nullptr, nullptr);
+        mid_iter_ = tt;
+        mid_x_ = x;
+        mid_err_ = err_sq;
+        RunStats st;
+        st.run = run;
+        st.train = train;
+        st.complete = false;
+        return st;
+      }
     }
     const std::int64_t rec = record_at_[size_t(tt)];
     if (rec >= 0) std::copy_n(rl, size_t(m), &R_[size_t(rec) * size_t(m)]);
     const bool advance = tt < n_iter_;
     if (advance) {
-      if (!have_y) kernels::gemv(m, N, Ja.a, Ja.lda, r, y.data());
+      if (!have_y) {
+        kernels::gemv(m, N, Ja.a, Ja.lda, r, y.data());
+        correct(Jp, j_segs, r, y.data());
+      }
       const double* u = &noise_[size_t(tt) * size_t(m)];
       if (n_in > 0) {
         const double* uin = input_at(tt);
@@ -463,13 +510,18 @@ RunStats Trainer::run_next() {
       err_sq[size_t(ls)] += s2;
     }
     if (advance) prepare(tt + 1, rln, rn);
-    if (ls >= 0 && train && generic) {
-      // One RLS per P block b (the shared P, or P_Q for the rows of region Q) on z = [r; u]:
-      // k = P_b z; c = 1/(1 + z.k); P_b -= c k k^T; rows of b: J -= c e k_r^T, W_in -= c e k_u^T.
+    if (ls >= 0 && train) {
+      // RLS per P block q on z = [r; u] (u: the input channels, if any): k = P_q z;
+      // c = 1/(1 + z.k); P_q -= c k k^T; rows of q: J -= c e k_r^T, W_in -= c e k_u^T.
       const double* uin = n_in > 0 ? input_at(tt) : nullptr;
       for (int q = 0; q < nb; ++q) {
-        DenseArray& Pq = region ? *PQa[size_t(q)] : Pa;
-        kernels::gemv(m, N, Pq.a, Pq.lda, r, kl.data());
+        DenseArray& Pq = *Pa[size_t(q)];
+        PendingUpdates& pp = Pp[size_t(q)];
+        if (pp.count == B) flush(pp, Pq, all_rows, r, kl.data());  // the full block, fused with P r
+        else {
+          kernels::gemv(m, N, Pq.a, Pq.lda, r, kl.data());
+          correct(pp, all_rows, r, kl.data());
+        }
         std::vector<double>& pru = n_in > 0 ? pru_[size_t(q)] : kl;  // (unused without inputs)
         for (PetscInt i = 0; i < m && n_in > 0; ++i)
           for (int c = 0; c < n_in; ++c) kl[size_t(i)] += pru[size_t(i) * size_t(n_in) + size_t(c)] * uin[c];
@@ -488,9 +540,9 @@ RunStats Trainer::run_next() {
           throw Diverged(cat("animal ", meta_.animal_id, ": the fit diverged in run ", run + 1, " (RNN step ", tt,
                              ", sample ", ls, region ? cat(", P of region ", meta_.region_names[size_t(q)]) : std::string(),
                              "): 1 + z.Pz = ", 1.0 + rk,
-                             "; try a smaller --g or --p0, a larger --tau-rnn or a larger --dt-factor"));
+                             (std::isfinite(rk) ? " <= 0, P lost positive definiteness" : " is not finite"),
+                             "; try a smaller --g or --p0, a larger --tau-rnn or a larger --dt-factor (dt/tau-rnn must stay well below 1)"));
         const double c = 1.0 / (1.0 + rk);
-        kernels::ger(m, N, Pq.a, Pq.lda, c, kl.data(), k.data());
         if (n_in > 0) {
           for (PetscInt i = 0; i < m; ++i)
             for (int d = 0; d < n_in; ++d) pru[size_t(i) * size_t(n_in) + size_t(d)] -= kl[size_t(i)] * (c * ku[size_t(d)]);
@@ -500,45 +552,24 @@ RunStats Trainer::run_next() {
             for (int d = 0; d < n_in; ++d) row[Ns + size_t(d)] -= ku[size_t(cc)] * (c * ku[size_t(d)]);
           }
         }
-        double* sq = &kq[size_t(q) * Ns];
-        for (PetscInt j = 0; j < N; ++j) sq[j] = c * k[size_t(j)];
+        // P_q's term c k k^T and J's term for the rows of q (e c k^T) go pending.
+        std::copy_n(kl.data(), ms, pp.u(pp.count));
+        double* sp = pp.s(pp.count, 0);
+        double* sj = Jp.s(Jp.count, q);
+        for (PetscInt j = 0; j < N; ++j) sp[j] = sj[j] = c * k[size_t(j)];
+        ++pp.count;
         for (int d = 0; d < n_in; ++d) kuq[size_t(q) * size_t(n_in) + size_t(d)] = c * ku[size_t(d)];
       }
-      kernels::ger_grouped(m, N, Ja.a, Ja.lda, row_group_.data(), kq.data(), e.data());
+      std::copy_n(e.data(), ms, Jp.u(Jp.count));
+      ++Jp.count;
       for (PetscInt i = 0; i < m && n_in > 0; ++i) {
         const double* sw = &kuq[size_t(row_group_[size_t(i)]) * size_t(n_in)];
         for (int d = 0; d < n_in; ++d) Win_[size_t(i) * size_t(n_in) + size_t(d)] -= e[size_t(i)] * sw[d];
       }
-    } else if (ls >= 0 && train) {
-      // RLS: k = P r; c = 1/(1 + r.k); P -= c k k^T; J -= c e k^T (all rows share P).
-      // P's rank-1 update is deferred to the next learning step's P r (one pass over P for
-      // both) and flushed at the end of the run; the arithmetic is the same, element by element.
-      if (p_pending) {
-        kernels::ger_gemv(m, N, Pa.a, Pa.lda, pc, pkl.data(), pk.data(), r, kl.data());
-        p_pending = false;
-      } else {
-        kernels::gemv(m, N, Pa.a, Pa.lda, r, kl.data());
-      }
-      gather(kl.data(), k.data());
-      double rk = 0;
-      for (PetscInt j = 0; j < N; ++j) rk += r[j] * k[size_t(j)];
-      if (!std::isfinite(rk) || !(1.0 + rk > 0))
-        throw Diverged(cat("animal ", meta_.animal_id, ": the fit diverged in run ", run + 1, " (RNN step ", tt,
-                           ", sample ", ls, "): 1 + r.Pr = ", 1.0 + rk,
-                           (std::isfinite(rk) ? " <= 0, P lost positive definiteness" : " is not finite"),
-                           "; try a smaller --g or --p0, a larger --tau-rnn or a larger --dt-factor (dt/tau-rnn must stay well below 1)"));
-      const double c = 1.0 / (1.0 + rk);
-      pkl.swap(kl);
-      pk.swap(k);
-      pc = c;
-      p_pending = true;
-      const std::vector<double>& kf = pk;  // this step's k, full
-      if (advance) {
-        // Fused with the next iteration's J r (its rate is known already): one pass over J.
-        kernels::ger_gemv(m, N, Ja.a, Ja.lda, c, e.data(), kf.data(), rn, y.data());
-        have_y = true;
-      } else {
-        kernels::ger(m, N, Ja.a, Ja.lda, c, e.data(), kf.data());
+      if (Jp.count == B) {
+        // The full block of J's terms, fused with the next iteration's J r (its rate is known).
+        flush(Jp, Ja, j_segs, advance ? rn : nullptr, advance ? y.data() : nullptr);
+        have_y = advance;
       }
     }
     if (advance) {
@@ -546,8 +577,10 @@ RunStats Trainer::run_next() {
       std::swap(rl, rln);
     }
   }
-
-  if (p_pending) kernels::ger(m, N, Pa.a, Pa.lda, pc, pkl.data(), pk.data());
+  // The end of the run applies whatever is pending.
+  if (Jp.count > 0) flush(Jp, Ja, j_segs, nullptr, nullptr);
+  for (int q = 0; q < nb; ++q)
+    if (Pp[size_t(q)].count > 0) flush(Pp[size_t(q)], *Pa[size_t(q)], all_rows, nullptr, nullptr);
 
   // chi2 and pVar: local sums, one reduction each.
   MPI_Allreduce(MPI_IN_PLACE, err_sq.data(), int(T_), MPI_DOUBLE, MPI_SUM, comm_);
@@ -651,7 +684,7 @@ std::string fingerprint(const Params& p, std::int64_t n_units, std::int64_t n_sa
      << ";g=" << p.g << ";tau_rnn=" << p.tau_rnn << ";tau_wn=" << p.tau_wn << ";amp_in_wn=" << p.amp_in_wn
      << ";p0=" << p.p0 << ";runs_train=" << p.runs_train << ";runs_free=" << p.runs_free
      << ";normalise=" << normalise_name(p.normalise) << ";seed=" << p.seed << ";animal_index=" << animal_index
-     << ";alignment=" << (p.reference_compat ? "reference" : "integer");
+     << ";alignment=" << (p.reference_compat ? "reference" : "integer") << ";update_block=" << p.update_block;
   if (p.region_prior()) os << ";prior=region;prior_ratio=" << p.prior_ratio;
   else os << ";prior=shared";
   if (n_inputs > 0) os << ";inputs=" << n_inputs;

@@ -41,6 +41,9 @@ struct Params {
   Prior prior = Prior::Region;
   double prior_ratio = 1e-3;      // Prior::Region: P_Q's initial variance of other-region sources / p0
   bool use_inputs = true;         // the animal's /inputs enter through learned weights W_in (--inputs use)
+  // RLS rank-1 updates of J and P applied together every update_block learning steps (exact
+  // corrections in between; 1 = every step). Changes results only by rounding. docs/performance.md
+  int update_block = 8;
   int total_runs() const { return runs_train + runs_free; }
   // The prior actually used: --reference-compat means the reference's shared P.
   bool region_prior() const { return prior == Prior::Region && !reference_compat; }

@@ -1,94 +1,50 @@
 #pragma once
-// The level-2 kernels of one RLS step on a rank's block of rows, stored column-major (PETSc's
-// dense layout: element (i, j) at a[i + j*lda]). Our own loops rather than BLAS because every
-// element of the result is summed in the same order (j = 0, 1, ..., n-1) whatever the number of
-// local rows, so J and P do not depend on the rank count (BLAS kernels change the order with the
-// block shape, and the chaotic RNN amplifies rounding). Four columns per pass keep y in registers;
-// each is one streaming pass over the block (memory-bandwidth bound).
+// The level-2 kernels of the RLS fit on a rank's block of rows, stored column-major (PETSc's dense
+// layout: element (i, j) at a[i + j*lda]). Our own loops rather than BLAS because every element of
+// a result is summed in the same order (j = 0, 1, ..., n-1; pending updates s = 0, 1, ...) whatever
+// the number of local rows, so J and P do not depend on the rank count (BLAS kernels change the
+// order with the block shape, and the chaotic RNN amplifies rounding). Each kernel is one
+// streaming pass over the block: the fit is memory-bandwidth bound (docs/performance.md).
+//
+// Delayed (blocked) rank-1 updates: RLS changes J and P by one rank-1 term per learning step. The
+// fit keeps the last few terms pending (U: local column vectors, S: full row vectors) and applies
+// them together in one pass (apply_updates), fused with the next product that reads the matrix;
+// between passes a product is corrected exactly by the pending terms (subtract_pending), which
+// costs O(rows x pending) instead of a pass over the matrix.
 #include <petscsys.h>
+
+#include <cstddef>
+#include <vector>
 
 namespace cohortnet::fit::kernels {
 
+// Local rows [begin, end) whose pending row vectors come from group `group` (the region-prior P
+// block of those rows; one segment with group 0 for a shared P).
+struct Segment {
+  PetscInt begin = 0, end = 0;
+  int group = 0;
+};
+// The runs of equal group in a per-row group list.
+std::vector<Segment> segments(const std::vector<int>& row_group);
+
 // y = A x   (A: m x n, x: n, y: m)
-inline void gemv(PetscInt m, PetscInt n, const double* a, PetscInt lda, const double* x, double* y) {
-  for (PetscInt i = 0; i < m; ++i) y[i] = 0.0;
-  PetscInt j = 0;
-  for (; j + 4 <= n; j += 4) {
-    const double* c0 = a + j * lda;
-    const double* c1 = c0 + lda;
-    const double* c2 = c1 + lda;
-    const double* c3 = c2 + lda;
-    const double x0 = x[j], x1 = x[j + 1], x2 = x[j + 2], x3 = x[j + 3];
-    for (PetscInt i = 0; i < m; ++i) {
-      double t = y[i];
-      t += c0[i] * x0;
-      t += c1[i] * x1;
-      t += c2[i] * x2;
-      t += c3[i] * x3;
-      y[i] = t;
-    }
-  }
-  for (; j < n; ++j) {
-    const double* c0 = a + j * lda;
-    const double x0 = x[j];
-    for (PetscInt i = 0; i < m; ++i) y[i] += c0[i] * x0;
-  }
-}
+void gemv(PetscInt m, PetscInt n, const double* a, PetscInt lda, const double* x, double* y);
 
-// A -= u (c v)^T   (u: m, local; v: n, full)
-inline void ger(PetscInt m, PetscInt n, double* a, PetscInt lda, double c, const double* u, const double* v) {
-  for (PetscInt j = 0; j < n; ++j) {
-    double* col = a + j * lda;
-    const double s = c * v[j];
-    for (PetscInt i = 0; i < m; ++i) col[i] -= u[i] * s;
-  }
-}
+// Applies nu pending updates in order, A[i, j] -= U[s*m + i] * S[(s*G + g(i))*n + j] for
+// s = 0..nu-1 (g(i): the row's segment group), then, if x is not null, y = A x with the updated A,
+// all in one pass over A. nu = 1 is the plain rank-1 update (ger) element for element.
+void apply_updates(PetscInt m, PetscInt n, double* a, PetscInt lda, int nu, const double* U, const double* S,
+                   int G, const std::vector<Segment>& segs, const double* x, double* y);
 
-// Fused: A -= u (c v)^T, then y = A x with the updated A, in one pass over A.
-inline void ger_gemv(PetscInt m, PetscInt n, double* a, PetscInt lda, double c, const double* u,
-                     const double* v, const double* x, double* y) {
-  for (PetscInt i = 0; i < m; ++i) y[i] = 0.0;
-  PetscInt j = 0;
-  for (; j + 4 <= n; j += 4) {
-    double* c0 = a + j * lda;
-    double* c1 = c0 + lda;
-    double* c2 = c1 + lda;
-    double* c3 = c2 + lda;
-    const double s0 = c * v[j], s1 = c * v[j + 1], s2 = c * v[j + 2], s3 = c * v[j + 3];
-    const double x0 = x[j], x1 = x[j + 1], x2 = x[j + 2], x3 = x[j + 3];
-    for (PetscInt i = 0; i < m; ++i) {
-      const double ui = u[i];
-      const double a0 = c0[i] - ui * s0, a1 = c1[i] - ui * s1, a2 = c2[i] - ui * s2, a3 = c3[i] - ui * s3;
-      c0[i] = a0;
-      c1[i] = a1;
-      c2[i] = a2;
-      c3[i] = a3;
-      double t = y[i];
-      t += a0 * x0;
-      t += a1 * x1;
-      t += a2 * x2;
-      t += a3 * x3;
-      y[i] = t;
-    }
-  }
-  for (; j < n; ++j) {
-    double* c0 = a + j * lda;
-    const double s0 = c * v[j], x0 = x[j];
-    for (PetscInt i = 0; i < m; ++i) {
-      c0[i] -= u[i] * s0;
-      y[i] += c0[i] * x0;
-    }
-  }
-}
+// y[i] -= sum_s U[s*m + i] * d[s*G + g(i)]  (s = 0..nu-1): a product with the pending terms, given
+// d[s*G + g] = S_(s,g) . x, is A_pending x = A x - this.
+void subtract_pending(PetscInt m, int nu, const double* U, const double* d, int G,
+                      const std::vector<Segment>& segs, double* y);
 
-// Row-grouped rank-1 update (region prior): A[i, j] -= u[i] * S[g[i]*n + j], where S holds each
-// group's scaled vector (c_Q k_Q). Same arithmetic per element as ger, one pass over A.
-inline void ger_grouped(PetscInt m, PetscInt n, double* a, PetscInt lda, const int* g, const double* s,
-                        const double* u) {
-  for (PetscInt j = 0; j < n; ++j) {
-    double* col = a + j * lda;
-    for (PetscInt i = 0; i < m; ++i) col[i] -= u[i] * s[PetscInt(g[i]) * n + j];
-  }
-}
+// a . b in a fixed order (eight interleaved partial sums, then a fixed tree).
+double dot(PetscInt n, const double* a, const double* b);
+
+// The largest number of pending updates apply_updates takes.
+constexpr int kMaxPending = 16;
 
 }  // namespace cohortnet::fit::kernels

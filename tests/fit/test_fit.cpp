@@ -172,6 +172,11 @@ TEST(Fit, BadParametersNameTheOption) {
   p = fit::Params();
   p.tau_wn = NAN;
   EXPECT_NE(msg(p).find("--tau-wn"), std::string::npos);
+  for (int b : {0, 17}) {
+    p = fit::Params();
+    p.update_block = b;
+    EXPECT_NE(msg(p).find("--update-block"), std::string::npos) << b;
+  }
   EXPECT_EQ(msg(fit::Params()), "");
   try {
     fit::parse_normalise("median");
@@ -566,5 +571,53 @@ TEST(FitInputs, SameResultAtAnyRankCountAndMidRunResume) {
     EXPECT_EQ(b.local_W_in(), full.local_W_in());
     EXPECT_EQ(b.local_P(), full.local_P());
     EXPECT_EQ(b.pvar(), full.pvar());
+  }
+}
+
+// ---- delayed (blocked) RLS updates (--update-block) ----
+
+TEST(FitBlocked, BlockedUpdatesEqualPlainUpdatesToRounding) {
+  // Applying J's and P's rank-1 terms every B learning steps (exactly corrected in between) gives
+  // the fit of the plain every-step update, to rounding: shared prior, region prior with input
+  // channels, and a block that does not divide the learning steps of a run (120 samples, B = 7).
+  const Planted pl = planted_inputs(29, 120);
+  for (fit::Prior prior : {fit::Prior::Shared, fit::Prior::Region}) {
+    for (bool inputs : {false, true}) {
+      fit::Params p = input_params();
+      p.prior = prior;
+      p.use_inputs = inputs;
+      p.g = 1.3;  // a recurrent network (g = 0 would leave J r small)
+      p.runs_train = 3;
+      AnimalData data = planted_data(pl, MPI_COMM_WORLD);
+      p.update_block = 1;
+      fit::Trainer plain(data, 1, p, MPI_COMM_WORLD);
+      while (!plain.finished()) plain.run_next();
+      for (int b : {7, 16}) {
+        p.update_block = b;
+        fit::Trainer blocked(data, 1, p, MPI_COMM_WORLD);
+        while (!blocked.finished()) blocked.run_next();
+        const std::vector<double> Jp = plain.full_rates();  // (collective; rates of the last run)
+        const std::vector<double> Jb = blocked.full_rates();
+        double dr = 0;
+        for (size_t z = 0; z < Jp.size(); ++z) dr = std::max(dr, std::abs(Jp[z] - Jb[z]));
+        const std::string what = std::string(fit::prior_name(prior)) + (inputs ? " + inputs" : "") + ", B=" + std::to_string(b);
+        // J: gather the plain fit's rows to compare row by row on every rank count.
+        std::vector<double> Jfull(size_t(29 * 29), 0.0);
+        const std::vector<double> Jl = plain.local_J();
+        std::copy(Jl.begin(), Jl.end(), Jfull.begin() + plain.rows().begin * 29);
+        MPI_Allreduce(MPI_IN_PLACE, Jfull.data(), int(Jfull.size()), MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+        EXPECT_LT(j_rel_diff(blocked.local_J(), blocked.rows(), Jfull, 29), 1e-9) << what;
+        EXPECT_LT(dr, 1e-9) << what;
+        for (size_t r = 0; r < plain.pvar().size(); ++r)
+          EXPECT_NEAR(blocked.pvar()[r], plain.pvar()[r], 1e-9) << what << ", run " << r;
+        if (inputs) {
+          std::vector<double> w(size_t(29 * 2), 0.0);
+          const std::vector<double> wl = plain.local_W_in();
+          std::copy(wl.begin(), wl.end(), w.begin() + plain.rows().begin * 2);
+          MPI_Allreduce(MPI_IN_PLACE, w.data(), int(w.size()), MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+          EXPECT_LT(j_rel_diff(blocked.local_W_in(), blocked.rows(), w, 2), 1e-9) << what;
+        }
+      }
+    }
   }
 }
