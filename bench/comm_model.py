@@ -7,9 +7,10 @@ The model of docs/performance.md ("Communication and scaling past one node"); st
     python3 bench/comm_model.py --B 20 --blocks 3    # other per-rank bandwidth, region prior M = 3
 
 t_step(N, p) = t_compute + t_comm, averaged over the RNN steps of one learning cycle (dtFactor steps):
-  t_compute = (dtFactor - 1 + 2 + 2 M) x 8 N^2 / p bytes / (dtFactor B)
-              (dtFactor - 1 plain steps read J once; the learning step reads and writes J once and
-              each of the M P blocks once; M = 1 for --prior shared)
+  t_compute = (dtFactor + M + (1 + M) / U) x 8 N^2 / p bytes / (dtFactor B)
+              (every RNN step reads J once; each learning step reads each of the M P blocks once;
+              J and each P are written once per update block of U = 8 learning steps; M = 1 for
+              --prior shared)
   t_comm    = (dtFactor + M) / dtFactor x [alpha ceil(log2 p) + beta (p - 1)/p 8 N]
               (one all-gather of r per RNN step, M of k per learning step; recursive doubling/ring)
 No overlap of the two is assumed (the fit does none today).
@@ -18,8 +19,10 @@ import argparse
 import math
 
 
-def compute_s(N, p, B, df, blocks):
-    passes = (df - 1) + 2 + 2 * blocks  # matrix passes of 8 N^2 / p bytes per learning cycle
+def compute_s(N, p, B, df, blocks, ub=8):
+    # matrix passes of 8 N^2 / p bytes per learning cycle (docs/performance.md, roofline): J read
+    # at each of the df RNN steps, each P read once, J and each P written once per update block ub
+    passes = df + blocks + (1 + blocks) / ub
     return passes * 8.0 * N * N / p / (df * B)
 
 

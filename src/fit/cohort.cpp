@@ -31,13 +31,17 @@ void install_stop_handler() {
   sigaction(SIGTERM, &sa, nullptr);
 }
 
-double fit_bytes_per_rank(std::int64_t n_units, std::int64_t n_samples, int dt_factor, int ranks, int n_p) {
+double fit_bytes_per_rank(std::int64_t n_units, std::int64_t n_samples, int dt_factor, int ranks, int n_p,
+                          int update_block) {
   const double N = double(n_units), T = double(n_samples), L = double((n_samples - 1) * dt_factor + 1);
   const double m = std::ceil(N / double(std::max(1, ranks)));
   // J and P rows (n_p: P matrices, 1 or M under the region prior), noise rows, target/rates/
   // activity rows, and at the end (the peak) the full rates for the decomposition, a row-major
-  // copy of J's rows for writing, and the decomposition's per-source temporaries.
-  return 8.0 * ((1.0 + double(std::max(1, n_p))) * m * N + m * L + 3.0 * m * T + N * T + m * N + 2.0 * m * T);
+  // copy of J's rows for writing, and the decomposition's per-source temporaries; the delayed
+  // updates hold B terms of J and of each P (a local column and full rows of length N each).
+  const double np = double(std::max(1, n_p)), B = double(std::max(1, update_block));
+  return 8.0 * ((1.0 + np) * m * N + m * L + 3.0 * m * T + N * T + m * N + 2.0 * m * T + B * (1.0 + np) * m +
+                B * 2.0 * np * N);
 }
 
 Assignment assign_animals(const std::vector<CohortAnimal>& animals, const Params& p, int world_size,
@@ -51,7 +55,7 @@ Assignment assign_animals(const std::vector<CohortAnimal>& animals, const Params
     for (int g = 1; g <= world_size; ++g) {
       bool fits = true;
       for (auto& an : animals)
-        if (fit_bytes_per_rank(an.n_units, an.n_samples, p.dt_factor, g, n_p) > 0.5 * bytes_per_rank) fits = false;
+        if (fit_bytes_per_rank(an.n_units, an.n_samples, p.dt_factor, g, n_p, p.update_block) > 0.5 * bytes_per_rank) fits = false;
       if (fits) {
         k = g;
         break;
@@ -81,7 +85,7 @@ Assignment assign_animals(const std::vector<CohortAnimal>& animals, const Params
     double best_t = 0;
     for (int g = 0; g < n_groups; ++g) {
       const auto& an = animals[size_t(i)];
-      if (fit_bytes_per_rank(an.n_units, an.n_samples, p.dt_factor, a.group_size[size_t(g)], n_p) > bytes_per_rank) continue;
+      if (fit_bytes_per_rank(an.n_units, an.n_samples, p.dt_factor, a.group_size[size_t(g)], n_p, p.update_block) > bytes_per_rank) continue;
       const double t = a.group_work[size_t(g)] + work(i) / a.group_size[size_t(g)];
       if (best < 0 || t < best_t) {
         best = g;

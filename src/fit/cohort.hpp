@@ -41,8 +41,10 @@ struct Assignment {
 Assignment assign_animals(const std::vector<CohortAnimal>& animals, const Params& p, int world_size,
                           int ranks_per_animal, double bytes_per_rank, int n_p = 1);
 // Estimated bytes one rank of a group of `ranks` needs to fit an animal. n_p: P matrices held
-// (1 for the shared prior; the number of regions, at most the cohort's, for the region prior).
-double fit_bytes_per_rank(std::int64_t n_units, std::int64_t n_samples, int dt_factor, int ranks, int n_p = 1);
+// (1 for the shared prior; the number of regions, at most the cohort's, for the region prior);
+// update_block: --update-block (the delayed updates' buffers).
+double fit_bytes_per_rank(std::int64_t n_units, std::int64_t n_samples, int dt_factor, int ranks, int n_p = 1,
+                          int update_block = 8);
 
 // Set by the SIGTERM handler; checked once per run and agreed over the group.
 extern volatile std::sig_atomic_t g_stop_requested;
