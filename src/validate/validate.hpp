@@ -35,6 +35,7 @@ struct Run {
   std::vector<double> r_unit;         // median over receiving units of corr over time (per unit)
   std::vector<double> r_pool;         // corr over receiving units x time, pooled (units' offsets count)
   std::vector<double> ratio;          // RMS inferred / RMS true over the target's units and time
+  std::vector<double> ratio_conn;     // the same over the units that truly receive the source only
   std::vector<double> score;          // RMS inferred current (the AUC score)
   std::vector<double> true_rms;       // RMS true current
   double pvar = 0;                    // last run's pVar (a free run when runs_free >= 1)
@@ -61,6 +62,7 @@ struct Summary {
   double r_unit_inter = 0;  // median over runs and truly coupled inter-region pairs
   double r_mean_inter = 0;
   double ratio_inter = 0;   // median magnitude ratio, coupled inter-region pairs
+  double ratio_conn_inter = 0;  // the same at the receiving units only
   double r_unit_within = 0; // median over runs and regions of within-region unit-wise r
   double r_pool_inter = 0, r_pool_within = 0;  // the same with the pooled correlation
   double pvar = 0;          // median

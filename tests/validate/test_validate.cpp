@@ -50,6 +50,7 @@ TEST(Validate, TrueNetworkScoresPerfectly) {
       const size_t z = size_t(q * 3 + s);
       ASSERT_TRUE(a.pair_coupled[z] || q == s);
       EXPECT_NEAR(r.ratio[z], 1.0, 1e-12) << q << "<-" << s;
+      EXPECT_NEAR(r.ratio_conn[z], 1.0, 1e-12) << q << "<-" << s;
       EXPECT_NEAR(r.r_unit[z], 1.0, 1e-9) << q << "<-" << s;
       EXPECT_NEAR(r.r_mean[z], 1.0, 1e-9) << q << "<-" << s;
     }
@@ -58,6 +59,35 @@ TEST(Validate, TrueNetworkScoresPerfectly) {
   const validate::Run w = validate::evaluate(a, jr, rows, a.rates, MPI_COMM_WORLD);
   EXPECT_NEAR(w.ratio[1], 10.0, 1e-9);
   EXPECT_NEAR(w.r_unit[1], -1.0, 1e-9);
+}
+
+TEST(Validate, SpuriousCurrentAtNonReceivingUnits) {
+  // The truth plus weights from B into a unit of A that truly receives nothing from B: the
+  // region-wide ratio grows, the ratio and correlation at the receiving units stay exact.
+  sim::SimulateParams sp = tiny(sim::kPresetThreeRegion);
+  sp.link_strength = 0.2;
+  const sim::CohortPlan plan = sim::make_plan(sp);
+  const sim::SimulatedAnimal a = sim::simulate_animal(sp, plan, 0);
+  const std::int64_t N = a.meta.n_units;
+  const auto& reg = a.meta.unit_region;
+  std::int64_t quiet = -1;  // a unit of A without links from B
+  for (std::int64_t i = 0; i < N && quiet < 0; ++i) {
+    if (reg[size_t(i)] != 0) continue;
+    bool any = false;
+    for (std::int64_t j = 0; j < N; ++j) any = any || (reg[size_t(j)] == 1 && a.J[size_t(i * N + j)] != 0);
+    if (!any) quiet = i;
+  }
+  ASSERT_GE(quiet, 0);
+  std::vector<double> J = a.J;
+  for (std::int64_t j = 0; j < N; ++j)
+    if (reg[size_t(j)] == 1) J[size_t(quiet * N + j)] = 0.5;
+  const RowRange rows = own_rows(PetscInt(N), MPI_COMM_WORLD);
+  std::vector<double> jr(J.begin() + rows.begin * N, J.begin() + rows.end * N);
+  const validate::Run r = validate::evaluate(a, jr, rows, a.rates, MPI_COMM_WORLD);
+  const size_t ab = 1;  // A <- B
+  EXPECT_GT(r.ratio[ab], 2.0);
+  EXPECT_NEAR(r.ratio_conn[ab], 1.0, 1e-12);
+  EXPECT_NEAR(r.r_unit[ab], 1.0, 1e-9);
 }
 
 TEST(Validate, EndToEndSameAtAnyRankCount) {
