@@ -34,11 +34,14 @@ Command make_validate_command() {
         ("regions", po::value<int>()->default_value(6), "regions of the cohort preset")
         ("cohort-units-per-region", po::value<int>()->default_value(50), "units per region of the cohort preset")
         ("samples", po::value<int>()->default_value(1201), "samples per simulated animal")
+        ("lead-time", po::value<double>(),
+         "s simulated and discarded before the first sample (default: the preset's, 2; 0 keeps the "
+         "transient from the random initial state in the data, as the reference's threeRegionSim does)")
         ("drives", po::value<std::string>(),
          "three-region: reference or gaussian drives of B and C (default: the preset's, reference)")
         ("external-fraction", po::value<double>(),
          "three-region: fraction of B's and C's units that receive their drive (default: the preset's, 0.5)")
-        ("runs-train", po::value<int>()->default_value(20), "training runs per fit")
+        ("runs-train", po::value<int>()->default_value(40), "training runs per fit (40, as the prototype study of issue #9)")
         ("runs-free", po::value<int>()->default_value(1), "free runs per fit (the last gives pVar)")
         ("prior-ratio", po::value<double>()->default_value(def.prior_ratio), "--prior-ratio of the region method")
         ("p0", po::value<double>()->default_value(def.p0), "initial P = p0 * I")
@@ -65,6 +68,7 @@ Command make_validate_command() {
         cs.sim = sim::default_params(preset);  // throws naming --preset for an unknown one
         cs.sim.units_per_region = upr;
         cs.sim.samples = samples;
+        if (vm.count("lead-time")) cs.sim.lead_time = vm["lead-time"].as<double>();
         if (vm.count("drives") && preset == sim::kPresetThreeRegion) cs.sim.drives = vm["drives"].as<std::string>();
         if (vm.count("external-fraction") && preset == sim::kPresetThreeRegion)
           cs.sim.external_fraction = vm["external-fraction"].as<double>();
