@@ -29,6 +29,9 @@ Command make_validate_command() {
          "fit variants to compare: shared (the reference's one P), region (--prior region), each without "
          "input channels, or with '+inputs' (--inputs use; only for cases whose animals have inputs)")
         ("seeds", po::value<int>()->default_value(3), "seeds per case (simulation and fit seed 1..N)")
+        ("ensemble", po::value<int>()->default_value(1),
+         "fits per animal with fit seeds seed + k * 1000003, J and model rates averaged before the comparison "
+         "(method names get '*K')")
         ("seed0", po::value<long long>()->default_value(1), "first seed")
         ("units-per-region", po::value<int>()->default_value(100), "units per region of the simulations")
         ("regions", po::value<int>()->default_value(6), "regions of the cohort preset")
@@ -116,6 +119,9 @@ Command make_validate_command() {
         m.fit.runs_train = vm["runs-train"].as<int>();
         m.fit.runs_free = vm["runs-free"].as<int>();
         fit::check_params(m.fit);
+        m.ensemble = vm["ensemble"].as<int>();
+        if (m.ensemble < 1) fail("option --ensemble must be >= 1, is ", m.ensemble);
+        if (m.ensemble > 1) m.name += cat("*", m.ensemble);
         methods.push_back(m);
       }
       if (methods.empty()) fail("option --methods: no method given");

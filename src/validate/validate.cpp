@@ -195,15 +195,32 @@ Run run_one(const Case& c, const Method& m, std::uint64_t seed, MPI_Comm comm) {
   const std::int64_t T = a.meta.n_samples;
   data.activity.assign(a.rates.begin() + data.rows.begin * T, a.rates.begin() + data.rows.end * T);
   data.inputs = a.inputs;  // the known external inputs (cohort preset: the state drives)
-  fit::Params p = m.fit;
-  p.seed = seed;
-  fit::Trainer tr(data, 0, p, comm);
-  while (!tr.finished()) tr.run_next();
-  Run r = evaluate(a, tr.local_J(), tr.rows(), tr.full_rates(), comm);
+  // One fit, or an ensemble over fit seeds whose J and model rates are averaged (the currents
+  // J r are then the members' mean up to the small differences between their rates).
+  const int K = std::max(1, m.ensemble);
+  std::vector<double> J, rates;
+  RowRange rows{};
+  double pvar = 0;
+  for (int k = 0; k < K; ++k) {
+    fit::Params p = m.fit;
+    p.seed = seed + std::uint64_t(k) * kEnsembleStride;
+    fit::Trainer tr(data, 0, p, comm);
+    while (!tr.finished()) tr.run_next();
+    const std::vector<double> Jk = tr.local_J(), Rk = tr.full_rates();
+    if (k == 0) {
+      J.assign(Jk.size(), 0.0);
+      rates.assign(Rk.size(), 0.0);
+      rows = tr.rows();
+    }
+    for (size_t i = 0; i < Jk.size(); ++i) J[i] += Jk[i] / K;
+    for (size_t i = 0; i < Rk.size(); ++i) rates[i] += Rk[i] / K;
+    pvar += tr.pvar().back() / K;
+  }
+  Run r = evaluate(a, J, rows, rates, comm);
   r.case_name = c.name;
   r.method_name = m.name;
   r.seed = seed;
-  r.pvar = tr.pvar().back();
+  r.pvar = pvar;
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   MPI_Bcast(&secs, 1, MPI_DOUBLE, 0, comm);
   r.seconds = secs;

@@ -22,7 +22,11 @@ struct Case {
 struct Method {
   std::string name;
   fit::Params fit;
+  // Fits per animal (fit seeds seed + k * kEnsembleStride, k = 0..ensemble-1); J and the model
+  // rates are averaged over them before the decomposition (docs/currents.md, "Ensembles").
+  int ensemble = 1;
 };
+inline constexpr std::uint64_t kEnsembleStride = 1000003;
 
 // Per (case, method, seed): metrics per region pair [M x M] (target x source), NaN where undefined.
 struct Run {
@@ -38,7 +42,7 @@ struct Run {
   std::vector<double> ratio_conn;     // the same over the units that truly receive the source only
   std::vector<double> score;          // RMS inferred current (the AUC score)
   std::vector<double> true_rms;       // RMS true current
-  double pvar = 0;                    // last run's pVar (a free run when runs_free >= 1)
+  double pvar = 0;                    // last run's pVar (a free run when runs_free >= 1); ensemble: the members' mean
   double auc = 0;                     // present vs absent inter-region pairs of this run (NaN if one class empty)
   double seconds = 0;
 };
@@ -52,7 +56,8 @@ Run evaluate(const sim::SimulatedAnimal& a, const std::vector<double>& J_rows, R
 // class is empty.
 double auc(const std::vector<double>& score, const std::vector<int>& label);
 
-// Simulates case c with seed, fits it with method m on comm, evaluates. Collective.
+// Simulates case c with seed, fits it with method m on comm (m.ensemble fits, averaged), evaluates.
+// Collective.
 Run run_one(const Case& c, const Method& m, std::uint64_t seed, MPI_Comm comm);
 
 // The summary of one (case, method) over its runs.
