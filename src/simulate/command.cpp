@@ -22,7 +22,8 @@ const std::vector<std::string> kCohortOnly = {"regions", "unit-variation", "mode
                                               "dwell", "ramp", "mode-variation", "individual-mode",
                                               "individual-fraction", "missing-fraction", "missing-per-animal",
                                               "drive-amplitude"};
-const std::vector<std::string> kThreeRegionOnly = {"g-undriven", "bump-width", "bump-amplitude", "fixed-amplitude"};
+const std::vector<std::string> kThreeRegionOnly = {"g-undriven", "bump-width", "bump-amplitude", "fixed-amplitude",
+                                                   "external-fraction", "drives"};
 
 // A default shown as people write it (0.3, not 0.29999999999999999).
 po::typed_value<double>* dval(double v) {
@@ -58,12 +59,21 @@ void add_options(po::options_description& d) {
        "|weight| of an inter-region link (default 0.3 cohort, 0.02 three-region = Python reference; "
        "0.2 = MATLAB reference)")
       ("link-excitatory", po::value<double>(),
-       "fraction of inter-region links that are positive (default 0.8 cohort, 0.5 three-region)")
+       "fraction of inter-region links that are positive (default 0.8 cohort, 1 three-region)")
+      ("links", po::value<std::string>(),
+       "inter-region link pattern: random (each unit pair with probability --link-fraction; default "
+       "cohort) or one-to-one (round(link-fraction * n) target units, each fed by the source unit of the "
+       "same index, as the CURBD reference; default three-region)")
+      ("drives", po::value<std::string>(),
+       "three-region: drives of B and C: reference (the CURBD reference's slow sweep and two-step fixed "
+       "point; default) or gaussian (a 0.2 s bump per B unit over the whole trial, C a random constant)")
       ("bump-width", dval(c.bump_width),
-       "three-region: std (s) of each region-B unit's Gaussian input bump")
+       "three-region: drives gaussian: std (s) of each B unit's bump; reference: width as a fraction of the units")
       ("bump-amplitude", dval(c.bump_amplitude), "three-region: bump height")
       ("fixed-amplitude", dval(c.fixed_amplitude),
        "three-region: std of region C's constant input pattern (new pattern every trial)")
+      ("external-fraction", po::value<double>(),
+       "three-region: fraction of B's and C's units that receive their input (default 0.5, the reference)")
       ("modes", po::value<int>()->default_value(c.modes), "cohort: number of shared modes")
       ("pairs-per-mode", po::value<int>()->default_value(c.pairs_per_mode),
        "cohort: (target, source) region pairs each mode couples")
@@ -120,6 +130,9 @@ SimulateParams params_from(const po::variables_map& vm, po::variables_map& resol
   take(vm, "link-fraction", p.link_fraction);
   take(vm, "link-strength", p.link_strength);
   take(vm, "link-excitatory", p.link_excitatory);
+  take(vm, "links", p.links);
+  take(vm, "drives", p.drives);
+  take(vm, "external-fraction", p.external_fraction);
   take(vm, "bump-width", p.bump_width);
   take(vm, "bump-amplitude", p.bump_amplitude);
   take(vm, "fixed-amplitude", p.fixed_amplitude);
@@ -147,6 +160,9 @@ SimulateParams params_from(const po::variables_map& vm, po::variables_map& resol
   put("link-fraction", p.link_fraction);
   put("link-strength", p.link_strength);
   put("link-excitatory", p.link_excitatory);
+  put("links", p.links);
+  if (!cohort) put("external-fraction", p.external_fraction);
+  if (!cohort) put("drives", p.drives);
   put("drive-amplitude", p.drive_amplitude);
   put("missing-fraction", p.missing_fraction);
   return p;

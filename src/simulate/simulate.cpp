@@ -37,6 +37,7 @@ enum Purpose : std::uint64_t {
   kPInit = 10,        // animal, trial: initial state
   kPDrive = 11,       // animal: weights of the state drives
   kPFixed = 12,       // animal, trial: fixed-point input pattern (three-region)
+  kPExternal = 13,    // animal, region: which units receive the external input (three-region)
 };
 
 bool is_cohort(const SimulateParams& p) { return p.preset == kPresetCohort; }
@@ -134,9 +135,14 @@ SimulateParams default_params(const std::string& preset) {
   p.animals = 1;
   p.regions = 3;
   p.units_per_region = 100;
+  // The reference's threeRegionSim: 5% of each target region's units receive one link each,
+  // from the source unit of the same index, all positive; half of B's and C's units are driven.
+  p.links = kLinksOneToOne;
   p.link_fraction = 0.05;
   p.link_strength = 0.02;
-  p.link_excitatory = 0.5;
+  p.link_excitatory = 1.0;
+  p.external_fraction = 0.5;
+  p.drives = kDrivesReference;
   p.drive_amplitude = 0;
   p.missing_fraction = 0;
   return p;
@@ -174,7 +180,13 @@ void validate_params(const SimulateParams& p) {
         cat("must be >= 0, got ", p.link_strength));
   check(p.link_excitatory >= 0 && p.link_excitatory <= 1, "link-excitatory",
         cat("must be in [0, 1], got ", p.link_excitatory));
-  check(std::isfinite(p.bump_width) && p.bump_width > 0, "bump-width", cat("must be > 0 s, got ", p.bump_width));
+  check(p.links == kLinksRandom || p.links == kLinksOneToOne, "links",
+        cat("unknown link pattern '", p.links, "' (use random or one-to-one)"));
+  check(p.drives == kDrivesReference || p.drives == kDrivesGaussian, "drives",
+        cat("unknown drives '", p.drives, "' (use reference or gaussian)"));
+  check(p.external_fraction >= 0 && p.external_fraction <= 1, "external-fraction",
+        cat("must be in [0, 1], got ", p.external_fraction));
+  check(std::isfinite(p.bump_width) && p.bump_width > 0, "bump-width", cat("must be > 0, got ", p.bump_width));
   check(std::isfinite(p.bump_amplitude), "bump-amplitude", "must be finite");
   check(std::isfinite(p.fixed_amplitude), "fixed-amplitude", "must be finite");
   if (!is_cohort(p)) return;
@@ -403,9 +415,17 @@ SimulatedAnimal simulate_animal(const SimulateParams& p, const CohortPlan& plan,
         J[size_t(i) * NN + size_t(j)] = (s.uniform() < p.link_excitatory ? 1.0 : -1.0) * p.link_strength;
         ++links;
       };
-      for (int i = off[size_t(q)]; i < off[size_t(q) + 1]; ++i)
-        for (int j = off[size_t(sr)]; j < off[size_t(sr) + 1]; ++j)
-          if (s.uniform() < p.link_fraction) link(i, j);
+      if (p.links == kLinksOneToOne) {
+        // round(link_fraction * n_Q) target units (at least 1), unit k of Q fed by unit k of S
+        // (k modulo n_S when S is smaller).
+        const int nq = sizes[size_t(q)], nsrc = sizes[size_t(sr)];
+        const int k = std::max(1, int(std::lround(p.link_fraction * nq)));
+        for (int i : choose(s, nq, k)) link(off[size_t(q)] + i, off[size_t(sr)] + i % nsrc);
+      } else {
+        for (int i = off[size_t(q)]; i < off[size_t(q) + 1]; ++i)
+          for (int j = off[size_t(sr)]; j < off[size_t(sr) + 1]; ++j)
+            if (s.uniform() < p.link_fraction) link(i, j);
+      }
       // A coupled pair gets at least one link, so "coupled" always means a real path.
       if (links == 0)
         link(off[size_t(q)] + int(s.below(std::uint64_t(sizes[size_t(q)]))),
@@ -450,6 +470,23 @@ SimulatedAnimal simulate_animal(const SimulateParams& p, const CohortPlan& plan,
     for (int i = 0; i < S; ++i) meta.input_names.push_back(cat("drive_state", i));
   }
   const double trial_len = double(p.samples - 1) * p.dt;
+  // The reference's drive of unit k of n at time t (s from the trial's first sample): a Gaussian
+  // bump over the units, sigma = bump_width * n, whose centre moves from sigma by n units every
+  // half trial, passed through log((x + 0.01) / (1 - x + 0.01)) and scaled to [0, 1].
+  auto reference_bump = [&](int k, int n, double t) {
+    const double sig = p.bump_width * double(n);
+    const double z = (double(k) - sig - double(n) * t / (0.5 * trial_len)) / sig;
+    const double x = std::exp(-0.5 * z * z), H = std::log(101.0);
+    return (std::log((x + 0.01) / (1.0 - x + 0.01)) + H) / (2.0 * H);
+  };
+  // Three-region: round(external_fraction * n) units of B and of C receive their drive.
+  std::vector<double> driven(NN, cohort ? 1.0 : 0.0);
+  if (!cohort)
+    for (int m = 1; m < 3; ++m) {
+      Stream s(p.seed, {kTagSimulate, ua, kPExternal, std::uint64_t(m)});
+      const int n = sizes[size_t(m)], k = int(std::lround(p.external_fraction * n));
+      for (int i : choose(s, n, k)) driven[size_t(off[size_t(m)] + i)] = 1.0;
+    }
 
   out.rates.assign(NN * TT, 0.0);
   out.external.assign(NN * TT, 0.0);
@@ -517,13 +554,20 @@ SimulatedAnimal simulate_animal(const SimulateParams& p, const CohortPlan& plan,
           for (int c = 0; c < n_in; ++c) v += B[i * size_t(n_in) + size_t(c)] * ind[size_t(c)];
           u[i] = v;
         }
+      } else if (p.drives == kDrivesReference) {
+        const double tc = std::clamp(time, 0.0, trial_len);
+        for (int i = off[1]; i < off[2]; ++i)
+          u[size_t(i)] = driven[size_t(i)] * p.bump_amplitude * reference_bump(i - off[1], sizes[1], std::min(tc, 0.4 * trial_len));
+        const double tfp = tc < 0.6 * trial_len ? 0.01 * trial_len : 0.3 * trial_len;
+        for (int i = off[2]; i < off[3]; ++i)
+          u[size_t(i)] = -driven[size_t(i)] * p.fixed_amplitude * reference_bump(i - off[2], sizes[2], tfp);
       } else {
         for (int i = off[1]; i < off[2]; ++i) {
           const double centre = (double(i - off[1]) + 0.5) / double(sizes[1]) * trial_len;
           const double z = (time - centre) / p.bump_width;
-          u[size_t(i)] = p.bump_amplitude * std::exp(-0.5 * z * z);
+          u[size_t(i)] = driven[size_t(i)] * p.bump_amplitude * std::exp(-0.5 * z * z);
         }
-        for (int i = off[2]; i < off[3]; ++i) u[size_t(i)] = fixed[size_t(i)];
+        for (int i = off[2]; i < off[3]; ++i) u[size_t(i)] = driven[size_t(i)] * fixed[size_t(i)];
       }
       const bool record = step >= 0 && step % p.dt_factor == 0;
       if (record) {
@@ -684,7 +728,8 @@ std::string describe(const SimulateParams& p) {
      << "\ng-undriven = " << p.g_undriven << "\nindividual-fraction = " << p.individual_fraction
      << "\nindividual-mode = " << (p.individual_mode ? "true" : "false") << "\nlead-time = " << p.lead_time
      << "\nlink-excitatory = " << p.link_excitatory << "\nlink-fraction = " << p.link_fraction
-     << "\nlink-strength = " << p.link_strength << "\nmissing-fraction = " << p.missing_fraction
+     << "\nlink-strength = " << p.link_strength << "\nlinks = " << p.links
+     << "\nexternal-fraction = " << p.external_fraction << "\ndrives = " << p.drives << "\nmissing-fraction = " << p.missing_fraction
      << "\nmissing-per-animal = " << p.missing_per_animal << "\nmode-variation = " << p.mode_variation
      << "\nmodes = " << p.modes << "\npairs-per-mode = " << p.pairs_per_mode << "\npreset = " << p.preset
      << "\nramp = " << p.ramp << "\nregions = " << p.regions << "\nsamples = " << p.samples << "\nseed = " << p.seed

@@ -16,6 +16,10 @@ namespace cohortnet::sim {
 
 inline constexpr const char* kPresetCohort = "cohort";
 inline constexpr const char* kPresetThreeRegion = "three-region";
+inline constexpr const char* kLinksRandom = "random";
+inline constexpr const char* kLinksOneToOne = "one-to-one";
+inline constexpr const char* kDrivesReference = "reference";
+inline constexpr const char* kDrivesGaussian = "gaussian";
 
 struct SimulateParams {
   std::string preset = kPresetCohort;  // "cohort" or "three-region"
@@ -36,10 +40,20 @@ struct SimulateParams {
   double link_fraction = 0.1;      // fraction of (target, source) unit pairs linked between regions
   double link_strength = 0.3;      // |weight| of an inter-region link
   double link_excitatory = 0.8;    // fraction of inter-region links that are positive
-  // three-region
-  double bump_width = 0.2;         // s, std of each unit's Gaussian input bump (region B)
+  // How inter-region links are drawn (docs/simulate.md): "random": every (target, source) unit pair
+  // of a coupled region pair independently with probability link_fraction (each target unit gets
+  // about link_fraction * n_S links); "one-to-one" (the CURBD reference's threeRegionSim):
+  // round(link_fraction * n_Q) target units, each fed by the one source unit of the same index.
+  std::string links = "random";
+  // three-region. Drives of B and C (docs/simulate.md): "reference" (the CURBD reference's
+  // threeRegionSim: a wide bump sweeping over B's units in the first 40% of the trial, then frozen;
+  // C held at one pattern until 60% of the trial, then another) or "gaussian" (a narrow bump per B
+  // unit across the whole trial; C a constant random pattern, new every trial).
+  std::string drives = "gaussian";
+  double bump_width = 0.2;         // gaussian: s, std of each B unit's bump; reference: fraction of the units
   double bump_amplitude = 1.0;
   double fixed_amplitude = 1.0;    // std of region C's constant input pattern per trial
+  double external_fraction = 1.0;  // fraction of B's and C's units that receive their external input
   // cohort
   int modes = 4;
   int pairs_per_mode = 3;

@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <fstream>
 #include <sstream>
+#include <stdexcept>
 
 #include "core/error.hpp"
 #include "core/log.hpp"
@@ -22,17 +23,28 @@ Command make_validate_command() {
     d.add_options()
         ("out", po::value<std::string>(), "table file (text); the HDF5 version goes to OUT.h5 [required]")
         ("cases", po::value<std::string>()->default_value("three-region:0.02,three-region:0.2,cohort"),
-         "comma-separated simulated settings: three-region:LINK_STRENGTH or cohort[:LINK_STRENGTH]")
+         "comma-separated simulated settings: three-region:LINK_STRENGTH or cohort[:LINK_STRENGTH], each "
+         "optionally :LINKS (random or one-to-one; default: the preset's, docs/simulate.md)")
         ("methods", po::value<std::string>()->default_value("shared,region,region+inputs"),
          "fit variants to compare: shared (the reference's one P), region (--prior region), each without "
          "input channels, or with '+inputs' (--inputs use; only for cases whose animals have inputs)")
         ("seeds", po::value<int>()->default_value(3), "seeds per case (simulation and fit seed 1..N)")
+        ("ensemble", po::value<int>()->default_value(1),
+         "fits per animal with fit seeds seed + k * 1000003, J and model rates averaged before the comparison "
+         "(method names get '*K')")
         ("seed0", po::value<long long>()->default_value(1), "first seed")
         ("units-per-region", po::value<int>()->default_value(100), "units per region of the simulations")
         ("regions", po::value<int>()->default_value(6), "regions of the cohort preset")
         ("cohort-units-per-region", po::value<int>()->default_value(50), "units per region of the cohort preset")
         ("samples", po::value<int>()->default_value(1201), "samples per simulated animal")
-        ("runs-train", po::value<int>()->default_value(20), "training runs per fit")
+        ("lead-time", po::value<double>(),
+         "s simulated and discarded before the first sample (default: the preset's, 2; 0 keeps the "
+         "transient from the random initial state in the data, as the reference's threeRegionSim does)")
+        ("drives", po::value<std::string>(),
+         "three-region: reference or gaussian drives of B and C (default: the preset's, reference)")
+        ("external-fraction", po::value<double>(),
+         "three-region: fraction of B's and C's units that receive their drive (default: the preset's, 0.5)")
+        ("runs-train", po::value<int>()->default_value(40), "training runs per fit (40, as the prototype study of issue #9)")
         ("runs-free", po::value<int>()->default_value(1), "free runs per fit (the last gives pVar)")
         ("prior-ratio", po::value<double>()->default_value(def.prior_ratio), "--prior-ratio of the region method")
         ("p0", po::value<double>()->default_value(def.p0), "initial P = p0 * I")
@@ -59,20 +71,34 @@ Command make_validate_command() {
         cs.sim = sim::default_params(preset);  // throws naming --preset for an unknown one
         cs.sim.units_per_region = upr;
         cs.sim.samples = samples;
+        if (vm.count("lead-time")) cs.sim.lead_time = vm["lead-time"].as<double>();
+        if (vm.count("drives") && preset == sim::kPresetThreeRegion) cs.sim.drives = vm["drives"].as<std::string>();
+        if (vm.count("external-fraction") && preset == sim::kPresetThreeRegion)
+          cs.sim.external_fraction = vm["external-fraction"].as<double>();
         if (preset == sim::kPresetCohort) {
           cs.sim.animals = 1;
           cs.sim.regions = vm["regions"].as<int>();
           cs.sim.units_per_region = vm["cohort-units-per-region"].as<int>();
           cs.sim.missing_fraction = 0;
         }
+        std::string links_given;
         if (colon != std::string::npos) {
+          // preset:STRENGTH[:LINKS]
+          const auto colon2 = item.find(':', colon + 1);
+          const std::string strength = item.substr(colon + 1, colon2 == std::string::npos ? std::string::npos : colon2 - colon - 1);
           try {
-            cs.sim.link_strength = std::stod(item.substr(colon + 1));
+            size_t used = 0;
+            cs.sim.link_strength = std::stod(strength, &used);
+            if (used != strength.size()) throw std::invalid_argument(strength);
           } catch (const std::exception&) {
             fail("option --cases: bad link strength in '", item, "'");
           }
+          if (colon2 != std::string::npos) {
+            links_given = item.substr(colon2 + 1);
+            cs.sim.links = links_given;
+          }
         }
-        cs.name = cat(preset, ":", cs.sim.link_strength);
+        cs.name = cat(preset, ":", cs.sim.link_strength, links_given.empty() ? "" : ":", links_given);
         sim::validate_params(cs.sim);
         cases.push_back(cs);
       }
@@ -93,6 +119,9 @@ Command make_validate_command() {
         m.fit.runs_train = vm["runs-train"].as<int>();
         m.fit.runs_free = vm["runs-free"].as<int>();
         fit::check_params(m.fit);
+        m.ensemble = vm["ensemble"].as<int>();
+        if (m.ensemble < 1) fail("option --ensemble must be >= 1, is ", m.ensemble);
+        if (m.ensemble > 1) m.name += cat("*", m.ensemble);
         methods.push_back(m);
       }
       if (methods.empty()) fail("option --methods: no method given");

@@ -84,7 +84,9 @@ Run evaluate(const sim::SimulatedAnimal& a, const std::vector<double>& J_rows, R
   // that source), and sums of squares of inferred and true current. Each unit is owned by one
   // rank; the reduction fills in the others' (zeros elsewhere).
   const size_t NM = size_t(N) * size_t(M);
-  std::vector<double> ucorr(NM, 0.0), uvalid(NM, 0.0), ss(2 * MM, 0.0);
+  // ss: sums of squares of inferred and true current over all of Q's units, then over the
+  // receiving units only.
+  std::vector<double> ucorr(NM, 0.0), uvalid(NM, 0.0), ss(4 * MM, 0.0);
   std::vector<double> pool(6 * MM, 0.0);  // pooled over receiving units x time: n, Sa, Sb, Saa, Sbb, Sab
   std::vector<double> tru(static_cast<size_t>(T));
   for (PetscInt i = 0; i < rows.count(); ++i) {
@@ -112,6 +114,8 @@ Run evaluate(const sim::SimulatedAnimal& a, const std::vector<double>& J_rows, R
       ss[size_t(q) * size_t(M) + size_t(s)] += si;
       ss[MM + size_t(q) * size_t(M) + size_t(s)] += st;
       if (receives || q == s) {
+        ss[2 * MM + size_t(q) * size_t(M) + size_t(s)] += si;
+        ss[3 * MM + size_t(q) * size_t(M) + size_t(s)] += st;
         double* pz = &pool[6 * (size_t(q) * size_t(M) + size_t(s))];
         for (std::int64_t t = 0; t < T; ++t) {
           const double x = inf[t], y = tru[size_t(t)];
@@ -132,7 +136,7 @@ Run evaluate(const sim::SimulatedAnimal& a, const std::vector<double>& J_rows, R
   }
   MPI_Allreduce(MPI_IN_PLACE, ucorr.data(), int(NM), MPI_DOUBLE, MPI_SUM, comm);
   MPI_Allreduce(MPI_IN_PLACE, uvalid.data(), int(NM), MPI_DOUBLE, MPI_SUM, comm);
-  MPI_Allreduce(MPI_IN_PLACE, ss.data(), int(2 * MM), MPI_DOUBLE, MPI_SUM, comm);
+  MPI_Allreduce(MPI_IN_PLACE, ss.data(), int(4 * MM), MPI_DOUBLE, MPI_SUM, comm);
   MPI_Allreduce(MPI_IN_PLACE, pool.data(), int(6 * MM), MPI_DOUBLE, MPI_SUM, comm);
 
   std::vector<std::int64_t> nq(size_t(M), 0);
@@ -141,6 +145,7 @@ Run evaluate(const sim::SimulatedAnimal& a, const std::vector<double>& J_rows, R
   out.r_unit.assign(MM, kNaN);
   out.r_pool.assign(MM, kNaN);
   out.ratio.assign(MM, kNaN);
+  out.ratio_conn.assign(MM, kNaN);
   out.score.assign(MM, kNaN);
   out.true_rms.assign(MM, kNaN);
   for (int q = 0; q < M; ++q)
@@ -151,6 +156,7 @@ Run evaluate(const sim::SimulatedAnimal& a, const std::vector<double>& J_rows, R
       out.score[z] = std::sqrt(ss[z] / n);
       out.true_rms[z] = std::sqrt(ss[MM + z] / n);
       if (out.true_rms[z] > 0) out.ratio[z] = out.score[z] / out.true_rms[z];
+      if (ss[3 * MM + z] > 0) out.ratio_conn[z] = std::sqrt(ss[2 * MM + z] / ss[3 * MM + z]);
       out.r_mean[z] = corr(&c.mean[z * size_t(T)], &a.cur_mean[z * size_t(T)], T);
       std::vector<double> v;
       for (std::int64_t u = 0; u < N; ++u)
@@ -189,15 +195,32 @@ Run run_one(const Case& c, const Method& m, std::uint64_t seed, MPI_Comm comm) {
   const std::int64_t T = a.meta.n_samples;
   data.activity.assign(a.rates.begin() + data.rows.begin * T, a.rates.begin() + data.rows.end * T);
   data.inputs = a.inputs;  // the known external inputs (cohort preset: the state drives)
-  fit::Params p = m.fit;
-  p.seed = seed;
-  fit::Trainer tr(data, 0, p, comm);
-  while (!tr.finished()) tr.run_next();
-  Run r = evaluate(a, tr.local_J(), tr.rows(), tr.full_rates(), comm);
+  // One fit, or an ensemble over fit seeds whose J and model rates are averaged (the currents
+  // J r are then the members' mean up to the small differences between their rates).
+  const int K = std::max(1, m.ensemble);
+  std::vector<double> J, rates;
+  RowRange rows{};
+  double pvar = 0;
+  for (int k = 0; k < K; ++k) {
+    fit::Params p = m.fit;
+    p.seed = seed + std::uint64_t(k) * kEnsembleStride;
+    fit::Trainer tr(data, 0, p, comm);
+    while (!tr.finished()) tr.run_next();
+    const std::vector<double> Jk = tr.local_J(), Rk = tr.full_rates();
+    if (k == 0) {
+      J.assign(Jk.size(), 0.0);
+      rates.assign(Rk.size(), 0.0);
+      rows = tr.rows();
+    }
+    for (size_t i = 0; i < Jk.size(); ++i) J[i] += Jk[i] / K;
+    for (size_t i = 0; i < Rk.size(); ++i) rates[i] += Rk[i] / K;
+    pvar += tr.pvar().back() / K;
+  }
+  Run r = evaluate(a, J, rows, rates, comm);
   r.case_name = c.name;
   r.method_name = m.name;
   r.seed = seed;
-  r.pvar = tr.pvar().back();
+  r.pvar = pvar;
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   MPI_Bcast(&secs, 1, MPI_DOUBLE, 0, comm);
   r.seconds = secs;
@@ -210,7 +233,7 @@ Summary summarise(const std::vector<Run>& runs) {
   s.case_name = runs[0].case_name;
   s.method_name = runs[0].method_name;
   s.n_runs = int(runs.size());
-  std::vector<double> ru, rm, ra, rw, pv, sc, rp, rpw;
+  std::vector<double> ru, rm, ra, rc, rw, pv, sc, rp, rpw;
   std::vector<int> lab;
   for (const Run& r : runs) {
     for (int q = 0; q < r.M; ++q)
@@ -228,6 +251,7 @@ Summary summarise(const std::vector<Run>& runs) {
         rp.push_back(r.r_pool[z]);
         rm.push_back(r.r_mean[z]);
         ra.push_back(r.ratio[z]);
+        rc.push_back(r.ratio_conn[z]);
       }
     pv.push_back(r.pvar);
     s.seconds += r.seconds;
@@ -235,6 +259,7 @@ Summary summarise(const std::vector<Run>& runs) {
   s.r_unit_inter = median(ru);
   s.r_mean_inter = median(rm);
   s.ratio_inter = median(ra);
+  s.ratio_conn_inter = median(rc);
   s.r_unit_within = median(rw);
   s.r_pool_inter = median(rp);
   s.r_pool_within = median(rpw);
@@ -256,9 +281,9 @@ std::string format_table(const std::vector<std::vector<Run>>& groups, const std:
   std::ostringstream os;
   os << header;
   os << "\nPer region pair (target <- source), medians over seeds:\n";
-  os << std::left << std::setw(22) << "case" << std::setw(15) << "method" << std::setw(12) << "pair" << std::right
+  os << std::left << std::setw(26) << "case" << std::setw(15) << "method" << std::setw(12) << "pair" << std::right
      << std::setw(8) << "coupled" << std::setw(9) << "r_mean" << std::setw(9) << "r_unit" << std::setw(9) << "r_pool"
-     << std::setw(10) << "ratio"
+     << std::setw(10) << "ratio" << std::setw(11) << "ratio_conn"
      << std::setw(11) << "true_rms" << "\n";
   for (const auto& g : groups) {
     if (g.empty()) continue;
@@ -266,7 +291,7 @@ std::string format_table(const std::vector<std::vector<Run>>& groups, const std:
     for (int q = 0; q < f.M; ++q)
       for (int s = 0; s < f.M; ++s) {
         const size_t z = size_t(q) * size_t(f.M) + size_t(s);
-        std::vector<double> rm, ru, ra, tr, rp;
+        std::vector<double> rm, ru, ra, rc, tr, rp;
         double cp = 0;
         for (const Run& r : g) {
           if (r.M != f.M || r.regions != f.regions) continue;  // (same regions for every seed of a preset)
@@ -274,28 +299,30 @@ std::string format_table(const std::vector<std::vector<Run>>& groups, const std:
           ru.push_back(r.r_unit[z]);
           rp.push_back(r.r_pool[z]);
           ra.push_back(r.ratio[z]);
+          rc.push_back(r.ratio_conn[z]);
           tr.push_back(r.true_rms[z]);
           cp += double(r.coupled[z]);
         }
-        os << std::left << std::setw(22) << f.case_name << std::setw(15) << f.method_name << std::setw(12)
+        os << std::left << std::setw(26) << f.case_name << std::setw(15) << f.method_name << std::setw(12)
            << (f.regions[size_t(q)] + "<-" + f.regions[size_t(s)]) << std::right << std::setw(8)
            << (cp == double(rm.size()) ? "yes" : cp == 0 ? "no" : "mixed") << std::setw(9) << fmt(median(rm))
-           << std::setw(9) << fmt(median(ru)) << std::setw(9) << fmt(median(rp)) << std::setw(10) << fmt(median(ra), 2) << std::setw(11)
-           << fmt(median(tr), 4) << "\n";
+           << std::setw(9) << fmt(median(ru)) << std::setw(9) << fmt(median(rp)) << std::setw(10) << fmt(median(ra), 2)
+           << std::setw(11) << fmt(median(rc), 2) << std::setw(11) << fmt(median(tr), 4) << "\n";
       }
   }
   os << "\nSummary (inter = truly coupled inter-region pairs; within = region onto itself; medians over"
         " seeds and pairs; AUC pooled over seeds, present vs absent inter-region pairs):\n";
-  os << std::left << std::setw(22) << "case" << std::setw(15) << "method" << std::right << std::setw(6) << "seeds"
+  os << std::left << std::setw(26) << "case" << std::setw(15) << "method" << std::right << std::setw(6) << "seeds"
      << std::setw(14) << "r_unit_inter" << std::setw(14) << "r_pool_inter" << std::setw(14) << "r_mean_inter" << std::setw(13) << "ratio_inter"
-     << std::setw(10) << "r_within" << std::setw(15) << "r_pool_within" << std::setw(9) << "pVar" << std::setw(8) << "AUC" << std::setw(10) << "time_s"
+     << std::setw(12) << "ratio_conn" << std::setw(10) << "r_within" << std::setw(15) << "r_pool_within" << std::setw(9) << "pVar" << std::setw(8) << "AUC" << std::setw(10) << "time_s"
      << "\n";
   for (const auto& g : groups) {
     const Summary s = summarise(g);
     if (s.n_runs == 0) continue;
-    os << std::left << std::setw(22) << s.case_name << std::setw(15) << s.method_name << std::right << std::setw(6)
+    os << std::left << std::setw(26) << s.case_name << std::setw(15) << s.method_name << std::right << std::setw(6)
        << s.n_runs << std::setw(14) << fmt(s.r_unit_inter) << std::setw(14) << fmt(s.r_pool_inter) << std::setw(14)
-       << fmt(s.r_mean_inter) << std::setw(13) << fmt(s.ratio_inter, 2) << std::setw(10) << fmt(s.r_unit_within)
+       << fmt(s.r_mean_inter) << std::setw(13) << fmt(s.ratio_inter, 2)
+       << std::setw(12) << fmt(s.ratio_conn_inter, 2) << std::setw(10) << fmt(s.r_unit_within)
        << std::setw(15) << fmt(s.r_pool_within) << std::setw(9) << fmt(s.pvar, 4)
        << std::setw(8) << fmt(s.auc) << std::setw(10) << fmt(s.seconds, 1) << "\n";
   }
@@ -326,6 +353,7 @@ void write_h5(const std::string& path, const std::vector<std::vector<Run>>& grou
     stack("r_unit", &Run::r_unit);
     stack("r_pool", &Run::r_pool);
     stack("ratio", &Run::ratio);
+    stack("ratio_conn", &Run::ratio_conn);
     stack("score", &Run::score);
     stack("true_rms", &Run::true_rms);
     std::vector<std::int64_t> cp, seeds;
@@ -349,6 +377,7 @@ void write_h5(const std::string& path, const std::vector<std::vector<Run>>& grou
     h5::set_attr(f, base, "median_r_unit_inter", s.r_unit_inter);
     h5::set_attr(f, base, "median_r_mean_inter", s.r_mean_inter);
     h5::set_attr(f, base, "median_ratio_inter", s.ratio_inter);
+    h5::set_attr(f, base, "median_ratio_conn_inter", s.ratio_conn_inter);
     h5::set_attr(f, base, "median_r_within", s.r_unit_within);
     h5::set_attr(f, base, "median_r_pool_inter", s.r_pool_inter);
     h5::set_attr(f, base, "median_r_pool_within", s.r_pool_within);

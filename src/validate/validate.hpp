@@ -22,7 +22,11 @@ struct Case {
 struct Method {
   std::string name;
   fit::Params fit;
+  // Fits per animal (fit seeds seed + k * kEnsembleStride, k = 0..ensemble-1); J and the model
+  // rates are averaged over them before the decomposition (docs/currents.md, "Ensembles").
+  int ensemble = 1;
 };
+inline constexpr std::uint64_t kEnsembleStride = 1000003;
 
 // Per (case, method, seed): metrics per region pair [M x M] (target x source), NaN where undefined.
 struct Run {
@@ -35,9 +39,10 @@ struct Run {
   std::vector<double> r_unit;         // median over receiving units of corr over time (per unit)
   std::vector<double> r_pool;         // corr over receiving units x time, pooled (units' offsets count)
   std::vector<double> ratio;          // RMS inferred / RMS true over the target's units and time
+  std::vector<double> ratio_conn;     // the same over the units that truly receive the source only
   std::vector<double> score;          // RMS inferred current (the AUC score)
   std::vector<double> true_rms;       // RMS true current
-  double pvar = 0;                    // last run's pVar (a free run when runs_free >= 1)
+  double pvar = 0;                    // last run's pVar (a free run when runs_free >= 1); ensemble: the members' mean
   double auc = 0;                     // present vs absent inter-region pairs of this run (NaN if one class empty)
   double seconds = 0;
 };
@@ -51,7 +56,8 @@ Run evaluate(const sim::SimulatedAnimal& a, const std::vector<double>& J_rows, R
 // class is empty.
 double auc(const std::vector<double>& score, const std::vector<int>& label);
 
-// Simulates case c with seed, fits it with method m on comm, evaluates. Collective.
+// Simulates case c with seed, fits it with method m on comm (m.ensemble fits, averaged), evaluates.
+// Collective.
 Run run_one(const Case& c, const Method& m, std::uint64_t seed, MPI_Comm comm);
 
 // The summary of one (case, method) over its runs.
@@ -61,6 +67,7 @@ struct Summary {
   double r_unit_inter = 0;  // median over runs and truly coupled inter-region pairs
   double r_mean_inter = 0;
   double ratio_inter = 0;   // median magnitude ratio, coupled inter-region pairs
+  double ratio_conn_inter = 0;  // the same at the receiving units only
   double r_unit_within = 0; // median over runs and regions of within-region unit-wise r
   double r_pool_inter = 0, r_pool_within = 0;  // the same with the pooled correlation
   double pvar = 0;          // median

@@ -129,10 +129,17 @@ def three(d, strength):
         if list(f["trial_starts"][()]) != [0, 200] or f["activity"].shape != (90, 400):
             fail("three-region trials/shape")
         J, lab = t["J"][()], f["unit_region"][()]
-        off = J[lab[:, None] != lab[None, :]]
-        w = np.abs(off[off != 0])
-        if not np.allclose(w, strength) or not 0.02 < w.size / off.size < 0.08:
-            fail(f"inter-region links: {w.size} of {off.size}, strengths {np.unique(w)}")
+        # One-to-one links (the reference's): per ordered region pair round(0.05 * 30) = 2 target
+        # units, each fed by the source unit of the same index, weight +strength.
+        n = 30
+        for q in range(3):
+            for s in range(3):
+                if q == s:
+                    continue
+                block = J[q * n:(q + 1) * n, s * n:(s + 1) * n]
+                rows, cols = np.nonzero(block)
+                if len(rows) != 2 or not np.array_equal(rows, cols) or not np.allclose(block[rows, cols], strength):
+                    fail(f"inter-region links {q}<-{s}: {list(zip(rows, cols))}, strengths {np.unique(block[rows, cols])}")
         if text(f.attrs["preset"]) != "three-region":
             fail("preset attribute")
     print(f"{d}: three-region OK")

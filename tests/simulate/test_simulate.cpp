@@ -459,12 +459,19 @@ TEST(Simulate, MissingRegionsAreMissing) {
 }
 
 TEST(Simulate, ThreeRegionPreset) {
+  // The defaults are the CURBD reference's threeRegionSim: one-to-one links, all positive, half
+  // of B's and C's units driven, the reference's drives (a sweep over B, two steps in C).
   const int rank = comm_rank(MPI_COMM_WORLD);
   for (double strength : {0.02, 0.2}) {
     sim::SimulateParams p = sim::default_params("three-region");
     EXPECT_EQ(p.units_per_region, 100);
     EXPECT_EQ(p.samples, 1201);
     EXPECT_DOUBLE_EQ(p.link_strength, 0.02);
+    EXPECT_DOUBLE_EQ(p.link_fraction, 0.05);
+    EXPECT_DOUBLE_EQ(p.link_excitatory, 1.0);
+    EXPECT_DOUBLE_EQ(p.external_fraction, 0.5);
+    EXPECT_EQ(p.links, sim::kLinksOneToOne);
+    EXPECT_EQ(p.drives, sim::kDrivesReference);
     EXPECT_DOUBLE_EQ(p.dt, 0.01);
     p.units_per_region = 40;
     p.samples = 300;
@@ -483,40 +490,122 @@ TEST(Simulate, ThreeRegionPreset) {
     auto lab = tr.i("/unit_region");
     EXPECT_EQ(tr.i("/pair_coupled"), (std::vector<std::int64_t>{0, 1, 1, 1, 0, 1, 1, 1, 0}));
     const size_t N = 120, T = 600;
-    // Inter-region links: sparse (about 5%), all of magnitude --link-strength.
-    double links = 0;
-    for (size_t i = 0; i < N; ++i)
-      for (size_t j = 0; j < N; ++j)
-        if (lab[i] != lab[j] && J[i * N + j] != 0) {
-          EXPECT_DOUBLE_EQ(std::abs(J[i * N + j]), strength);
-          ++links;
+    // Inter-region links, per (target, source) pair: round(0.05 * 40) = 2 target units with one
+    // link each, from the source unit of the same index, weight +link-strength.
+    for (size_t q = 0; q < 3; ++q)
+      for (size_t sr = 0; sr < 3; ++sr) {
+        if (q == sr) continue;
+        int receivers = 0;
+        for (size_t k = 0; k < 40; ++k) {
+          int links = 0;
+          for (size_t j = 0; j < 40; ++j) {
+            const double w = J[(q * 40 + k) * N + sr * 40 + j];
+            if (w == 0) continue;
+            ++links;
+            EXPECT_EQ(j, k) << "link not one-to-one";
+            EXPECT_DOUBLE_EQ(w, strength);
+          }
+          EXPECT_LE(links, 1);
+          receivers += links;
         }
-    EXPECT_GT(links / (6 * 40 * 40), 0.03);
-    EXPECT_LT(links / (6 * 40 * 40), 0.07);
-    // A: no input; B: each unit's bump peaks at its own time, in unit order; C: constant per
-    // trial, a new pattern in the second trial.
+        EXPECT_EQ(receivers, 2) << q << "<-" << sr;
+      }
+    // A: no input. B: 20 of 40 units driven, inputs in [0, 1]; the sweep passes the units in
+    // order (later peak for a later unit) and is frozen from 40% of the trial on. C: 20 units
+    // driven, inputs in [-1, 0], one pattern until 60% of the trial, then another.
+    const size_t cut = size_t(std::ceil(0.4 * 299)), step = size_t(std::ceil(0.6 * 299));
+    int driven_b = 0, driven_c = 0;
     size_t prev_peak = 0;
     for (size_t i = 0; i < N; ++i) {
       const double* u = &U[i * T];
+      bool any = false;
+      for (size_t t = 0; t < T; ++t) any = any || u[t] != 0.0;
       if (lab[i] == 0) {
-        for (size_t t = 0; t < T; ++t) ASSERT_EQ(u[t], 0.0);
+        EXPECT_FALSE(any);
       } else if (lab[i] == 1) {
-        const size_t peak = size_t(std::max_element(u, u + 300) - u);
-        EXPECT_GE(peak + 1, prev_peak);
-        prev_peak = peak;
-        EXPECT_NEAR(u[peak], 1.0, 0.05);
+        if (!any) continue;
+        ++driven_b;
+        for (size_t t = 0; t < T; ++t) {
+          EXPECT_GE(u[t], 0.0);
+          EXPECT_LE(u[t], 1.0 + 1e-12);
+        }
+        EXPECT_EQ(u[cut + 1], u[299]);  // frozen
+        EXPECT_EQ(u[0], u[300]);        // the same drive every trial
+        const size_t k = i - 40;
+        if (k >= 8 && k < 32) {  // units the sweep passes within its first 40% (centre 8 -> 40)
+          const size_t peak = size_t(std::max_element(u, u + cut) - u);
+          EXPECT_GE(peak, prev_peak);
+          prev_peak = peak;
+        }
       } else {
-        EXPECT_EQ(u[0], u[299]);
-        EXPECT_NE(u[0], u[300]);
+        if (!any) continue;
+        ++driven_c;
+        for (size_t t = 0; t < T; ++t) EXPECT_LE(u[t], 0.0);
+        EXPECT_EQ(u[0], u[step - 1]);
+        EXPECT_EQ(u[step + 1], u[299]);
       }
     }
-    EXPECT_GT(prev_peak, 250u);
+    EXPECT_EQ(driven_b, 20);
+    EXPECT_EQ(driven_c, 20);
     // Region A is chaotic: its rates vary.
     double var = 0;
     for (size_t i = 0; i < 40; ++i)
       for (size_t t = 0; t < 300; ++t) var += R[i * T + t] * R[i * T + t];
     EXPECT_GT(var / (40 * 300), 0.05);
   }
+}
+
+TEST(Simulate, ThreeRegionRandomLinksAndGaussianDrives) {
+  // --links random, --drives gaussian, --external-fraction 1: the preset before 2026-11-28.
+  const int rank = comm_rank(MPI_COMM_WORLD);
+  sim::SimulateParams p = sim::default_params("three-region");
+  p.links = sim::kLinksRandom;
+  p.drives = sim::kDrivesGaussian;
+  p.external_fraction = 1.0;
+  p.link_excitatory = 0.5;
+  p.units_per_region = 40;
+  p.samples = 300;
+  p.trials = 2;
+  p.lead_time = 0.5;
+  p.link_strength = 0.2;
+  const std::string dir = testutil::scratch_dir("sim-three-random");
+  sim::simulate_cohort(p, dir, MPI_COMM_WORLD);
+  if (rank != 0) return;
+  Reader tr(dir + "/truth/a00.h5");
+  auto J = tr.d("/J"), U = tr.d("/external");
+  auto lab = tr.i("/unit_region");
+  const size_t N = 120, T = 600;
+  // Inter-region links: sparse (about 5% of unit pairs), of magnitude --link-strength, both signs.
+  double links = 0, positive = 0;
+  for (size_t i = 0; i < N; ++i)
+    for (size_t j = 0; j < N; ++j)
+      if (lab[i] != lab[j] && J[i * N + j] != 0) {
+        EXPECT_DOUBLE_EQ(std::abs(J[i * N + j]), 0.2);
+        ++links;
+        positive += J[i * N + j] > 0;
+      }
+  EXPECT_GT(links / (6 * 40 * 40), 0.03);
+  EXPECT_LT(links / (6 * 40 * 40), 0.07);
+  EXPECT_GT(positive / links, 0.3);
+  EXPECT_LT(positive / links, 0.7);
+  // A: no input; B: each unit's bump peaks at its own time, in unit order; C: constant per
+  // trial, a new pattern in the second trial.
+  size_t prev_peak = 0;
+  for (size_t i = 0; i < N; ++i) {
+    const double* u = &U[i * T];
+    if (lab[i] == 0) {
+      for (size_t t = 0; t < T; ++t) ASSERT_EQ(u[t], 0.0);
+    } else if (lab[i] == 1) {
+      const size_t peak = size_t(std::max_element(u, u + 300) - u);
+      EXPECT_GE(peak + 1, prev_peak);
+      prev_peak = peak;
+      EXPECT_NEAR(u[peak], 1.0, 0.05);
+    } else {
+      EXPECT_EQ(u[0], u[299]);
+      EXPECT_NE(u[0], u[300]);
+    }
+  }
+  EXPECT_GT(prev_peak, 250u);
 }
 
 // Option errors, through the command (the same path as the CLI): every rank gets an error that

@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "core/parallel.hpp"
+#include "fit/curbd.hpp"
 #include "validate/validate.hpp"
 
 using namespace cohortnet;
@@ -50,6 +51,7 @@ TEST(Validate, TrueNetworkScoresPerfectly) {
       const size_t z = size_t(q * 3 + s);
       ASSERT_TRUE(a.pair_coupled[z] || q == s);
       EXPECT_NEAR(r.ratio[z], 1.0, 1e-12) << q << "<-" << s;
+      EXPECT_NEAR(r.ratio_conn[z], 1.0, 1e-12) << q << "<-" << s;
       EXPECT_NEAR(r.r_unit[z], 1.0, 1e-9) << q << "<-" << s;
       EXPECT_NEAR(r.r_mean[z], 1.0, 1e-9) << q << "<-" << s;
     }
@@ -58,6 +60,35 @@ TEST(Validate, TrueNetworkScoresPerfectly) {
   const validate::Run w = validate::evaluate(a, jr, rows, a.rates, MPI_COMM_WORLD);
   EXPECT_NEAR(w.ratio[1], 10.0, 1e-9);
   EXPECT_NEAR(w.r_unit[1], -1.0, 1e-9);
+}
+
+TEST(Validate, SpuriousCurrentAtNonReceivingUnits) {
+  // The truth plus weights from B into a unit of A that truly receives nothing from B: the
+  // region-wide ratio grows, the ratio and correlation at the receiving units stay exact.
+  sim::SimulateParams sp = tiny(sim::kPresetThreeRegion);
+  sp.link_strength = 0.2;
+  const sim::CohortPlan plan = sim::make_plan(sp);
+  const sim::SimulatedAnimal a = sim::simulate_animal(sp, plan, 0);
+  const std::int64_t N = a.meta.n_units;
+  const auto& reg = a.meta.unit_region;
+  std::int64_t quiet = -1;  // a unit of A without links from B
+  for (std::int64_t i = 0; i < N && quiet < 0; ++i) {
+    if (reg[size_t(i)] != 0) continue;
+    bool any = false;
+    for (std::int64_t j = 0; j < N; ++j) any = any || (reg[size_t(j)] == 1 && a.J[size_t(i * N + j)] != 0);
+    if (!any) quiet = i;
+  }
+  ASSERT_GE(quiet, 0);
+  std::vector<double> J = a.J;
+  for (std::int64_t j = 0; j < N; ++j)
+    if (reg[size_t(j)] == 1) J[size_t(quiet * N + j)] = 0.5;
+  const RowRange rows = own_rows(PetscInt(N), MPI_COMM_WORLD);
+  std::vector<double> jr(J.begin() + rows.begin * N, J.begin() + rows.end * N);
+  const validate::Run r = validate::evaluate(a, jr, rows, a.rates, MPI_COMM_WORLD);
+  const size_t ab = 1;  // A <- B
+  EXPECT_GT(r.ratio[ab], 2.0);
+  EXPECT_NEAR(r.ratio_conn[ab], 1.0, 1e-12);
+  EXPECT_NEAR(r.r_unit[ab], 1.0, 1e-9);
 }
 
 TEST(Validate, EndToEndSameAtAnyRankCount) {
@@ -88,4 +119,62 @@ TEST(Validate, EndToEndSameAtAnyRankCount) {
   if (!std::isnan(one.auc)) {
     EXPECT_DOUBLE_EQ(one.auc, all.auc);
   }
+}
+
+TEST(Validate, EnsembleAveragesJAndRatesOverFitSeeds) {
+  // --ensemble 2: two fits with seeds s and s + kEnsembleStride, J and the model rates averaged,
+  // then evaluated; the same as doing it by hand. --ensemble 1 is the plain fit.
+  validate::Case c;
+  c.sim = tiny(sim::kPresetThreeRegion);
+  c.sim.link_strength = 0.2;
+  c.name = "three-tiny";
+  validate::Method m;
+  m.name = "region";
+  m.fit.runs_train = 2;
+  m.fit.runs_free = 1;
+  m.fit.tau_rnn = c.sim.tau;
+  m.fit.dt_factor = c.sim.dt_factor;
+  const std::uint64_t seed = 3;
+  const validate::Run one = validate::run_one(c, m, seed, MPI_COMM_WORLD);
+  m.ensemble = 2;
+  const validate::Run two = validate::run_one(c, m, seed, MPI_COMM_WORLD);
+
+  sim::SimulateParams sp = c.sim;
+  sp.seed = seed;
+  const sim::SimulatedAnimal a = sim::simulate_animal(sp, sim::make_plan(sp), 0);
+  AnimalData data;
+  data.meta = a.meta;
+  data.rows = own_rows(PetscInt(a.meta.n_units), MPI_COMM_WORLD);
+  const std::int64_t T = a.meta.n_samples;
+  data.activity.assign(a.rates.begin() + data.rows.begin * T, a.rates.begin() + data.rows.end * T);
+  std::vector<double> J, R;
+  double pvar = 0;
+  std::vector<validate::Run> singles;
+  for (std::uint64_t k = 0; k < 2; ++k) {
+    fit::Params p = m.fit;
+    p.seed = seed + k * validate::kEnsembleStride;
+    fit::Trainer tr(data, 0, p, MPI_COMM_WORLD);
+    while (!tr.finished()) tr.run_next();
+    const auto Jk = tr.local_J();
+    const auto Rk = tr.full_rates();
+    singles.push_back(validate::evaluate(a, Jk, tr.rows(), Rk, MPI_COMM_WORLD));
+    if (k == 0) {
+      J.assign(Jk.size(), 0.0);
+      R.assign(Rk.size(), 0.0);
+    }
+    for (size_t i = 0; i < Jk.size(); ++i) J[i] += 0.5 * Jk[i];
+    for (size_t i = 0; i < Rk.size(); ++i) R[i] += 0.5 * Rk[i];
+    pvar += 0.5 * tr.pvar().back();
+  }
+  const validate::Run hand = validate::evaluate(a, J, data.rows, R, MPI_COMM_WORLD);
+  EXPECT_NEAR(two.pvar, pvar, 1e-12);
+  for (size_t z = 0; z < hand.ratio.size(); ++z) {
+    EXPECT_NEAR(two.ratio[z], hand.ratio[z], 1e-9 * std::abs(hand.ratio[z])) << z;
+    EXPECT_NEAR(one.ratio[z], singles[0].ratio[z], 1e-9 * std::abs(singles[0].ratio[z])) << z;
+    if (std::isfinite(hand.r_unit[z])) {
+      EXPECT_NEAR(two.r_unit[z], hand.r_unit[z], 1e-9) << z;
+    }
+  }
+  // The two members differ (different J0 and noise), so the average is not either of them.
+  EXPECT_NE(singles[0].ratio[1], singles[1].ratio[1]);
 }

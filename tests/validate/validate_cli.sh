@@ -17,6 +17,13 @@ done
 grep -qE "^cohort:0.3 +region\+inputs +2 " "$W/table.txt" || die "no summary line for cohort/region+inputs"
 grep -qE "^three-region:0.2 +region\+inputs" "$W/table.txt" && die "region+inputs run on the three-region preset (no inputs)"
 h5dump -A "$W/table.txt.h5" | grep -q "auc_pooled" || die "HDF5 summary attributes missing"
+# A case with its own link pattern (preset:STRENGTH:LINKS), and the ratio at the receiving units.
+"$BIN" validate --out "$W/links.txt" --cases three-region:0.2:random --methods region --seeds 1 --units-per-region 8 \
+  --samples 60 --runs-train 2 > "$W/links.log" 2>&1 || die "validate with :random failed"
+grep -qE "^three-region:0.2:random +region +1 " "$W/links.txt" || die "no summary line for three-region:0.2:random"
+grep -q "ratio_conn" "$W/links.txt" || die "no ratio_conn column"
+"$BIN" validate --out "$W/x.txt" --cases three-region:0.2:sideways > "$W/bad3.log" 2>&1 && die "links 'sideways' accepted"
+grep -q -- "--links" "$W/bad3.log" || die "error does not name --links"
 "$BIN" validate --out "$W/x.txt" --seeds 0 > "$W/bad.log" 2>&1 && die "--seeds 0 accepted"
 grep -q -- "--seeds" "$W/bad.log" || die "error does not name --seeds"
 "$BIN" validate --out "$W/x.txt" --methods median > "$W/bad2.log" 2>&1 && die "--methods median accepted"
