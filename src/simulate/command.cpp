@@ -23,7 +23,7 @@ const std::vector<std::string> kCohortOnly = {"regions", "unit-variation", "mode
                                               "individual-fraction", "missing-fraction", "missing-per-animal",
                                               "drive-amplitude"};
 const std::vector<std::string> kThreeRegionOnly = {"g-undriven", "bump-width", "bump-amplitude", "fixed-amplitude",
-                                                   "external-fraction", "drives"};
+                                                   "external-fraction", "drives", "drives-as-inputs"};
 
 // A default shown as people write it (0.3, not 0.29999999999999999).
 po::typed_value<double>* dval(double v) {
@@ -67,6 +67,9 @@ void add_options(po::options_description& d) {
       ("drives", po::value<std::string>(),
        "three-region: drives of B and C: reference (the CURBD reference's slow sweep and two-step fixed "
        "point; default) or gaussian (a 0.2 s bump per B unit over the whole trial, C a random constant)")
+      ("drives-as-inputs", po::bool_switch(),
+       "three-region: also store each driven unit's drive as a known input channel (/inputs, one per "
+       "driven unit, like a recorded stimulus) so a fit with --inputs use can attribute it")
       ("bump-width", dval(c.bump_width),
        "three-region: drives gaussian: std (s) of each B unit's bump; reference: width as a fraction of the units")
       ("bump-amplitude", dval(c.bump_amplitude), "three-region: bump height")
@@ -133,6 +136,7 @@ SimulateParams params_from(const po::variables_map& vm, po::variables_map& resol
   take(vm, "links", p.links);
   take(vm, "drives", p.drives);
   take(vm, "external-fraction", p.external_fraction);
+  if (vm.count("drives-as-inputs")) p.drives_as_inputs = vm["drives-as-inputs"].as<bool>();
   take(vm, "bump-width", p.bump_width);
   take(vm, "bump-amplitude", p.bump_amplitude);
   take(vm, "fixed-amplitude", p.fixed_amplitude);

@@ -460,15 +460,29 @@ SimulatedAnimal simulate_animal(const SimulateParams& p, const CohortPlan& plan,
     for (int i = 0; i < S; ++i) meta.behaviour_names.push_back(cat("state", i));
     meta.behaviour.assign(out.states.begin(), out.states.end());
   }
+  // Three-region: round(external_fraction * n) units of B and of C receive their drive.
+  std::vector<double> driven(NN, cohort ? 1.0 : 0.0);
+  if (!cohort)
+    for (int m = 1; m < 3; ++m) {
+      Stream s(p.seed, {kTagSimulate, ua, kPExternal, std::uint64_t(m)});
+      const int n = sizes[size_t(m)], k = int(std::lround(p.external_fraction * n));
+      for (int i : choose(s, n, k)) driven[size_t(off[size_t(m)] + i)] = 1.0;
+    }
+
+  std::vector<size_t> driven_units;  // three-region with drives_as_inputs: input c = drive of this unit
+  if (!cohort && p.drives_as_inputs)
+    for (size_t i = 0; i < NN; ++i)
+      if (driven[i] > 0) driven_units.push_back(i);
   // External drives: cohort: one smoothed indicator per state, weights per unit; three-region:
   // a moving bump into B and a constant random pattern per trial into C.
-  const int n_in = (cohort && p.drive_amplitude > 0) ? S : 0;
-  std::vector<double> B(NN * size_t(n_in));
-  if (n_in > 0) {
+  const int n_in = (cohort && p.drive_amplitude > 0) ? S : int(driven_units.size());
+  std::vector<double> B(cohort ? NN * size_t(n_in) : 0);
+  if (cohort && n_in > 0) {
     Stream s(p.seed, {kTagSimulate, ua, kPDrive});
     for (auto& b : B) b = p.drive_amplitude * s.normal();
     for (int i = 0; i < S; ++i) meta.input_names.push_back(cat("drive_state", i));
   }
+  for (size_t i : driven_units) meta.input_names.push_back(cat("drive_unit", i));
   const double trial_len = double(p.samples - 1) * p.dt;
   // The reference's drive of unit k of n at time t (s from the trial's first sample): a Gaussian
   // bump over the units, sigma = bump_width * n, whose centre moves from sigma by n units every
@@ -479,15 +493,6 @@ SimulatedAnimal simulate_animal(const SimulateParams& p, const CohortPlan& plan,
     const double x = std::exp(-0.5 * z * z), H = std::log(101.0);
     return (std::log((x + 0.01) / (1.0 - x + 0.01)) + H) / (2.0 * H);
   };
-  // Three-region: round(external_fraction * n) units of B and of C receive their drive.
-  std::vector<double> driven(NN, cohort ? 1.0 : 0.0);
-  if (!cohort)
-    for (int m = 1; m < 3; ++m) {
-      Stream s(p.seed, {kTagSimulate, ua, kPExternal, std::uint64_t(m)});
-      const int n = sizes[size_t(m)], k = int(std::lround(p.external_fraction * n));
-      for (int i : choose(s, n, k)) driven[size_t(off[size_t(m)] + i)] = 1.0;
-    }
-
   out.rates.assign(NN * TT, 0.0);
   out.external.assign(NN * TT, 0.0);
   out.inputs.assign(size_t(n_in) * TT, 0.0);
@@ -577,7 +582,10 @@ SimulatedAnimal simulate_animal(const SimulateParams& p, const CohortPlan& plan,
         }
         for (size_t qs = 0; qs < MM; ++qs) out.gains[qs * TT + t] = G[qs];
         for (int k = 0; k < K; ++k) out.mode_activations[size_t(k) * TT + t] = act[size_t(k)];
-        for (int c = 0; c < n_in; ++c) out.inputs[size_t(c) * TT + t] = ind[size_t(c)];
+        if (cohort)
+          for (int c = 0; c < n_in; ++c) out.inputs[size_t(c) * TT + t] = ind[size_t(c)];
+        else
+          for (size_t c = 0; c < driven_units.size(); ++c) out.inputs[c * TT + t] = u[driven_units[c]];
         // Region-pair currents with the effective weights of this sample.
         for (int q = 0; q < M; ++q)
           for (int sr = 0; sr < M; ++sr) {
@@ -729,7 +737,8 @@ std::string describe(const SimulateParams& p) {
      << "\nindividual-mode = " << (p.individual_mode ? "true" : "false") << "\nlead-time = " << p.lead_time
      << "\nlink-excitatory = " << p.link_excitatory << "\nlink-fraction = " << p.link_fraction
      << "\nlink-strength = " << p.link_strength << "\nlinks = " << p.links
-     << "\nexternal-fraction = " << p.external_fraction << "\ndrives = " << p.drives << "\nmissing-fraction = " << p.missing_fraction
+     << "\nexternal-fraction = " << p.external_fraction << "\ndrives = " << p.drives
+     << "\ndrives-as-inputs = " << (p.drives_as_inputs ? "true" : "false") << "\nmissing-fraction = " << p.missing_fraction
      << "\nmissing-per-animal = " << p.missing_per_animal << "\nmode-variation = " << p.mode_variation
      << "\nmodes = " << p.modes << "\npairs-per-mode = " << p.pairs_per_mode << "\npreset = " << p.preset
      << "\nramp = " << p.ramp << "\nregions = " << p.regions << "\nsamples = " << p.samples << "\nseed = " << p.seed

@@ -54,6 +54,9 @@ struct SimulateParams {
   double bump_amplitude = 1.0;
   double fixed_amplitude = 1.0;    // std of region C's constant input pattern per trial
   double external_fraction = 1.0;  // fraction of B's and C's units that receive their external input
+  // Store each driven unit's external drive as a known input channel (/inputs, one per driven
+  // unit), as a lab would record a stimulus: the fit can then attribute it (--inputs use).
+  bool drives_as_inputs = false;
   // cohort
   int modes = 4;
   int pairs_per_mode = 3;

@@ -44,6 +44,9 @@ Command make_validate_command() {
          "three-region: reference or gaussian drives of B and C (default: the preset's, reference)")
         ("external-fraction", po::value<double>(),
          "three-region: fraction of B's and C's units that receive their drive (default: the preset's, 0.5)")
+        ("drives-as-inputs", po::bool_switch(),
+         "three-region: the drives of B and C are also recorded as input channels (one per driven unit), "
+         "so the '+inputs' methods run on the three-region cases too")
         ("runs-train", po::value<int>()->default_value(40), "training runs per fit (40, as the prototype study of issue #9)")
         ("runs-free", po::value<int>()->default_value(1), "free runs per fit (the last gives pVar)")
         ("prior-ratio", po::value<double>()->default_value(def.prior_ratio), "--prior-ratio of the region method")
@@ -73,6 +76,7 @@ Command make_validate_command() {
         cs.sim.samples = samples;
         if (vm.count("lead-time")) cs.sim.lead_time = vm["lead-time"].as<double>();
         if (vm.count("drives") && preset == sim::kPresetThreeRegion) cs.sim.drives = vm["drives"].as<std::string>();
+        if (preset == sim::kPresetThreeRegion) cs.sim.drives_as_inputs = vm["drives-as-inputs"].as<bool>();
         if (vm.count("external-fraction") && preset == sim::kPresetThreeRegion)
           cs.sim.external_fraction = vm["external-fraction"].as<double>();
         if (preset == sim::kPresetCohort) {
@@ -130,8 +134,9 @@ Command make_validate_command() {
     std::vector<std::vector<validate::Run>> groups;
     for (const auto& cs : cases)
       for (auto m : methods) {
-        // The three-region preset has no known inputs: a '+inputs' method would repeat its base.
-        if (m.fit.use_inputs && cs.sim.preset == sim::kPresetThreeRegion) continue;
+        // The three-region preset has known inputs only with --drives-as-inputs: otherwise a
+        // '+inputs' method would repeat its base.
+        if (m.fit.use_inputs && cs.sim.preset == sim::kPresetThreeRegion && !cs.sim.drives_as_inputs) continue;
         // The fit uses the simulation's own time constant and Euler substeps.
         m.fit.tau_rnn = cs.sim.tau;
         m.fit.dt_factor = cs.sim.dt_factor;

@@ -608,6 +608,36 @@ TEST(Simulate, ThreeRegionRandomLinksAndGaussianDrives) {
   EXPECT_GT(prev_peak, 250u);
 }
 
+TEST(Simulate, ThreeRegionDrivesAsInputs) {
+  // --drives-as-inputs: one input channel per driven unit, equal to that unit's true external
+  // drive at every sample; without it the three-region animal has no inputs.
+  sim::SimulateParams p = sim::default_params("three-region");
+  p.units_per_region = 20;
+  p.samples = 120;
+  p.lead_time = 0.2;
+  const sim::CohortPlan plan = sim::make_plan(p);
+  const sim::SimulatedAnimal plain = sim::simulate_animal(p, plan, 0);
+  EXPECT_TRUE(plain.inputs.empty());
+  EXPECT_TRUE(plain.meta.input_names.empty());
+  p.drives_as_inputs = true;
+  const sim::SimulatedAnimal a = sim::simulate_animal(p, plan, 0);
+  const size_t N = 60, T = 120;
+  EXPECT_EQ(a.rates, plain.rates);  // the network is the same; only what is recorded differs
+  std::vector<size_t> driven;
+  for (size_t i = 0; i < N; ++i) {
+    bool any = false;
+    for (size_t t = 0; t < T; ++t) any = any || a.external[i * T + t] != 0.0;
+    if (any) driven.push_back(i);
+  }
+  ASSERT_EQ(driven.size(), 20u);  // half of B's and half of C's 20 units
+  ASSERT_EQ(a.meta.input_names.size(), driven.size());
+  ASSERT_EQ(a.inputs.size(), driven.size() * T);
+  for (size_t c = 0; c < driven.size(); ++c) {
+    EXPECT_EQ(a.meta.input_names[c], "drive_unit" + std::to_string(driven[c]));
+    for (size_t t = 0; t < T; ++t) ASSERT_EQ(a.inputs[c * T + t], a.external[driven[c] * T + t]) << c << " " << t;
+  }
+}
+
 // Option errors, through the command (the same path as the CLI): every rank gets an error that
 // names the option.
 TEST(Simulate, OptionErrorsNameTheOption) {
