@@ -23,5 +23,7 @@ expect_error fit --prior     --cohort "$W/cohort" --out "$W/r" --prior diagonal
 expect_error fit --prior-ratio --cohort "$W/cohort" --out "$W/r" --prior-ratio=-1
 expect_error fit --reference-compat --cohort "$W/cohort" --out "$W/r" --reference-compat --prior region
 expect_error fit --inputs    --cohort "$W/cohort" --out "$W/r" --inputs maybe
+expect_error fit --update-block --cohort "$W/cohort" --out "$W/r" --update-block 0
+expect_error fit --update-block --cohort "$W/cohort" --out "$W/r" --update-block 17
 expect_error fit --dt-factr  --cohort "$W/cohort" --out "$W/r" --dt-factr 5   # typo: unknown option
 exit $status

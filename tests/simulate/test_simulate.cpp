@@ -655,6 +655,7 @@ TEST(Simulate, OptionErrorsNameTheOption) {
       {{"--preset", "five-region", "--out", out}, "--preset"},
       {{"--preset", "three-region", "--states", "4", "--out", out}, "--states"},
       {{"--preset", "cohort", "--bump-width", "0.1", "--out", out}, "--bump-width"},
+      {{"--preset", "cohort", "--drives-as-inputs", "--out", out}, "--drives-as-inputs"},
       {{"--missing-per-animal", "5", "--out", out}, "--missing-per-animal"},
       {{"--dt-factor", "0", "--out", out}, "--dt-factor"},
       {{"--animals", "2"}, "--out"},

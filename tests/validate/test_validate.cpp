@@ -32,15 +32,18 @@ sim::SimulateParams tiny(const std::string& preset) {
   }
   return p;
 }
+// One tiny three-region animal at link strength 0.2 (its truth: J, rates, pair_coupled).
+sim::SimulatedAnimal three_region_animal() {
+  sim::SimulateParams sp = tiny(sim::kPresetThreeRegion);
+  sp.link_strength = 0.2;
+  return sim::simulate_animal(sp, sim::make_plan(sp), 0);
+}
 }  // namespace
 
 TEST(Validate, TrueNetworkScoresPerfectly) {
   // Planted: the "inferred" network is the truth (three-region: constant gains 1), so inferred
   // and true currents coincide.
-  sim::SimulateParams sp = tiny(sim::kPresetThreeRegion);
-  sp.link_strength = 0.2;
-  const sim::CohortPlan plan = sim::make_plan(sp);
-  const sim::SimulatedAnimal a = sim::simulate_animal(sp, plan, 0);
+  const sim::SimulatedAnimal a = three_region_animal();
   const std::int64_t N = a.meta.n_units;
   const RowRange rows = own_rows(PetscInt(N), MPI_COMM_WORLD);
   std::vector<double> jr(a.J.begin() + rows.begin * N, a.J.begin() + rows.end * N);
@@ -65,10 +68,7 @@ TEST(Validate, TrueNetworkScoresPerfectly) {
 TEST(Validate, SpuriousCurrentAtNonReceivingUnits) {
   // The truth plus weights from B into a unit of A that truly receives nothing from B: the
   // region-wide ratio grows, the ratio and correlation at the receiving units stay exact.
-  sim::SimulateParams sp = tiny(sim::kPresetThreeRegion);
-  sp.link_strength = 0.2;
-  const sim::CohortPlan plan = sim::make_plan(sp);
-  const sim::SimulatedAnimal a = sim::simulate_animal(sp, plan, 0);
+  const sim::SimulatedAnimal a = three_region_animal();
   const std::int64_t N = a.meta.n_units;
   const auto& reg = a.meta.unit_region;
   std::int64_t quiet = -1;  // a unit of A without links from B
