@@ -38,10 +38,11 @@ double fit_bytes_per_rank(std::int64_t n_units, std::int64_t n_samples, int dt_f
   // J and P rows (n_p: P matrices, 1 or M under the region prior), noise rows, target/rates/
   // activity rows, and at the end (the peak) the full rates for the decomposition, a row-major
   // copy of J's rows for writing, and the decomposition's per-source temporaries; the delayed
-  // updates hold B terms of J and of each P (a local column and full rows of length N each).
+  // updates hold B terms of J and of each P (a local column each; one full row of length N per P,
+  // shared by J's and P's terms).
   const double np = double(std::max(1, n_p)), B = double(std::max(1, update_block));
   return 8.0 * ((1.0 + np) * m * N + m * L + 3.0 * m * T + N * T + m * N + 2.0 * m * T + B * (1.0 + np) * m +
-                B * 2.0 * np * N);
+                B * np * N);
 }
 
 Assignment assign_animals(const std::vector<CohortAnimal>& animals, const Params& p, int world_size,

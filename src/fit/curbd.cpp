@@ -74,7 +74,8 @@ Init read_init(const std::string& path, RowRange rows, std::int64_t n_units, std
 namespace {
 
 // Rank-1 terms of one matrix not yet applied (kernels::apply_updates): term s adds
-// -U_s S_(s,g)^T to the rows of group g. U: local column vectors, S: full row vectors.
+// -U_s S_(s,g)^T to the rows of group g. U: local column vectors, S: full row vectors (empty when
+// the terms' rows are kept by another PendingUpdates: P_q's row vectors are J's of group q).
 struct PendingUpdates {
   int count = 0, G = 1;
   PetscInt m = 0, n = 0;
@@ -428,22 +429,29 @@ RunStats Trainer::run_next() {
   // Delayed rank-1 updates (kernels.hpp): up to B terms per matrix stay pending and are applied in
   // one pass fused with the next product; products in between subtract them exactly.
   const int B = params_.update_block;
+  // J's term s for the rows of block q is e_s (c k_q)^T and P_q's is k_q (c k_q)^T: the row vector
+  // c k_q is the same, so it is stored once, in Jp (group q), and P_q's terms use it. They stay in
+  // step: both get term s at the same learning step, and P_q's block is applied (at the next
+  // learning step) before J's next term overwrites row s.
   PendingUpdates Jp(B, m, N, nb);
   std::vector<PendingUpdates> Pp;
-  for (int q = 0; q < nb; ++q) Pp.emplace_back(B, m, N, 1);
+  for (int q = 0; q < nb; ++q) Pp.emplace_back(B, m, N, 0);
   const std::vector<kernels::Segment> j_segs = kernels::segments(row_group_);
-  const std::vector<kernels::Segment> all_rows = kernels::segments(std::vector<int>(ms, 0));
+  std::vector<std::vector<kernels::Segment>> p_segs;  // all local rows of P_q, reading group q
+  for (int q = 0; q < nb; ++q) p_segs.push_back({kernels::Segment{0, m, q}});
   std::vector<double> dots(size_t(B) * size_t(nb));
-  // y -= (pending terms of `p`) x: the exact product with the not yet applied updates.
+  // y -= (pending terms of `p`, row vectors from Jp) x: the exact product with the not yet
+  // applied updates. Only the groups of `segs` are needed.
   auto correct = [&](const PendingUpdates& p, const std::vector<kernels::Segment>& segs, const double* xv, double* yv) {
     if (p.count == 0) return;
     for (int s = 0; s < p.count; ++s)
-      for (int g = 0; g < p.G; ++g) dots[size_t(s * p.G + g)] = kernels::dot(N, p.s(s, g), xv);
-    kernels::subtract_pending(m, p.count, p.U.data(), dots.data(), p.G, segs, yv);
+      for (const kernels::Segment& sg : segs)
+        dots[size_t(s * nb + sg.group)] = kernels::dot(N, Jp.s(s, sg.group), xv);
+    kernels::subtract_pending(m, p.count, p.U.data(), dots.data(), nb, segs, yv);
   };
   auto flush = [&](PendingUpdates& p, DenseArray& A, const std::vector<kernels::Segment>& segs, const double* xv,
                    double* yv) {
-    kernels::apply_updates(m, N, A.a, A.lda, p.count, p.U.data(), p.S.data(), p.G, segs, xv, yv);
+    kernels::apply_updates(m, N, A.a, A.lda, p.count, p.U.data(), Jp.S.data(), nb, segs, xv, yv);
     p.count = 0;
   };
   std::vector<double> kuq(size_t(nb) * size_t(n_in)), ku(static_cast<size_t>(n_in));  // per block: c k_u; k_u
@@ -467,7 +475,7 @@ RunStats Trainer::run_next() {
       since_check = 0;
       if (stop_check_()) {
         for (int q = 0; q < nb; ++q)
-          if (Pp[size_t(q)].count > 0) flush(Pp[size_t(q)], *Pa[size_t(q)], all_rows, nullptr, nullptr);
+          if (Pp[size_t(q)].count > 0) flush(Pp[size_t(q)], *Pa[size_t(q)], p_segs[size_t(q)], nullptr, nullptr);
         mid_iter_ = tt;
         mid_x_ = x;
         mid_err_ = err_sq;
@@ -517,10 +525,10 @@ RunStats Trainer::run_next() {
       for (int q = 0; q < nb; ++q) {
         DenseArray& Pq = *Pa[size_t(q)];
         PendingUpdates& pp = Pp[size_t(q)];
-        if (pp.count == B) flush(pp, Pq, all_rows, r, kl.data());  // the full block, fused with P r
+        if (pp.count == B) flush(pp, Pq, p_segs[size_t(q)], r, kl.data());  // the full block, fused with P r
         else {
           kernels::gemv(m, N, Pq.a, Pq.lda, r, kl.data());
-          correct(pp, all_rows, r, kl.data());
+          correct(pp, p_segs[size_t(q)], r, kl.data());
         }
         std::vector<double>& pru = n_in > 0 ? pru_[size_t(q)] : kl;  // (unused without inputs)
         for (PetscInt i = 0; i < m && n_in > 0; ++i)
@@ -552,11 +560,11 @@ RunStats Trainer::run_next() {
             for (int d = 0; d < n_in; ++d) row[Ns + size_t(d)] -= ku[size_t(cc)] * (c * ku[size_t(d)]);
           }
         }
-        // P_q's term c k k^T and J's term for the rows of q (e c k^T) go pending.
+        // P_q's term c k k^T and J's term for the rows of q (e c k^T) go pending, sharing c k.
+        if (pp.count != Jp.count) fail("internal: delayed updates of P and J out of step");
         std::copy_n(kl.data(), ms, pp.u(pp.count));
-        double* sp = pp.s(pp.count, 0);
         double* sj = Jp.s(Jp.count, q);
-        for (PetscInt j = 0; j < N; ++j) sp[j] = sj[j] = c * k[size_t(j)];
+        for (PetscInt j = 0; j < N; ++j) sj[j] = c * k[size_t(j)];
         ++pp.count;
         for (int d = 0; d < n_in; ++d) kuq[size_t(q) * size_t(n_in) + size_t(d)] = c * ku[size_t(d)];
       }
@@ -580,7 +588,7 @@ RunStats Trainer::run_next() {
   // The end of the run applies whatever is pending.
   if (Jp.count > 0) flush(Jp, Ja, j_segs, nullptr, nullptr);
   for (int q = 0; q < nb; ++q)
-    if (Pp[size_t(q)].count > 0) flush(Pp[size_t(q)], *Pa[size_t(q)], all_rows, nullptr, nullptr);
+    if (Pp[size_t(q)].count > 0) flush(Pp[size_t(q)], *Pa[size_t(q)], p_segs[size_t(q)], nullptr, nullptr);
 
   // chi2 and pVar: local sums, one reduction each.
   MPI_Allreduce(MPI_IN_PLACE, err_sq.data(), int(T_), MPI_DOUBLE, MPI_SUM, comm_);

@@ -66,10 +66,10 @@ TEST(SubmitPlan, RegionPriorCountsOnePPerRegion) {
   s.region_prior = true;
   SubmitPlan region = make_submit_plan(s, {a});
   // Six P matrices instead of one: more ranks, and exactly five more N/p x N blocks of doubles,
-  // each with its delayed-update buffers (8 local columns of N/p, 8 rows of N for P and for J).
+  // each with its delayed-update buffers (8 local columns of N/p, 8 rows of N shared with J).
   EXPECT_GT(region.animals[0].ranks, shared.animals[0].ranks);
   EXPECT_DOUBLE_EQ(fit_peak_bytes_per_rank(20000, 1201, 5, 8, 6) - fit_peak_bytes_per_rank(20000, 1201, 5, 8, 1),
-                   5.0 * (2500.0 * 20000.0 + 8.0 * 2500.0 + 2.0 * 8.0 * 20000.0) * 8.0);
+                   5.0 * (2500.0 * 20000.0 + 8.0 * 2500.0 + 8.0 * 20000.0) * 8.0);
 }
 
 TEST(SubmitPlan, FinishedAnimalsAreNotResubmitted) {
