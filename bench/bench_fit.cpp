@@ -150,6 +150,7 @@ void run_once(std::int64_t N, std::int64_t T, const Variant& v, MPI_Comm comm, d
     p.runs_free = 0;
     p.prior = v.prior;
     p.update_block = v.block;
+    p.start = fit::Start::Random;  // one training run alone (the regression start would come before it)
     fit::Trainer tr(data, 0, p, comm);
     MPI_Barrier(comm);
     auto t0 = Clock::now();

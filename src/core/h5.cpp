@@ -284,7 +284,9 @@ static void write_small(const File& f, const std::string& name, const std::vecto
     H5Sselect_none(mspace);
   }
   Handle xfer = transfer(f);
-  herr_t st = H5Dwrite(d, memtype, mspace, fspace, xfer, data);
+  // An empty dataset (e.g. the run history of a checkpoint taken inside the first run) has nothing
+  // to write, and its buffer may be null, which H5Dwrite refuses.
+  herr_t st = n == 0 ? 0 : H5Dwrite(d, memtype, mspace, fspace, xfer, data);
   int ok = st >= 0, all = 0;
   MPI_Allreduce(&ok, &all, 1, MPI_INT, MPI_LAND, f.comm);
   if (!all) fail("file ", f.path, ": writing dataset ", name, " failed (disk full?)");

@@ -28,13 +28,22 @@ Command make_fit_command() {
         ("runs-free", po::value<int>()->default_value(def.runs_free), "runs without learning after training")
         ("p0", po::value<double>()->default_value(def.p0), "initial P = p0 * I (inverse regulariser)")
         ("normalise", po::value<std::string>()->default_value("global"),
-         "target = activity / max: 'global' (one max) or 'region' (each region's max)")
+         "target = activity / max: 'global' (one max), 'region' (each region's max) or 'none' (activity "
+         "already in [-1, 1], e.g. simulated rates)")
         ("seed", po::value<long long>()->default_value(1), "seed of J0 and the input noise (recorded)")
         ("prior", po::value<std::string>()->default_value(fit::prior_name(def.prior)),
          "RLS prior: 'region' (each target region its own P, small prior variance for other regions' "
          "sources, zero inter-region J0; docs/currents.md) or 'shared' (one P, the reference)")
-        ("prior-ratio", po::value<double>()->default_value(def.prior_ratio),
-         "--prior region: initial P variance of other regions' sources relative to --p0")
+        ("prior-ratio", po::value<std::string>()->default_value("auto"),
+         "--prior region: initial P variance of other regions' sources relative to --p0; auto: 1e-5 after "
+         "--start regression, 1e-3 after --start random (docs/currents.md)")
+        ("start", po::value<std::string>()->default_value(fit::start_name(def.start)),
+         "initial J: 'random' (the reference's J0) or 'regression' (ridge regression of the input "
+         "currents the data imply on the data's rates, then RLS training; docs/currents.md)")
+        ("start-p0", po::value<double>()->default_value(def.start_p0),
+         "--start regression: prior variance of the weights (1 / ridge penalty)")
+        ("start-ratio", po::value<double>()->default_value(def.start_ratio),
+         "--start regression with --prior region: prior variance of other regions' sources relative to --start-p0")
         ("inputs", po::value<std::string>()->default_value("use"),
          "'use': the animal's known inputs (/inputs) enter through learned weights W_in (RLS on [r; u]); "
          "'ignore': no input channels (the reference)")
@@ -77,12 +86,17 @@ Command make_fit_command() {
       p.seed = std::uint64_t(seed);
       p.reference_compat = vm["reference-compat"].as<bool>();
       p.prior = fit::parse_prior(vm["prior"].as<std::string>());
-      p.prior_ratio = vm["prior-ratio"].as<double>();
+      p.prior_ratio = fit::parse_prior_ratio(vm["prior-ratio"].as<std::string>());
+      p.start = fit::parse_start(vm["start"].as<std::string>());
+      p.start_p0 = vm["start-p0"].as<double>();
+      p.start_ratio = vm["start-ratio"].as<double>();
       const std::string inp = vm["inputs"].as<std::string>();
       if (inp != "use" && inp != "ignore") fail("option --inputs: unknown value '", inp, "' (use or ignore)");
       p.use_inputs = inp == "use";
       if (p.reference_compat && !vm["prior"].defaulted() && p.prior == fit::Prior::Region)
         fail("options --reference-compat and --prior region conflict: the reference uses one shared P");
+      if (p.reference_compat && !vm["start"].defaulted() && p.start == fit::Start::Regression)
+        fail("options --reference-compat and --start regression conflict: the reference starts from a random J0");
       fit::check_params(p);
       if (vm.count("init")) o.init_file = vm["init"].as<std::string>();
       if (vm.count("animals")) {

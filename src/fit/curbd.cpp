@@ -5,8 +5,10 @@
 #include <cstring>
 #include <memory>
 #include <sstream>
+#include <stdexcept>
 
 #include "core/h5.hpp"
+#include "core/log.hpp"
 #include "core/rng.hpp"
 #include "decompose/decompose.hpp"
 #include "fit/kernels.hpp"
@@ -16,7 +18,9 @@ namespace cohortnet::fit {
 // ---------------------------------------------------------------------------------------------
 // Parameters
 
-const char* normalise_name(Normalise n) { return n == Normalise::Global ? "global" : "region"; }
+const char* normalise_name(Normalise n) {
+  return n == Normalise::Global ? "global" : n == Normalise::Region ? "region" : "none";
+}
 
 const char* prior_name(Prior p) { return p == Prior::Shared ? "shared" : "region"; }
 
@@ -26,10 +30,30 @@ Prior parse_prior(const std::string& s) {
   fail("option --prior: unknown prior '", s, "' (use region or shared)");
 }
 
+const char* start_name(Start s) { return s == Start::Random ? "random" : "regression"; }
+
+Start parse_start(const std::string& s) {
+  if (s == "random") return Start::Random;
+  if (s == "regression") return Start::Regression;
+  fail("option --start: unknown start '", s, "' (use random or regression)");
+}
+
+std::optional<double> parse_prior_ratio(const std::string& s) {
+  if (s == "auto") return std::nullopt;
+  try {
+    size_t used = 0;
+    const double v = std::stod(s, &used);
+    if (used == s.size() && v >= 0 && std::isfinite(v)) return v;
+  } catch (const std::exception&) {
+  }
+  fail("option --prior-ratio must be 'auto' or a finite number >= 0, is '", s, "'");
+}
+
 Normalise parse_normalise(const std::string& s) {
   if (s == "global") return Normalise::Global;
   if (s == "region") return Normalise::Region;
-  fail("option --normalise: unknown mode '", s, "' (use global or region)");
+  if (s == "none") return Normalise::None;
+  fail("option --normalise: unknown mode '", s, "' (use global, region or none)");
 }
 
 void check_params(const Params& p) {
@@ -43,13 +67,16 @@ void check_params(const Params& p) {
   if (!(p.g >= 0) || !std::isfinite(p.g)) fail("option --g must be a finite number >= 0, is ", p.g);
   if (!(p.amp_in_wn >= 0) || !std::isfinite(p.amp_in_wn))
     fail("option --amp-in-wn must be a finite number >= 0, is ", p.amp_in_wn);
-  if (!(p.prior_ratio >= 0) || !std::isfinite(p.prior_ratio))
-    fail("option --prior-ratio must be a finite number >= 0, is ", p.prior_ratio);
+  if (p.prior_ratio && (!(*p.prior_ratio >= 0) || !std::isfinite(*p.prior_ratio)))
+    fail("option --prior-ratio must be a finite number >= 0 (or auto), is ", *p.prior_ratio);
   if (p.runs_train < 0) fail("option --runs-train must be >= 0, is ", p.runs_train);
   if (p.runs_free < 0) fail("option --runs-free must be >= 0, is ", p.runs_free);
   if (p.update_block < 1 || p.update_block > kernels::kMaxPending)
     fail("option --update-block must be in 1..", kernels::kMaxPending, ", is ", p.update_block);
   if (p.total_runs() < 1) fail("options --runs-train and --runs-free: at least one run is needed");
+  positive(p.start_p0, "start-p0");
+  if (!(p.start_ratio >= 0) || !std::isfinite(p.start_ratio))
+    fail("option --start-ratio must be a finite number >= 0, is ", p.start_ratio);
 }
 
 Init read_init(const std::string& path, RowRange rows, std::int64_t n_units, std::int64_t n_steps, MPI_Comm comm) {
@@ -113,6 +140,16 @@ Mat create_dense(MPI_Comm comm, PetscInt m, PetscInt N) {
   COHORTNET_PETSC(MatAssemblyBegin(A, MAT_FINAL_ASSEMBLY));
   COHORTNET_PETSC(MatAssemblyEnd(A, MAT_FINAL_ASSEMBLY));
   return A;
+}
+
+// The local arrays of the RLS blocks: every P_Q (region prior) or the shared P.
+std::vector<std::unique_ptr<DenseArray>> p_blocks(const std::vector<Mat>& PQ, Mat P) {
+  std::vector<std::unique_ptr<DenseArray>> out;
+  if (!PQ.empty())
+    for (Mat q : PQ) out.push_back(std::make_unique<DenseArray>(q));
+  else
+    out.push_back(std::make_unique<DenseArray>(P));
+  return out;
 }
 
 // Row-major rows x N from a column-major local block, and back.
@@ -196,7 +233,8 @@ void Trainer::setup(const AnimalData& data, const Init* init) {
     agree(comm_, err);
   }
 
-  // Target: D = A / max (global or per region), clipped to [-0.999, 0.999]; sigma = population std.
+  // Target: D = A / max (global or per region; none: A as it is), clipped to [-0.999, 0.999];
+  // sigma = population std.
   const int M = meta_.n_regions();
   std::vector<double> mx(size_t(M), -INFINITY);
   for (PetscInt i = 0; i < m_; ++i) {
@@ -206,7 +244,16 @@ void Trainer::setup(const AnimalData& data, const Init* init) {
   }
   MPI_Allreduce(MPI_IN_PLACE, mx.data(), M, MPI_DOUBLE, MPI_MAX, comm_);
   scale_.assign(size_t(M), 0.0);
-  if (params_.normalise == Normalise::Global) {
+  if (params_.normalise == Normalise::None) {
+    // The activity is taken as the units' rates: it must lie in [-1, 1] (tanh's range).
+    double amax = 0;
+    for (double v : data.activity) amax = std::max(amax, std::abs(v));
+    MPI_Allreduce(MPI_IN_PLACE, &amax, 1, MPI_DOUBLE, MPI_MAX, comm_);
+    if (!(amax <= 1.0))
+      fail("animal ", id, ": --normalise none needs activity in [-1, 1] (the rates of tanh units); the largest |value| is ",
+           amax, "; use --normalise global");
+    std::fill(scale_.begin(), scale_.end(), 1.0);
+  } else if (params_.normalise == Normalise::Global) {
     const double g = *std::max_element(mx.begin(), mx.end());
     if (!(g > 0)) fail("animal ", id, ": the largest activity value is ", g, " (<= 0); cannot normalise by the maximum (--normalise global)");
     std::fill(scale_.begin(), scale_.end(), g);
@@ -286,24 +333,10 @@ void Trainer::setup(const AnimalData& data, const Init* init) {
   }
   row_region_.resize(size_t(m_));
   for (PetscInt i = 0; i < m_; ++i) row_region_[size_t(i)] = meta_.unit_region[size_t(b + i)];
-  if (!params_.region_prior()) {
-    DenseArray d(P_);
-    for (PetscInt j = 0; j < PetscInt(N_); ++j)
-      for (PetscInt i = 0; i < m_; ++i) d.a[i + j * d.lda] = (b + i == j) ? params_.p0 : 0.0;
-  } else {
-    // P_Q = diag(p0 for sources in Q, p0 * prior_ratio for the others).
-    for (int q = 0; q < M; ++q) {
-      PQ_.push_back(create_dense(comm_, m_, PetscInt(N_)));
-      DenseArray d(PQ_.back());
-      for (PetscInt j = 0; j < PetscInt(N_); ++j)
-        for (PetscInt i = 0; i < m_; ++i)
-          d.a[i + j * d.lda] =
-              (b + i == j) ? (meta_.unit_region[size_t(j)] == q ? params_.p0 : params_.p0 * params_.prior_ratio) : 0.0;
-    }
-  }
-  // Input channels: W_in = 0; each P block's input part starts as p0 I (no cross terms).
+  if (params_.region_prior())
+    for (int q = 0; q < M; ++q) PQ_.push_back(create_dense(comm_, m_, PetscInt(N_)));
+  // Input channels: W_in = 0 (their P parts: set_prior).
   n_in_ = params_.inputs_used() ? int(meta_.input_names.size()) : 0;
-  const size_t n_blocks = params_.region_prior() ? size_t(M) : 1;
   row_group_.assign(size_t(m_), 0);
   if (params_.region_prior()) row_group_ = row_region_;
   if (n_in_ > 0) {
@@ -313,14 +346,146 @@ void Trainer::setup(const AnimalData& data, const Init* init) {
     for (int c = 0; c < n_in_; ++c)
       for (std::int64_t t = 0; t < T_; ++t) U_[size_t(t) * size_t(n_in_) + size_t(c)] = data.inputs[size_t(c) * size_t(T_) + size_t(t)];
     Win_.assign(size_t(m_) * size_t(n_in_), 0.0);
-    const size_t W = size_t(N_) + size_t(n_in_);
-    pru_.assign(n_blocks, std::vector<double>(size_t(m_) * size_t(n_in_), 0.0));
-    pu_.assign(n_blocks, std::vector<double>(size_t(n_in_) * W, 0.0));
-    for (auto& pu : pu_)
-      for (int c = 0; c < n_in_; ++c) pu[size_t(c) * W + size_t(N_) + size_t(c)] = params_.p0;
   }
+  set_prior(params_.p0, params_.prior_ratio_used());
   R_.assign(size_t(T_) * size_t(m_), 0.0);
   build_schedule();
+}
+
+void Trainer::set_prior(double p0, double ratio) {
+  const PetscInt b = rows_.begin;
+  if (!params_.region_prior()) {
+    DenseArray d(P_);
+    for (PetscInt j = 0; j < PetscInt(N_); ++j)
+      for (PetscInt i = 0; i < m_; ++i) d.a[i + j * d.lda] = (b + i == j) ? p0 : 0.0;
+  } else {
+    // P_Q = diag(p0 for sources in Q, p0 * ratio for the others).
+    for (size_t q = 0; q < PQ_.size(); ++q) {
+      DenseArray d(PQ_[q]);
+      for (PetscInt j = 0; j < PetscInt(N_); ++j)
+        for (PetscInt i = 0; i < m_; ++i)
+          d.a[i + j * d.lda] = (b + i == j) ? (meta_.unit_region[size_t(j)] == int(q) ? p0 : p0 * ratio) : 0.0;
+    }
+  }
+  // Input channels: each P block's input part p0 I (no cross terms).
+  if (n_in_ == 0) return;
+  const size_t n_blocks = params_.region_prior() ? PQ_.size() : 1, W = size_t(N_) + size_t(n_in_);
+  pru_.assign(n_blocks, std::vector<double>(size_t(m_) * size_t(n_in_), 0.0));
+  pu_.assign(n_blocks, std::vector<double>(size_t(n_in_) * W, 0.0));
+  for (auto& pu : pu_)
+    for (int c = 0; c < n_in_; ++c) pu[size_t(c) * W + size_t(N_) + size_t(c)] = p0;
+}
+
+// Start::Regression. The model's equation, tau dx/dt = -x + J r + W_in u, with the data in place
+// of the model (x = atanh(D), r = D) gives the input current every unit needs at sample i,
+// y_i = x_i + tau (x_{i+1} - x_i) / dt_data. J and W_in are fitted to it by ridge regression on
+// z_i = [D_i; u_i], done as one RLS pass over the samples (recursive least squares is exact
+// recursive ridge regression: afterwards J = argmin sum_i |J z_i - y_i|^2 + sum_j J_ij^2 / prior_j,
+// prior_j from start_p0 and start_ratio). Every sample starts from the data (teacher forcing), so
+// the chaos of the network cannot amplify errors, and each region's rows take from other regions
+// only the current their own sources cannot give. The rows and kernels are those of training;
+// no N x N temporaries; one all-gather of D_i and one of k per P block and sample.
+void Trainer::regression_start() {
+  const double t0 = MPI_Wtime();
+  const PetscInt N = PetscInt(N_), m = m_;
+  const size_t ms = size_t(m), Ns = size_t(N);
+  const int n_in = n_in_;
+  const bool region = params_.region_prior();
+  set_prior(params_.start_p0, region ? params_.start_ratio : 1.0);
+  DenseArray Ja(J_);
+  for (PetscInt j = 0; j < N; ++j) std::fill_n(Ja.a + j * Ja.lda, ms, 0.0);  // ridge towards 0
+  std::fill(Win_.begin(), Win_.end(), 0.0);
+  const std::vector<std::unique_ptr<DenseArray>> Pa = p_blocks(PQ_, P_);
+  const int nb = int(Pa.size());
+  std::vector<char> is_start(size_t(T_), 0);
+  for (auto st : meta_.trial_starts) is_start[size_t(st)] = 1;
+  std::vector<double> z(Ns), y(ms), e(ms), kl(ms), k(Ns), S(size_t(nb) * Ns), kuq(size_t(nb) * size_t(n_in));
+  std::vector<double> ku(static_cast<size_t>(n_in));
+  const std::vector<kernels::Segment> j_segs = kernels::segments(row_group_), whole = {kernels::Segment{0, m, 0}};
+  const double rate = params_.tau_rnn / meta_.sample_interval;
+  double res[2] = {0, 0};  // sum of squared a-priori errors and of squared targets (the log line)
+  for (std::int64_t i = 0; i + 1 < T_; ++i) {
+    if (is_start[size_t(i) + 1]) continue;  // no derivative across a trial boundary
+    const double* d0 = &D_[size_t(i) * ms];
+    const double* d1 = &D_[size_t(i + 1) * ms];
+    for (size_t l = 0; l < ms; ++l) {
+      const double x0 = std::atanh(d0[l]), x1 = std::atanh(d1[l]);
+      y[l] = x0 + rate * (x1 - x0);
+    }
+    MPI_Allgatherv(d0, int(m), MPI_DOUBLE, z.data(), counts_.data(), offsets_.data(), MPI_DOUBLE, comm_);
+    const double* uin = n_in > 0 ? &U_[size_t(i) * size_t(n_in)] : nullptr;
+    kernels::gemv(m, N, Ja.a, Ja.lda, z.data(), e.data());
+    for (size_t l = 0; l < ms; ++l) {
+      for (int c = 0; c < n_in; ++c) e[l] += Win_[l * size_t(n_in) + size_t(c)] * uin[c];
+      e[l] -= y[l];
+      res[0] += e[l] * e[l];
+      res[1] += y[l] * y[l];
+    }
+    for (int q = 0; q < nb; ++q) {
+      DenseArray& Pq = *Pa[size_t(q)];
+      kernels::gemv(m, N, Pq.a, Pq.lda, z.data(), kl.data());
+      const double c = rls_gain(q, z.data(), uin, kl.data(), k.data(), ku.data(), -1, i);
+      double* sq = &S[size_t(q) * Ns];
+      for (size_t j = 0; j < Ns; ++j) sq[j] = c * k[j];
+      kernels::apply_updates(m, N, Pq.a, Pq.lda, 1, kl.data(), sq, 1, whole, nullptr, nullptr);
+      for (int d = 0; d < n_in; ++d) kuq[size_t(q) * size_t(n_in) + size_t(d)] = c * ku[size_t(d)];
+    }
+    kernels::apply_updates(m, N, Ja.a, Ja.lda, 1, e.data(), S.data(), nb, j_segs, nullptr, nullptr);
+    for (size_t l = 0; l < ms && n_in > 0; ++l) {
+      const double* sw = &kuq[size_t(row_group_[l]) * size_t(n_in)];
+      for (int d = 0; d < n_in; ++d) Win_[l * size_t(n_in) + size_t(d)] -= e[l] * sw[d];
+    }
+  }
+  MPI_Allreduce(MPI_IN_PLACE, res, 2, MPI_DOUBLE, MPI_SUM, comm_);
+  set_prior(params_.p0, params_.prior_ratio_used());
+  start_r2_ = res[1] > 0 ? 1.0 - res[0] / res[1] : 0.0;
+  std::ostringstream os;
+  os.precision(4);
+  os << meta_.animal_id << " start: ridge regression of the implied input currents, one pass over " << T_
+     << " samples: online R^2 " << start_r2_ << " (" << MPI_Wtime() - t0 << " s)";
+  log::info(comm_, os.str());
+}
+
+// The part of an RLS step that every P block shares, given kl = this rank's rows of P_rr z_r:
+// adds the input columns (P_ru u), gathers k, computes k_u = [P_ur P_uu] z and c = 1/(1 + z.Pz),
+// and applies the rank-1 update to the input parts of the block (P_ru, P_ur, P_uu). Returns c.
+double Trainer::rls_gain(int q, const double* r, const double* uin, double* kl, double* k, double* ku, int run,
+                           std::int64_t sample) {
+  const PetscInt N = PetscInt(N_), m = m_;
+  const int n_in = n_in_;
+  const size_t Ns = size_t(N), W = Ns + size_t(n_in);
+  std::vector<double>* pru = n_in > 0 ? &pru_[size_t(q)] : nullptr;
+  for (PetscInt i = 0; i < m && n_in > 0; ++i)
+    for (int c = 0; c < n_in; ++c) kl[i] += (*pru)[size_t(i) * size_t(n_in) + size_t(c)] * uin[c];
+  MPI_Allgatherv(kl, int(m), MPI_DOUBLE, k, counts_.data(), offsets_.data(), MPI_DOUBLE, comm_);
+  double rk = 0;
+  for (PetscInt j = 0; j < N; ++j) rk += r[j] * k[j];
+  for (int c = 0; c < n_in; ++c) {
+    const double* row = &pu_[size_t(q)][size_t(c) * W];
+    double v = 0;
+    for (PetscInt j = 0; j < N; ++j) v += row[j] * r[j];
+    for (int d = 0; d < n_in; ++d) v += row[Ns + size_t(d)] * uin[d];
+    ku[c] = v;
+    rk += uin[c] * v;
+  }
+  if (!std::isfinite(rk) || !(1.0 + rk > 0))
+    throw Diverged(cat("animal ", meta_.animal_id, ": the fit diverged ",
+                       run >= 0 ? cat("in run ", run + 1) : std::string("in the regression start"), " (sample ", sample,
+                       params_.region_prior() ? cat(", P of region ", meta_.region_names[size_t(q)]) : std::string(),
+                       "): 1 + z.Pz = ", 1.0 + rk,
+                       (std::isfinite(rk) ? " <= 0, P lost positive definiteness" : " is not finite"),
+                       "; try a smaller --g or --p0, a larger --tau-rnn or a larger --dt-factor (dt/tau-rnn must stay well below 1)"));
+  const double c = 1.0 / (1.0 + rk);
+  if (n_in > 0) {
+    for (PetscInt i = 0; i < m; ++i)
+      for (int d = 0; d < n_in; ++d) (*pru)[size_t(i) * size_t(n_in) + size_t(d)] -= kl[i] * (c * ku[d]);
+    for (int cc = 0; cc < n_in; ++cc) {
+      double* row = &pu_[size_t(q)][size_t(cc) * W];
+      for (PetscInt j = 0; j < N; ++j) row[j] -= ku[cc] * (c * k[j]);
+      for (int d = 0; d < n_in; ++d) row[Ns + size_t(d)] -= ku[cc] * (c * ku[d]);
+    }
+  }
+  return c;
 }
 
 Trainer::~Trainer() {
@@ -380,6 +545,10 @@ void Trainer::build_schedule() {
 RunStats Trainer::run_next() {
   const int run = runs_done();
   if (run >= params_.total_runs()) fail("animal ", meta_.animal_id, ": all runs are done");
+  if (!started_) {
+    if (params_.starts_from_regression() && run == 0 && mid_iter_ == 0) regression_start();
+    started_ = true;
+  }
   const bool train = run < params_.runs_train;
   const PetscInt N = PetscInt(N_), m = m_;
   const double dt = dt_, tau = params_.tau_rnn;
@@ -416,16 +585,10 @@ RunStats Trainer::run_next() {
   }
   // The RLS blocks: one P for all rows (shared prior) or one P_Q per target region; the rows of J
   // in block q learn with P_q's gain k_q.
-  const bool region = params_.region_prior();
   DenseArray Ja(J_);
-  std::vector<std::unique_ptr<DenseArray>> Pa;
-  if (region)
-    for (Mat q : PQ_) Pa.push_back(std::make_unique<DenseArray>(q));
-  else
-    Pa.push_back(std::make_unique<DenseArray>(P_));
+  const std::vector<std::unique_ptr<DenseArray>> Pa = p_blocks(PQ_, P_);
   const int nb = int(Pa.size());
   const int n_in = n_in_;
-  const size_t W = Ns + size_t(n_in);
   // Delayed rank-1 updates (kernels.hpp): up to B terms per matrix stay pending and are applied in
   // one pass fused with the next product; products in between subtract them exactly.
   const int B = params_.update_block;
@@ -530,36 +693,7 @@ RunStats Trainer::run_next() {
           kernels::gemv(m, N, Pq.a, Pq.lda, r, kl.data());
           correct(pp, p_segs[size_t(q)], r, kl.data());
         }
-        std::vector<double>& pru = n_in > 0 ? pru_[size_t(q)] : kl;  // (unused without inputs)
-        for (PetscInt i = 0; i < m && n_in > 0; ++i)
-          for (int c = 0; c < n_in; ++c) kl[size_t(i)] += pru[size_t(i) * size_t(n_in) + size_t(c)] * uin[c];
-        gather(kl.data(), k.data());
-        double rk = 0;
-        for (PetscInt j = 0; j < N; ++j) rk += r[j] * k[size_t(j)];
-        for (int c = 0; c < n_in; ++c) {
-          const double* row = &pu_[size_t(q)][size_t(c) * W];
-          double v = 0;
-          for (PetscInt j = 0; j < N; ++j) v += row[j] * r[j];
-          for (int d = 0; d < n_in; ++d) v += row[Ns + size_t(d)] * uin[d];
-          ku[size_t(c)] = v;
-          rk += uin[c] * v;
-        }
-        if (!std::isfinite(rk) || !(1.0 + rk > 0))
-          throw Diverged(cat("animal ", meta_.animal_id, ": the fit diverged in run ", run + 1, " (RNN step ", tt,
-                             ", sample ", ls, region ? cat(", P of region ", meta_.region_names[size_t(q)]) : std::string(),
-                             "): 1 + z.Pz = ", 1.0 + rk,
-                             (std::isfinite(rk) ? " <= 0, P lost positive definiteness" : " is not finite"),
-                             "; try a smaller --g or --p0, a larger --tau-rnn or a larger --dt-factor (dt/tau-rnn must stay well below 1)"));
-        const double c = 1.0 / (1.0 + rk);
-        if (n_in > 0) {
-          for (PetscInt i = 0; i < m; ++i)
-            for (int d = 0; d < n_in; ++d) pru[size_t(i) * size_t(n_in) + size_t(d)] -= kl[size_t(i)] * (c * ku[size_t(d)]);
-          for (int cc = 0; cc < n_in; ++cc) {
-            double* row = &pu_[size_t(q)][size_t(cc) * W];
-            for (PetscInt j = 0; j < N; ++j) row[j] -= ku[size_t(cc)] * (c * k[size_t(j)]);
-            for (int d = 0; d < n_in; ++d) row[Ns + size_t(d)] -= ku[size_t(cc)] * (c * ku[size_t(d)]);
-          }
-        }
+        const double c = rls_gain(q, r, uin, kl.data(), k.data(), ku.data(), run, ls);
         // P_q's term c k k^T and J's term for the rows of q (e c k^T) go pending, sharing c k.
         if (pp.count != Jp.count) fail("internal: delayed updates of P and J out of step");
         std::copy_n(kl.data(), ms, pp.u(pp.count));
@@ -693,9 +827,10 @@ std::string fingerprint(const Params& p, std::int64_t n_units, std::int64_t n_sa
      << ";p0=" << p.p0 << ";runs_train=" << p.runs_train << ";runs_free=" << p.runs_free
      << ";normalise=" << normalise_name(p.normalise) << ";seed=" << p.seed << ";animal_index=" << animal_index
      << ";alignment=" << (p.reference_compat ? "reference" : "integer") << ";update_block=" << p.update_block;
-  if (p.region_prior()) os << ";prior=region;prior_ratio=" << p.prior_ratio;
+  if (p.region_prior()) os << ";prior=region;prior_ratio=" << p.prior_ratio_used();
   else os << ";prior=shared";
   if (n_inputs > 0) os << ";inputs=" << n_inputs;
+  if (p.starts_from_regression()) os << ";start=regression;start_p0=" << p.start_p0 << ";start_ratio=" << p.start_ratio;
   return os.str();
 }
 
@@ -744,6 +879,7 @@ void Trainer::save_checkpoint(const std::string& path, const std::string& config
   h5::set_attr(f, "/", "format", "cohortnet-fit-checkpoint");
   h5::set_attr(f, "/", "animal_id", meta_.animal_id);
   h5::set_attr(f, "/", "runs_done", std::int64_t(runs_done()));
+  h5::set_attr(f, "/", "start_r2", start_r2_);
   h5::set_attr(f, "/", "fingerprint", fingerprint());
   h5::set_attr(f, "/", "config", config_text);
   af.commit();
@@ -782,6 +918,8 @@ void Trainer::load_checkpoint(const std::string& path) {
   }
   pvar_ = pv;
   chi2_ = c2;
+  started_ = true;
+  start_r2_ = h5::has_attr(f, "/", "start_r2") ? h5::attr_double(f, "/", "start_r2") : NAN;
   mid_iter_ = h5::has_attr(f, "/", "mid_iter") ? int(h5::attr_int(f, "/", "mid_iter")) : 0;
   if (mid_iter_ < 0 || mid_iter_ > n_iter_) fail("checkpoint ", path, ": attribute mid_iter out of range");
   if (mid_iter_ > 0) {
@@ -859,8 +997,14 @@ void Trainer::write_result(const std::string& path, const std::string& config_te
   h5::set_attr(f, "/", "normalise", normalise_name(params_.normalise));
   h5::set_attr(f, "/", "alignment", params_.reference_compat ? "reference-compat" : "integer");
   h5::set_attr(f, "/", "prior", params_.region_prior() ? "region" : "shared");
-  h5::set_attr(f, "/", "prior_ratio", params_.region_prior() ? params_.prior_ratio : 1.0);
+  h5::set_attr(f, "/", "prior_ratio", params_.region_prior() ? params_.prior_ratio_used() : 1.0);
   h5::set_attr(f, "/", "inputs", std::int64_t(n_in_));
+  h5::set_attr(f, "/", "start", params_.starts_from_regression() ? "regression" : "random");
+  if (params_.starts_from_regression()) {
+    h5::set_attr(f, "/", "start_p0", params_.start_p0);
+    h5::set_attr(f, "/", "start_ratio", params_.region_prior() ? params_.start_ratio : 1.0);
+    h5::set_attr(f, "/", "start_r2", start_r2_);
+  }
   h5::set_attr(f, "/", "target_std", sigma_);
   h5::set_attr(f, "/", "runs_train", std::int64_t(params_.runs_train));
   h5::set_attr(f, "/", "runs_free", std::int64_t(params_.runs_free));

@@ -8,8 +8,10 @@
 #include <mpi.h>
 #include <petscmat.h>
 
+#include <cmath>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -19,12 +21,20 @@
 
 namespace cohortnet::fit {
 
-enum class Normalise { Global, Region };
+// Target = activity / max: one max (Global), each region's (Region), or the activity as it is
+// (None: for data that already are rates in [-1, 1], such as the simulator's).
+enum class Normalise { Global, Region, None };
 // How RLS shares its inverse correlation matrix P between the rows of J (docs/fit.md, "Prior").
 // Shared: one P for all rows (the reference). Region: the rows of each target region Q use their
 // own P_Q, initialised p0 for sources in Q and p0*prior_ratio for sources in other regions, and
 // J0's inter-region blocks are zero: inter-region weights are learned only where the data need them.
 enum class Prior { Shared, Region };
+// Where training starts (docs/currents.md, "Regression start"). Random: the reference's J0 =
+// g randn / sqrt(N) (region prior: inter-region blocks zero). Regression: J (and W_in) from a
+// ridge regression of the input current the data imply, x + tau dx/dt with x = atanh(target), on
+// the target rates (and inputs), done as one RLS pass over the samples with its own prior
+// (start_p0, start_ratio); RLS training then continues from there with the usual P.
+enum class Start { Random, Regression };
 
 struct Params {
   int dt_factor = 1;        // RNN Euler steps per data sample
@@ -39,23 +49,36 @@ struct Params {
   std::uint64_t seed = 1;
   bool reference_compat = false;  // the reference's sample alignment (float accumulator) and shared P
   Prior prior = Prior::Region;
-  double prior_ratio = 1e-3;      // Prior::Region: P_Q's initial variance of other-region sources / p0
+  // Prior::Region: P_Q's initial variance of other-region sources / p0. Unset: 1e-5 after the
+  // regression start (the inter-region weights come from the regression; training adjusts them
+  // little), 1e-3 from the random J0 (training has to learn them). docs/currents.md.
+  std::optional<double> prior_ratio;
   bool use_inputs = true;         // the animal's /inputs enter through learned weights W_in (--inputs use)
   // RLS rank-1 updates of J and P applied together every update_block learning steps (exact
   // corrections in between; 1 = every step). Changes results only by rounding. docs/performance.md
   int update_block = 8;
+  Start start = Start::Regression;
+  double start_p0 = 100;     // Start::Regression: prior variance of the weights (1 / ridge penalty)
+  double start_ratio = 1e-2;  // ... of other regions' sources relative to start_p0 (region prior)
   int total_runs() const { return runs_train + runs_free; }
   // The prior actually used: --reference-compat means the reference's shared P.
   bool region_prior() const { return prior == Prior::Region && !reference_compat; }
   bool inputs_used() const { return use_inputs && !reference_compat; }
+  // The start actually used: --reference-compat means the reference's random J0.
+  bool starts_from_regression() const { return start == Start::Regression && !reference_compat; }
+  double prior_ratio_used() const { return prior_ratio ? *prior_ratio : starts_from_regression() ? 1e-5 : 1e-3; }
 };
 
 // Throws Error naming the option (--tau-rnn, --dt-factor ...) for a value out of range.
 void check_params(const Params& p);
 const char* normalise_name(Normalise n);
-Normalise parse_normalise(const std::string& s);  // "global" | "region", else Error naming --normalise
+Normalise parse_normalise(const std::string& s);  // "global" | "region" | "none", else Error naming --normalise
 const char* prior_name(Prior p);
 Prior parse_prior(const std::string& s);  // "shared" | "region", else Error naming --prior
+const char* start_name(Start s);
+Start parse_start(const std::string& s);  // "random" | "regression", else Error naming --start
+// "auto" (unset) or a number >= 0, else Error naming --prior-ratio.
+std::optional<double> parse_prior_ratio(const std::string& s);
 
 // The fit stopped because J or P stopped being finite or P lost its positive diagonal.
 class Diverged : public Error {
@@ -149,6 +172,12 @@ class Trainer {
   void setup(const AnimalData& data, const Init* init);
   void build_schedule();
   void check_health();
+  void regression_start();  // Start::Regression, before the first run
+  // One RLS step's shared part for P block q (see curbd.cpp). Returns c = 1 / (1 + z.Pz).
+  double rls_gain(int q, const double* r, const double* uin, double* kl, double* k, double* ku, int run,
+                    std::int64_t sample);
+  // P blocks to diag(p0 for own-region sources, p0 * ratio for others; shared P: p0 I), input parts p0 I.
+  void set_prior(double p0, double ratio);
 
   MPI_Comm comm_;
   AnimalMeta meta_;
@@ -184,6 +213,8 @@ class Trainer {
   std::function<bool()> stop_check_;
   int stop_every_ = 100;
   int mid_iter_ = 0;  // > 0: a run stopped at the top of this iteration
+  bool started_ = false;  // J holds the start (regression_start done, or loaded from a checkpoint)
+  double start_r2_ = NAN;  // regression start: online R^2 of the implied input currents
   std::vector<double> mid_x_, mid_err_;
 };
 

@@ -21,7 +21,7 @@ using sim::SimulateParams;
 const std::vector<std::string> kCohortOnly = {"regions", "unit-variation", "modes", "pairs-per-mode", "states",
                                               "dwell", "ramp", "mode-variation", "individual-mode",
                                               "individual-fraction", "missing-fraction", "missing-per-animal",
-                                              "drive-amplitude"};
+                                              "drive-amplitude", "gating"};
 const std::vector<std::string> kThreeRegionOnly = {"g-undriven", "bump-width", "bump-amplitude", "fixed-amplitude",
                                                    "external-fraction", "drives", "drives-as-inputs"};
 
@@ -94,7 +94,10 @@ void add_options(po::options_description& d) {
       ("missing-per-animal", po::value<int>()->default_value(c.missing_per_animal),
        "cohort: regions each of those animals misses")
       ("drive-amplitude", po::value<double>(),
-       "cohort: std of the weights of the state-indicator drives /inputs (default 0.3; 0 = none)");
+       "cohort: std of the weights of the state-indicator drives /inputs (default 0.3; 0 = none)")
+      ("gating", po::value<std::string>()->default_value(c.gating),
+       "cohort: states (inter-region gains follow the modes' activations) or constant (each at its mean "
+       "over the states: pathways present or absent, not switched)");
 }
 
 bool given(const po::variables_map& vm, const std::string& key) {
@@ -151,6 +154,7 @@ SimulateParams params_from(const po::variables_map& vm, po::variables_map& resol
   take(vm, "missing-fraction", p.missing_fraction);
   take(vm, "missing-per-animal", p.missing_per_animal);
   take(vm, "drive-amplitude", p.drive_amplitude);
+  take(vm, "gating", p.gating);
   sim::validate_params(p);
 
   // The recorded configuration holds the values actually used, preset defaults included.

@@ -213,6 +213,8 @@ void validate_params(const SimulateParams& p) {
               " may be missing, got ", p.missing_per_animal));
   check(std::isfinite(p.drive_amplitude) && p.drive_amplitude >= 0, "drive-amplitude",
         cat("must be >= 0, got ", p.drive_amplitude));
+  check(p.gating == kGatingStates || p.gating == kGatingConstant, "gating",
+        cat("unknown gating '", p.gating, "' (use states or constant)"));
 }
 
 int n_states(const SimulateParams& p) {
@@ -512,6 +514,14 @@ SimulatedAnimal simulate_animal(const SimulateParams& p, const CohortPlan& plan,
                               ? plan.state_levels[size_t(st) * size_t(K) + size_t(k)] : 0.0;
     for (int i = 0; i < S; ++i) itarget[size_t(i)] = i == st ? 1.0 : 0.0;
   };
+  // --gating constant: every mode at its mean level over the states, for the whole recording.
+  const bool constant_gains = cohort && p.gating == kGatingConstant;
+  std::vector<double> mean_level(static_cast<size_t>(K), 0.0);
+  for (int k = 0; constant_gains && k < K; ++k) {
+    if (!plan.mode_has[size_t(animal) * size_t(K) + size_t(k)]) continue;
+    for (int st = 0; st < S; ++st) mean_level[size_t(k)] += plan.state_levels[size_t(st) * size_t(K) + size_t(k)];
+    mean_level[size_t(k)] /= double(S);
+  }
   if (cohort) {
     set_targets(int(out.states[0]));
     act = target;
@@ -548,7 +558,8 @@ SimulatedAnimal simulate_animal(const SimulateParams& p, const CohortPlan& plan,
           else if (out.pair_coupled[qs]) {
             if (!cohort) gq = 1;
             else
-              for (int k = 0; k < K; ++k) gq += act[size_t(k)] * out.mode_patterns[size_t(k) * MM + qs];
+              for (int k = 0; k < K; ++k) gq += (constant_gains ? mean_level[size_t(k)] : act[size_t(k)]) *
+                                                out.mode_patterns[size_t(k) * MM + qs];
           }
           G[qs] = gq;
         }
@@ -732,7 +743,7 @@ std::string describe(const SimulateParams& p) {
   os << "[simulate]\n# made by the library call simulate_cohort()\n"
      << "animals = " << p.animals << "\nbump-amplitude = " << p.bump_amplitude << "\nbump-width = " << p.bump_width
      << "\ndrive-amplitude = " << p.drive_amplitude << "\ndt = " << p.dt << "\ndt-factor = " << p.dt_factor
-     << "\ndwell = " << p.dwell << "\nfixed-amplitude = " << p.fixed_amplitude << "\ng = " << p.g
+     << "\ndwell = " << p.dwell << "\nfixed-amplitude = " << p.fixed_amplitude << "\ng = " << p.g << "\ngating = " << p.gating
      << "\ng-undriven = " << p.g_undriven << "\nindividual-fraction = " << p.individual_fraction
      << "\nindividual-mode = " << (p.individual_mode ? "true" : "false") << "\nlead-time = " << p.lead_time
      << "\nlink-excitatory = " << p.link_excitatory << "\nlink-fraction = " << p.link_fraction

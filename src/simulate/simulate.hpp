@@ -19,6 +19,8 @@ inline constexpr const char* kPresetThreeRegion = "three-region";
 inline constexpr const char* kLinksRandom = "random";
 inline constexpr const char* kLinksOneToOne = "one-to-one";
 inline constexpr const char* kDrivesReference = "reference";
+inline constexpr const char* kGatingStates = "states";
+inline constexpr const char* kGatingConstant = "constant";
 inline constexpr const char* kDrivesGaussian = "gaussian";
 
 struct SimulateParams {
@@ -69,6 +71,11 @@ struct SimulateParams {
   double missing_fraction = 0.25;  // fraction of animals missing regions
   int missing_per_animal = 1;
   double drive_amplitude = 0.3;    // std of the per-unit weights of the state drives; 0: none
+  // How the modes act on the inter-region pathways: "states" (gain_QS(t) follows the modes'
+  // activations, which follow the hidden state) or "constant" (each pathway's gain is fixed at its
+  // average over the states: pathways are present or absent, not switched; the drives still follow
+  // the states). A fixed-J model (CURBD) can express only the second exactly.
+  std::string gating = "states";
   std::string config;              // configuration text recorded in every file (empty: describe())
 };
 

@@ -22,12 +22,14 @@ Command make_validate_command() {
     const fit::Params def;
     d.add_options()
         ("out", po::value<std::string>(), "table file (text); the HDF5 version goes to OUT.h5 [required]")
-        ("cases", po::value<std::string>()->default_value("three-region:0.02,three-region:0.2,cohort"),
-         "comma-separated simulated settings: three-region:LINK_STRENGTH or cohort[:LINK_STRENGTH], each "
-         "optionally :LINKS (random or one-to-one; default: the preset's, docs/simulate.md)")
-        ("methods", po::value<std::string>()->default_value("shared,region,region+inputs"),
-         "fit variants to compare: shared (the reference's one P), region (--prior region), each without "
-         "input channels, or with '+inputs' (--inputs use; only for cases whose animals have inputs)")
+        ("cases", po::value<std::string>()->default_value("three-region:0.02,three-region:0.2,cohort,cohort:0.3::constant"),
+         "comma-separated simulated settings PRESET[:LINK_STRENGTH[:LINKS[:GATING]]]: three-region or cohort; "
+         "LINKS random or one-to-one (empty: the preset's); GATING (cohort) states (the preset's: pathways "
+         "switched with the hidden state) or constant (pathways present or absent); docs/simulate.md")
+        ("methods", po::value<std::string>()->default_value("shared@random,region@random,region,region+inputs"),
+         "fit variants PRIOR[+inputs][@START]: PRIOR shared (the reference's one P) or region (--prior region); "
+         "'+inputs': the animal's inputs as input channels (--inputs use; only for cases whose animals have "
+         "inputs); START regression (default) or random (--start); shared@random is the reference")
         ("seeds", po::value<int>()->default_value(3), "seeds per case (simulation and fit seed 1..N)")
         ("ensemble", po::value<int>()->default_value(1),
          "fits per animal with fit seeds seed + k * 1000003, J and model rates averaged before the comparison "
@@ -49,9 +51,14 @@ Command make_validate_command() {
          "so the '+inputs' methods run on the three-region cases too")
         ("runs-train", po::value<int>()->default_value(40), "training runs per fit (40, as the prototype study of issue #9)")
         ("runs-free", po::value<int>()->default_value(1), "free runs per fit (the last gives pVar)")
-        ("prior-ratio", po::value<double>()->default_value(def.prior_ratio), "--prior-ratio of the region method")
+        ("prior-ratio", po::value<std::string>()->default_value("auto"), "--prior-ratio of the region method")
         ("p0", po::value<double>()->default_value(def.p0), "initial P = p0 * I")
-        ("g", po::value<double>()->default_value(def.g), "gain of the fit's J0");
+        ("g", po::value<double>()->default_value(def.g), "gain of the fit's J0")
+        ("normalise", po::value<std::string>()->default_value("none"),
+         "--normalise of the fits: none (the simulated rates as they are, default) or global (as for "
+         "recorded data; distorts the currents the data imply, docs/currents.md)")
+        ("start-p0", po::value<double>()->default_value(def.start_p0), "--start-p0 of the '@regression' methods")
+        ("start-ratio", po::value<double>()->default_value(def.start_ratio), "--start-ratio of the '@regression' methods");
   };
   c.run = [](const po::variables_map& vm, MPI_Comm comm) -> int {
     std::vector<validate::Case> cases;
@@ -85,24 +92,32 @@ Command make_validate_command() {
           cs.sim.units_per_region = vm["cohort-units-per-region"].as<int>();
           cs.sim.missing_fraction = 0;
         }
-        std::string links_given;
-        if (colon != std::string::npos) {
-          // preset:STRENGTH[:LINKS]
-          const auto colon2 = item.find(':', colon + 1);
-          const std::string strength = item.substr(colon + 1, colon2 == std::string::npos ? std::string::npos : colon2 - colon - 1);
+        // preset[:STRENGTH[:LINKS[:GATING]]]
+        std::vector<std::string> field;
+        for (size_t b = 0;;) {
+          const size_t e = item.find(':', b);
+          field.push_back(item.substr(b, e == std::string::npos ? std::string::npos : e - b));
+          if (e == std::string::npos) break;
+          b = e + 1;
+        }
+        if (field.size() > 4) fail("option --cases: too many fields in '", item, "' (preset[:strength[:links[:gating]]])");
+        if (field.size() > 1 && !field[1].empty()) {
           try {
             size_t used = 0;
-            cs.sim.link_strength = std::stod(strength, &used);
-            if (used != strength.size()) throw std::invalid_argument(strength);
+            cs.sim.link_strength = std::stod(field[1], &used);
+            if (used != field[1].size()) throw std::invalid_argument(field[1]);
           } catch (const std::exception&) {
             fail("option --cases: bad link strength in '", item, "'");
           }
-          if (colon2 != std::string::npos) {
-            links_given = item.substr(colon2 + 1);
-            cs.sim.links = links_given;
-          }
         }
-        cs.name = cat(preset, ":", cs.sim.link_strength, links_given.empty() ? "" : ":", links_given);
+        const bool links_given = field.size() > 2 && !field[2].empty();
+        if (links_given) cs.sim.links = field[2];
+        if (field.size() > 3) {
+          if (preset != sim::kPresetCohort) fail("option --cases: gating (in '", item, "') applies only to the cohort preset");
+          cs.sim.gating = field[3];
+        }
+        cs.name = cat(preset, ":", cs.sim.link_strength, links_given ? ":" + cs.sim.links : std::string(),
+                      cs.sim.gating == sim::kGatingConstant && preset == sim::kPresetCohort ? ":constant" : "");
         sim::validate_params(cs.sim);
         cases.push_back(cs);
       }
@@ -110,16 +125,24 @@ Command make_validate_command() {
       for (const std::string& name : split_list(vm["methods"].as<std::string>())) {
         validate::Method m;
         m.name = name;
-        // PRIOR or PRIOR+inputs (the animal's known inputs as input channels).
-        const bool with_inputs = name.size() > 7 && name.substr(name.size() - 7) == "+inputs";
-        const std::string prior = with_inputs ? name.substr(0, name.size() - 7) : name;
+        // PRIOR[+inputs][@START]: the animal's known inputs as input channels; the start of training.
+        const auto at = name.find('@');
+        const std::string base = name.substr(0, at);
+        const fit::Start start = at == std::string::npos ? fit::Params{}.start : fit::parse_start(name.substr(at + 1));
+        const bool with_inputs = base.size() > 7 && base.substr(base.size() - 7) == "+inputs";
+        const std::string prior = with_inputs ? base.substr(0, base.size() - 7) : base;
         if (prior != "shared" && prior != "region")
-          fail("option --methods: unknown method '", name, "' (use shared, region, shared+inputs, region+inputs)");
+          fail("option --methods: unknown method '", name, "' (use PRIOR[+inputs][@START]: shared or region, "
+               "optionally +inputs, optionally @regression or @random)");
         m.fit.prior = fit::parse_prior(prior);
         m.fit.use_inputs = with_inputs;
-        m.fit.prior_ratio = vm["prior-ratio"].as<double>();
+        m.fit.prior_ratio = fit::parse_prior_ratio(vm["prior-ratio"].as<std::string>());
         m.fit.p0 = vm["p0"].as<double>();
         m.fit.g = vm["g"].as<double>();
+        m.fit.start = start;
+        m.fit.start_p0 = vm["start-p0"].as<double>();
+        m.fit.normalise = fit::parse_normalise(vm["normalise"].as<std::string>());
+        m.fit.start_ratio = vm["start-ratio"].as<double>();
         m.fit.runs_train = vm["runs-train"].as<int>();
         m.fit.runs_free = vm["runs-free"].as<int>();
         fit::check_params(m.fit);

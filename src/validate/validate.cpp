@@ -279,9 +279,13 @@ std::string fmt(double v, int prec = 3) {
 
 std::string format_table(const std::vector<std::vector<Run>>& groups, const std::string& header) {
   std::ostringstream os;
+  // The method column fits the longest name (e.g. region+inputs@regression*3).
+  int mw = 15;
+  for (const auto& g : groups)
+    for (const Run& r : g) mw = std::max(mw, int(r.method_name.size()) + 2);
   os << header;
   os << "\nPer region pair (target <- source), medians over seeds:\n";
-  os << std::left << std::setw(26) << "case" << std::setw(15) << "method" << std::setw(12) << "pair" << std::right
+  os << std::left << std::setw(26) << "case" << std::setw(mw) << "method" << std::setw(12) << "pair" << std::right
      << std::setw(8) << "coupled" << std::setw(9) << "r_mean" << std::setw(9) << "r_unit" << std::setw(9) << "r_pool"
      << std::setw(10) << "ratio" << std::setw(11) << "ratio_conn"
      << std::setw(11) << "true_rms" << "\n";
@@ -303,7 +307,7 @@ std::string format_table(const std::vector<std::vector<Run>>& groups, const std:
           tr.push_back(r.true_rms[z]);
           cp += double(r.coupled[z]);
         }
-        os << std::left << std::setw(26) << f.case_name << std::setw(15) << f.method_name << std::setw(12)
+        os << std::left << std::setw(26) << f.case_name << std::setw(mw) << f.method_name << std::setw(12)
            << (f.regions[size_t(q)] + "<-" + f.regions[size_t(s)]) << std::right << std::setw(8)
            << (cp == double(rm.size()) ? "yes" : cp == 0 ? "no" : "mixed") << std::setw(9) << fmt(median(rm))
            << std::setw(9) << fmt(median(ru)) << std::setw(9) << fmt(median(rp)) << std::setw(10) << fmt(median(ra), 2)
@@ -312,14 +316,14 @@ std::string format_table(const std::vector<std::vector<Run>>& groups, const std:
   }
   os << "\nSummary (inter = truly coupled inter-region pairs; within = region onto itself; medians over"
         " seeds and pairs; AUC pooled over seeds, present vs absent inter-region pairs):\n";
-  os << std::left << std::setw(26) << "case" << std::setw(15) << "method" << std::right << std::setw(6) << "seeds"
+  os << std::left << std::setw(26) << "case" << std::setw(mw) << "method" << std::right << std::setw(6) << "seeds"
      << std::setw(14) << "r_unit_inter" << std::setw(14) << "r_pool_inter" << std::setw(14) << "r_mean_inter" << std::setw(13) << "ratio_inter"
      << std::setw(12) << "ratio_conn" << std::setw(10) << "r_within" << std::setw(15) << "r_pool_within" << std::setw(9) << "pVar" << std::setw(8) << "AUC" << std::setw(10) << "time_s"
      << "\n";
   for (const auto& g : groups) {
     const Summary s = summarise(g);
     if (s.n_runs == 0) continue;
-    os << std::left << std::setw(26) << s.case_name << std::setw(15) << s.method_name << std::right << std::setw(6)
+    os << std::left << std::setw(26) << s.case_name << std::setw(mw) << s.method_name << std::right << std::setw(6)
        << s.n_runs << std::setw(14) << fmt(s.r_unit_inter) << std::setw(14) << fmt(s.r_pool_inter) << std::setw(14)
        << fmt(s.r_mean_inter) << std::setw(13) << fmt(s.ratio_inter, 2)
        << std::setw(12) << fmt(s.ratio_conn_inter, 2) << std::setw(10) << fmt(s.r_unit_within)

@@ -22,6 +22,11 @@ expect_error fit --ranks-per-animal --cohort "$W/cohort" --out "$W/r" --ranks-pe
 expect_error fit --prior     --cohort "$W/cohort" --out "$W/r" --prior diagonal
 expect_error fit --prior-ratio --cohort "$W/cohort" --out "$W/r" --prior-ratio=-1
 expect_error fit --reference-compat --cohort "$W/cohort" --out "$W/r" --reference-compat --prior region
+expect_error fit --prior-ratio --cohort "$W/cohort" --out "$W/r" --prior-ratio often
+expect_error fit --start     --cohort "$W/cohort" --out "$W/r" --start zero
+expect_error fit --start-p0  --cohort "$W/cohort" --out "$W/r" --start-p0 0
+expect_error fit --start-ratio --cohort "$W/cohort" --out "$W/r" --start-ratio=-0.1
+expect_error fit --start     --cohort "$W/cohort" --out "$W/r" --reference-compat --start regression
 expect_error fit --inputs    --cohort "$W/cohort" --out "$W/r" --inputs maybe
 expect_error fit --update-block --cohort "$W/cohort" --out "$W/r" --update-block 0
 expect_error fit --update-block --cohort "$W/cohort" --out "$W/r" --update-block 17

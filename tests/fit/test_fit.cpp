@@ -282,6 +282,7 @@ TEST(FitPrior, RegionPriorRatioZeroKeepsInterRegionWeightsZero) {
   AnimalMeta meta = fittest::make_meta("pr", 30, 120, 3, 0.01);
   AnimalData data = fittest::make_animal(meta, MPI_COMM_WORLD);
   fit::Params p = small_params();
+  p.start = fit::Start::Random;  // the prior's own behaviour, from the random J0
   p.prior = fit::Prior::Region;
   p.prior_ratio = 0;
   fit::Trainer z(data, 0, p, MPI_COMM_WORLD);
@@ -313,6 +314,7 @@ TEST(FitPrior, RegionPriorWithRatioOneEqualsSharedPriorUpdates) {
   AnimalMeta meta = fittest::make_meta("eq", 24, 90, 2, 0.01);
   AnimalData data = fittest::make_animal(meta, MPI_COMM_WORLD);
   fit::Params p = small_params();
+  p.start = fit::Start::Random;
   p.prior = fit::Prior::Region;
   p.prior_ratio = 1.0;
   fit::Trainer reg(data, 0, p, MPI_COMM_WORLD);
@@ -391,7 +393,7 @@ TEST(FitPrior, SharedPriorSameResultAtAnyRankCountAndResume) {
 
 TEST(FitPrior, BadPriorOptionsNameTheOption) {
   fit::Params p;
-  p.prior_ratio = -1;
+  p.prior_ratio = -1.0;
   try {
     fit::check_params(p);
     ADD_FAILURE();
@@ -622,4 +624,206 @@ TEST(FitBlocked, BlockedUpdatesEqualPlainUpdatesToRounding) {
       }
     }
   }
+}
+
+// ---- regression start (--start regression) ----
+
+namespace {
+// What the regression start must give, computed the direct way on the whole animal: for every
+// row i (region q), the ridge solution w = (Z Z^T + diag(1/prior_q))^-1 Z y_i over the sample pairs
+// (t, t+1) of one trial, Z = [D_t; u_t], y_i(t) = x_t + tau (x_{t+1} - x_t) / dt, x = atanh(D),
+// D = activity / global max clipped to 0.999, prior = p0 for own-region sources and inputs,
+// p0 * ratio for other regions (shared prior: p0 for all). Rows x (N + n_in), row-major.
+std::vector<double> ridge_start(const AnimalData& whole, const fit::Params& p) {
+  const AnimalMeta& m = whole.meta;
+  const std::int64_t N = m.n_units, T = m.n_samples;
+  const int n_in = p.use_inputs ? int(m.input_names.size()) : 0;
+  const size_t K = size_t(N) + size_t(n_in);
+  double mx = -INFINITY;
+  for (double v : whole.activity) mx = std::max(mx, v);
+  auto D = [&](std::int64_t i, std::int64_t t) {
+    return std::clamp(whole.activity[size_t(i * T + t)] / mx, -0.999, 0.999);
+  };
+  auto z = [&](size_t j, std::int64_t t) { return j < size_t(N) ? D(std::int64_t(j), t) : whole.inputs[(j - size_t(N)) * size_t(T) + size_t(t)]; };
+  std::vector<char> start(size_t(T), 0);
+  for (auto s : m.trial_starts) start[size_t(s)] = 1;
+  std::vector<double> out(size_t(N) * K);
+  for (std::int64_t i = 0; i < N; ++i) {
+    const int q = m.unit_region[size_t(i)];
+    std::vector<double> A(K * K, 0.0), b(K, 0.0);
+    for (std::int64_t t = 0; t + 1 < T; ++t) {
+      if (start[size_t(t + 1)]) continue;
+      const double x0 = std::atanh(D(i, t)), x1 = std::atanh(D(i, t + 1));
+      const double y = x0 + p.tau_rnn / m.sample_interval * (x1 - x0);
+      for (size_t a = 0; a < K; ++a) {
+        b[a] += z(a, t) * y;
+        for (size_t c = 0; c < K; ++c) A[a * K + c] += z(a, t) * z(c, t);
+      }
+    }
+    for (size_t a = 0; a < K; ++a) {
+      const bool other = a < size_t(N) && p.prior == fit::Prior::Region && m.unit_region[a] != q;
+      A[a * K + a] += 1.0 / (other ? p.start_p0 * p.start_ratio : p.start_p0);
+    }
+    // Gaussian elimination with partial pivoting (A is symmetric positive definite).
+    for (size_t c = 0; c < K; ++c) {
+      size_t piv = c;
+      for (size_t r = c + 1; r < K; ++r)
+        if (std::abs(A[r * K + c]) > std::abs(A[piv * K + c])) piv = r;
+      for (size_t k = 0; k < K; ++k) std::swap(A[c * K + k], A[piv * K + k]);
+      std::swap(b[c], b[piv]);
+      for (size_t r = c + 1; r < K; ++r) {
+        const double f = A[r * K + c] / A[c * K + c];
+        for (size_t k = c; k < K; ++k) A[r * K + k] -= f * A[c * K + k];
+        b[r] -= f * b[c];
+      }
+    }
+    for (size_t c = K; c-- > 0;) {
+      double s = b[c];
+      for (size_t k = c + 1; k < K; ++k) s -= A[c * K + k] * out[size_t(i) * K + k];
+      out[size_t(i) * K + c] = s / A[c * K + c];
+    }
+  }
+  return out;
+}
+
+// Max |fit - expected| / max |expected| over this rank's rows of J and W_in, over all ranks.
+double start_error(const fit::Trainer& tr, const std::vector<double>& expect, std::int64_t N, int n_in) {
+  const std::vector<double> J = tr.local_J(), W = tr.local_W_in();
+  const size_t K = size_t(N) + size_t(n_in);
+  double d[2] = {0, 0};
+  for (PetscInt i = 0; i < tr.rows().count(); ++i)
+    for (size_t a = 0; a < K; ++a) {
+      const double want = expect[size_t(tr.rows().begin + i) * K + a];
+      const double got = a < size_t(N) ? J[size_t(i) * size_t(N) + a] : W[size_t(i) * size_t(n_in) + a - size_t(N)];
+      d[0] = std::max(d[0], std::abs(got - want));
+      d[1] = std::max(d[1], std::abs(want));
+    }
+  MPI_Allreduce(MPI_IN_PLACE, d, 2, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+  return d[0] / d[1];
+}
+}  // namespace
+
+TEST(FitStart, RegressionStartIsTheRidgeRegressionOfTheImpliedCurrents) {
+  // With no training run, J (and W_in) after the first run is the start: the ridge solution of
+  // the direct formula, for the region prior (per-region penalties), the shared prior, with input
+  // channels, and across a trial boundary (no derivative across it), at every rank count.
+  AnimalMeta meta = fittest::make_meta("rs", 17, 90, 3, 0.01);
+  meta.trial_starts = {0, 41};
+  const Planted pl = planted_inputs(14, 80);
+  struct Case {
+    const char* what;
+    fit::Prior prior;
+    bool inputs;
+  };
+  for (const Case& c : {Case{"region", fit::Prior::Region, false}, Case{"shared", fit::Prior::Shared, false},
+                        Case{"region + inputs", fit::Prior::Region, true}}) {
+    fit::Params p = small_params();
+    p.start = fit::Start::Regression;
+    p.start_p0 = 3;
+    p.start_ratio = 0.05;
+    p.prior = c.prior;
+    p.use_inputs = c.inputs;
+    p.runs_train = 0;
+    p.runs_free = 1;
+    const AnimalData whole = c.inputs ? planted_data(pl, MPI_COMM_SELF) : fittest::make_animal(meta, MPI_COMM_SELF);
+    const AnimalData mine = c.inputs ? planted_data(pl, MPI_COMM_WORLD) : fittest::make_animal(meta, MPI_COMM_WORLD);
+    fit::Trainer tr(mine, 0, p, MPI_COMM_WORLD);
+    tr.run_next();
+    const std::int64_t N = whole.meta.n_units;
+    const std::vector<double> want = ridge_start(whole, p);
+    EXPECT_LT(start_error(tr, want, N, tr.n_inputs()), 1e-9) << c.what;
+    EXPECT_EQ(tr.n_inputs(), c.inputs ? 2 : 0) << c.what;
+    // The start is not the random J0: the check above would fail against it.
+    p.start = fit::Start::Random;
+    fit::Trainer rnd(mine, 0, p, MPI_COMM_WORLD);
+    rnd.run_next();
+    EXPECT_GT(start_error(rnd, want, N, rnd.n_inputs()), 0.1) << c.what;
+  }
+}
+
+TEST(FitStart, RegressionStartTrainsAndResumesTheSameAtAnyRankCount) {
+  // The start, then training: J, pVar identical (to rounding) to the one-rank fit, and a run
+  // stopped inside the first training run and resumed from its checkpoint (a new Trainer, which
+  // must not redo the start) gives the uninterrupted result bit for bit.
+  AnimalMeta meta = fittest::make_meta("rt", 31, 100, 3, 0.01);
+  fit::Params p = small_params();
+  p.start = fit::Start::Regression;
+  AnimalData one = fittest::make_animal(meta, MPI_COMM_SELF);
+  fit::Trainer ref(one, 2, p, MPI_COMM_SELF);
+  while (!ref.finished()) ref.run_next();
+  AnimalData mine = fittest::make_animal(meta, MPI_COMM_WORLD);
+  fit::Trainer full(mine, 2, p, MPI_COMM_WORLD);
+  while (!full.finished()) full.run_next();
+  EXPECT_LT(j_rel_diff(full.local_J(), full.rows(), ref.local_J(), 31), 1e-9);
+  for (size_t r = 0; r < ref.pvar().size(); ++r) EXPECT_NEAR(full.pvar()[r], ref.pvar()[r], 1e-9) << "run " << r;
+  EXPECT_GT(full.pvar().back(), 0.8);
+  // (A stop inside the first run: the checkpoint has an empty run history.)
+  const std::string dir = testutil::scratch_dir("fit-start");
+  {
+    fit::Trainer a(mine, 2, p, MPI_COMM_WORLD);
+    int calls = 0;
+    a.set_stop_check([&] { return ++calls == 5; }, 10);
+    const fit::RunStats st = a.run_next();
+    ASSERT_FALSE(st.complete);
+    a.save_checkpoint(dir + "/mid.h5", "test");
+  }
+  fit::Trainer b(mine, 2, p, MPI_COMM_WORLD);
+  b.load_checkpoint(dir + "/mid.h5");
+  while (!b.finished()) b.run_next();
+  EXPECT_EQ(b.local_J(), full.local_J());
+  EXPECT_EQ(b.pvar(), full.pvar());
+}
+
+TEST(FitStart, BadStartOptionsNameTheOption) {
+  for (const char* bad : {"zero", ""}) {
+    try {
+      fit::parse_start(bad);
+      ADD_FAILURE() << "no error for --start '" << bad << "'";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("--start"), std::string::npos) << e.what();
+    }
+  }
+  fit::Params p = small_params();
+  p.start_p0 = 0;
+  EXPECT_THROW(fit::check_params(p), Error);
+  p.start_p0 = 1;
+  p.start_ratio = -1;
+  try {
+    fit::check_params(p);
+    ADD_FAILURE() << "no error for --start-ratio -1";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("--start-ratio"), std::string::npos) << e.what();
+  }
+  // --reference-compat starts from the random J0 whatever --start says (like --prior).
+  p.start_ratio = 0.01;
+  p.reference_compat = true;
+  EXPECT_FALSE(p.starts_from_regression());
+}
+
+TEST(Fit, NormaliseNoneTakesTheActivityAsRates) {
+  // --normalise none: the target is the activity itself (scale 1 per region); activity outside
+  // [-1, 1] is refused naming the animal and the option.
+  const Planted pl = planted_inputs(12, 60);  // tanh rates: inside (-1, 1)
+  fit::Params p = input_params();
+  p.runs_train = 1;
+  p.normalise = fit::Normalise::None;
+  AnimalData data = planted_data(pl, MPI_COMM_WORLD);
+  fit::Trainer tr(data, 0, p, MPI_COMM_WORLD);
+  EXPECT_EQ(tr.scale(), std::vector<double>(2, 1.0));
+  double mx = 0;
+  for (double v : pl.rates) mx = std::max(mx, v);
+  ASSERT_LT(mx, 0.999);
+  p.normalise = fit::Normalise::Global;
+  fit::Trainer gl(data, 0, p, MPI_COMM_WORLD);
+  EXPECT_EQ(gl.scale(), std::vector<double>(2, mx));
+  p.normalise = fit::Normalise::None;
+  for (double& v : data.activity) v *= 3;
+  try {
+    fit::Trainer bad(data, 0, p, MPI_COMM_WORLD);
+    ADD_FAILURE() << "activity outside [-1, 1] accepted with --normalise none";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("--normalise none"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("inp"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(fit::parse_normalise("none"), fit::Normalise::None);
 }

@@ -693,3 +693,46 @@ TEST(Simulate, OptionErrorsNameTheOption) {
     EXPECT_EQ(h5::attr_int(r.f, "/", "seed"), 5);
   }
 }
+
+TEST(Simulate, ConstantGatingFixesEveryPathwayAtItsMeanGain) {
+  // --gating constant: gain_QS = sum_k (mean of mode k's levels over the states) P_ak[Q,S] at every
+  // sample; the same pathways are coupled as with the states' gating, the drives still follow
+  // the states, and the activity differs (the gains act on it).
+  sim::SimulateParams p = small_cohort();
+  p.animals = 1;
+  p.missing_fraction = 0;
+  const sim::CohortPlan plan = sim::make_plan(p);
+  const sim::SimulatedAnimal gated = sim::simulate_animal(p, plan, 0);
+  p.gating = sim::kGatingConstant;
+  const sim::SimulatedAnimal fixed = sim::simulate_animal(p, plan, 0);
+  const size_t M = size_t(fixed.meta.n_regions()), T = size_t(fixed.meta.n_samples), K = size_t(plan.n_modes);
+  const size_t S = size_t(sim::n_states(p));
+  EXPECT_EQ(fixed.pair_coupled, gated.pair_coupled);
+  EXPECT_EQ(fixed.inputs, gated.inputs);
+  EXPECT_EQ(fixed.states, gated.states);
+  std::vector<double> mean_level(K, 0.0);
+  for (size_t k = 0; k < K; ++k) {
+    if (!plan.mode_has[k]) continue;
+    for (size_t st = 0; st < S; ++st) mean_level[k] += plan.state_levels[st * K + k] / double(S);
+  }
+  int coupled = 0;
+  for (size_t q = 0; q < M; ++q)
+    for (size_t s = 0; s < M; ++s) {
+      const size_t qs = q * M + s;
+      double want = q == s ? 1.0 : 0.0;
+      if (q != s && fixed.pair_coupled[qs])
+        for (size_t k = 0; k < K; ++k) want += mean_level[k] * fixed.mode_patterns[k * M * M + qs];
+      coupled += q != s && fixed.pair_coupled[qs];
+      for (size_t t = 0; t < T; ++t) ASSERT_NEAR(fixed.gains[qs * T + t], want, 1e-12) << q << "<-" << s << " t " << t;
+    }
+  EXPECT_GT(coupled, 0);
+  EXPECT_NE(fixed.rates, gated.rates);
+  sim::SimulateParams bad = p;
+  bad.gating = "sometimes";
+  try {
+    sim::validate_params(bad);
+    ADD_FAILURE() << "gating 'sometimes' accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("--gating"), std::string::npos) << e.what();
+  }
+}

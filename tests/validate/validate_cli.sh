@@ -10,7 +10,9 @@ die() { echo "FAIL: $*"; cat "$W"/*.log 2>/dev/null | tail -30; exit 1; }
   --regions 4 --cohort-units-per-region 8 --samples 60 --runs-train 2 > "$W/run.log" 2>&1 || die "validate failed"
 [ -f "$W/table.txt" ] || die "no table"
 [ -f "$W/table.txt.h5" ] || die "no HDF5 table"
-for m in shared region; do
+# Default methods: the reference (shared@random), the region prior from the random J0, and the
+# default (region prior, regression start), with and without inputs.
+for m in shared@random region@random region; do
   grep -qE "^three-region:0.2 +$m +2 " "$W/table.txt" || die "no summary line for three-region/$m"
   grep -qE "^cohort:0.3 +$m +2 " "$W/table.txt" || die "no summary line for cohort/$m"
 done
@@ -22,6 +24,17 @@ h5dump -A "$W/table.txt.h5" | grep -q "auc_pooled" || die "HDF5 summary attribut
   --samples 60 --runs-train 2 > "$W/links.log" 2>&1 || die "validate with :random failed"
 grep -qE "^three-region:0.2:random +region +1 " "$W/links.txt" || die "no summary line for three-region:0.2:random"
 grep -q "ratio_conn" "$W/links.txt" || die "no ratio_conn column"
+# The cohort with constant gains (preset:STRENGTH:LINKS:GATING, links left at the preset's), and a
+# method with its start given.
+"$BIN" validate --out "$W/gate.txt" --cases cohort:0.3::constant --methods region+inputs@random --seeds 1 \
+  --regions 4 --cohort-units-per-region 8 --samples 60 --runs-train 2 > "$W/gate.log" 2>&1 || die "validate with :constant failed"
+grep -qE "^cohort:0.3:constant +region\+inputs@random +1 " "$W/gate.txt" || die "no summary line for cohort:0.3:constant"
+"$BIN" validate --out "$W/x.txt" --cases cohort:0.3::sometimes > "$W/bad4.log" 2>&1 && die "gating 'sometimes' accepted"
+grep -q -- "--gating" "$W/bad4.log" || die "error does not name --gating"
+"$BIN" validate --out "$W/x.txt" --cases three-region:0.2::constant > "$W/bad5.log" 2>&1 && die "gating on three-region accepted"
+grep -q -- "--cases" "$W/bad5.log" || die "error does not name --cases"
+"$BIN" validate --out "$W/x.txt" --methods region@zero > "$W/bad6.log" 2>&1 && die "--methods region@zero accepted"
+grep -q -- "--start" "$W/bad6.log" || die "error does not name --start"
 "$BIN" validate --out "$W/x.txt" --cases three-region:0.2:sideways > "$W/bad3.log" 2>&1 && die "links 'sideways' accepted"
 grep -q -- "--links" "$W/bad3.log" || die "error does not name --links"
 "$BIN" validate --out "$W/x.txt" --seeds 0 > "$W/bad.log" 2>&1 && die "--seeds 0 accepted"
