@@ -75,8 +75,15 @@ Command make_validate_command() {
       if (seed0 < 0) fail("option --seed0 must be >= 0, is ", seed0);
       const int upr = vm["units-per-region"].as<int>(), samples = vm["samples"].as<int>();
       for (const std::string& item : split_list(vm["cases"].as<std::string>())) {
-        const auto colon = item.find(':');
-        const std::string preset = item.substr(0, colon);
+        // preset[:STRENGTH[:LINKS[:GATING]]]
+        std::vector<std::string> field;
+        for (size_t b = 0;;) {
+          const size_t e = item.find(':', b);
+          field.push_back(item.substr(b, e == std::string::npos ? std::string::npos : e - b));
+          if (e == std::string::npos) break;
+          b = e + 1;
+        }
+        const std::string& preset = field[0];
         validate::Case cs;
         cs.sim = sim::default_params(preset);  // throws naming --preset for an unknown one
         cs.sim.units_per_region = upr;
@@ -91,14 +98,6 @@ Command make_validate_command() {
           cs.sim.regions = vm["regions"].as<int>();
           cs.sim.units_per_region = vm["cohort-units-per-region"].as<int>();
           cs.sim.missing_fraction = 0;
-        }
-        // preset[:STRENGTH[:LINKS[:GATING]]]
-        std::vector<std::string> field;
-        for (size_t b = 0;;) {
-          const size_t e = item.find(':', b);
-          field.push_back(item.substr(b, e == std::string::npos ? std::string::npos : e - b));
-          if (e == std::string::npos) break;
-          b = e + 1;
         }
         if (field.size() > 4) fail("option --cases: too many fields in '", item, "' (preset[:strength[:links[:gating]]])");
         if (field.size() > 1 && !field[1].empty()) {

@@ -226,6 +226,12 @@ TEST(Fit, TinyAnimalRanksWithoutRows) {
   h5::File f = h5::open_read(dir + "/tiny.h5", MPI_COMM_WORLD);
   EXPECT_EQ(h5::read_doubles(f, "/J"), ref.local_J());
   EXPECT_EQ(h5::dims(f, "/currents/per_unit"), (std::vector<hsize_t>{2, 2 * 60}));
+  // The start and the prior ratio used are recorded (defaults: regression start, ratio auto = 1e-5).
+  EXPECT_EQ(h5::attr_string(f, "/", "start"), "regression");
+  EXPECT_EQ(h5::attr_double(f, "/", "prior_ratio"), 1e-5);
+  EXPECT_EQ(h5::attr_double(f, "/", "start_p0"), p.start_p0);
+  const double r2 = h5::attr_double(f, "/", "start_r2");
+  EXPECT_TRUE(r2 > -1e9 && r2 <= 1.0) << r2;  // finite: the start ran and logged its fit
 }
 
 TEST(Fit, StopInsideARunAndResumeGivesUninterruptedResult) {
@@ -793,6 +799,23 @@ TEST(FitStart, BadStartOptionsNameTheOption) {
     ADD_FAILURE() << "no error for --start-ratio -1";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("--start-ratio"), std::string::npos) << e.what();
+  }
+  // --prior-ratio auto: 1e-5 after the regression start, 1e-3 after the random one; a number wins.
+  fit::Params a = small_params();
+  EXPECT_FALSE(a.prior_ratio.has_value());
+  EXPECT_EQ(a.prior_ratio_used(), 1e-5);
+  a.start = fit::Start::Random;
+  EXPECT_EQ(a.prior_ratio_used(), 1e-3);
+  a.prior_ratio = fit::parse_prior_ratio("0.02");
+  EXPECT_EQ(a.prior_ratio_used(), 0.02);
+  EXPECT_FALSE(fit::parse_prior_ratio("auto").has_value());
+  for (const char* bad : {"often", "-1", "1e-3x", "nan"}) {
+    try {
+      fit::parse_prior_ratio(bad);
+      ADD_FAILURE() << "no error for --prior-ratio '" << bad << "'";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("--prior-ratio"), std::string::npos) << e.what();
+    }
   }
   // --reference-compat starts from the random J0 whatever --start says (like --prior).
   p.start_ratio = 0.01;

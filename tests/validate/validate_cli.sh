@@ -33,6 +33,8 @@ grep -qE "^cohort:0.3:constant +region\+inputs@random +1 " "$W/gate.txt" || die 
 grep -q -- "--gating" "$W/bad4.log" || die "error does not name --gating"
 "$BIN" validate --out "$W/x.txt" --cases three-region:0.2::constant > "$W/bad5.log" 2>&1 && die "gating on three-region accepted"
 grep -q -- "--cases" "$W/bad5.log" || die "error does not name --cases"
+"$BIN" validate --out "$W/x.txt" --normalise median > "$W/bad7.log" 2>&1 && die "--normalise median accepted"
+grep -q -- "--normalise" "$W/bad7.log" || die "error does not name --normalise"
 "$BIN" validate --out "$W/x.txt" --methods region@zero > "$W/bad6.log" 2>&1 && die "--methods region@zero accepted"
 grep -q -- "--start" "$W/bad6.log" || die "error does not name --start"
 "$BIN" validate --out "$W/x.txt" --cases three-region:0.2:sideways > "$W/bad3.log" 2>&1 && die "links 'sideways' accepted"
