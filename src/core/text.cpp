@@ -11,11 +11,11 @@ std::string trim(const std::string& s) {
   return s.substr(b, s.find_last_not_of(blank) - b + 1);
 }
 
-std::vector<std::string> split_list(const std::string& s) {
+std::vector<std::string> split_list(const std::string& s, char sep) {
   std::vector<std::string> out;
   std::stringstream ss(s);
   std::string item;
-  while (std::getline(ss, item, ',')) {
+  while (std::getline(ss, item, sep)) {
     item = trim(item);
     if (!item.empty()) out.push_back(item);
   }

@@ -260,10 +260,13 @@ int fit_cohort(const CohortOptions& o, MPI_Comm world) {
         collective(group, [&] {
           h5::File f = h5::open_read(out_path, group);
           const std::string fp = h5::attr_string(f, "/", "fingerprint");
+          // The same fingerprint the Trainer would record for this animal now (inputs included).
+          const AnimalMeta meta = read_animal_meta(an.path, group);
+          const std::int64_t n_in = o.params.inputs_used() ? std::int64_t(meta.input_names.size()) : 0;
           const std::string now = fingerprint(o.params, an.n_units, an.n_samples,
-                                              h5::attr_double(f, "/", "sample_interval"), index_of[size_t(i)]);
+                                              h5::attr_double(f, "/", "sample_interval"), index_of[size_t(i)], n_in);
           if (fp != now)
-            fail("existing output ", out_path, " was fitted with other parameters (", fp, "; now ", now,
+            fail("existing output ", out_path, " was fitted with other parameters (", fingerprint_diff(fp, now),
                  "); remove it, or run without --resume to refit");
           oc.pvar = h5::attr_double(f, "/", "final_pvar");
           oc.runs = int(h5::read_doubles(f, "/pvar").size());

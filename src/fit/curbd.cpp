@@ -4,12 +4,14 @@
 #include <cmath>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <sstream>
 #include <stdexcept>
 
 #include "core/h5.hpp"
 #include "core/log.hpp"
 #include "core/rng.hpp"
+#include "core/text.hpp"
 #include "decompose/decompose.hpp"
 #include "fit/kernels.hpp"
 
@@ -834,6 +836,37 @@ std::string fingerprint(const Params& p, std::int64_t n_units, std::int64_t n_sa
   return os.str();
 }
 
+std::string fingerprint_diff(const std::string& was, const std::string& now) {
+  // Fingerprints are "key=value;..." lists; a key missing on one side shows as (none).
+  auto parse = [](const std::string& fp) {
+    std::vector<std::pair<std::string, std::string>> kv;
+    for (const std::string& item : split_list(fp, ';')) {
+      const size_t eq = item.find('=');
+      if (eq == std::string::npos) kv.emplace_back(item, "");
+      else kv.emplace_back(item.substr(0, eq), item.substr(eq + 1));
+    }
+    return kv;
+  };
+  const auto a = parse(was), b = parse(now);
+  auto find = [](const auto& kv, const std::string& k) -> std::optional<std::string> {
+    for (const auto& [key, v] : kv)
+      if (key == k) return v;
+    return std::nullopt;
+  };
+  std::vector<std::string> keys;
+  for (const auto* kv : {&a, &b})
+    for (const auto& [k, v] : *kv)
+      if (std::find(keys.begin(), keys.end(), k) == keys.end()) keys.push_back(k);
+  std::string out;
+  for (const std::string& k : keys) {
+    const auto va = find(a, k), vb = find(b, k);
+    if (va == vb) continue;
+    if (!out.empty()) out += ", ";
+    out += k + " " + va.value_or("(none)") + " -> " + vb.value_or("(none)");
+  }
+  return out.empty() ? "same parameters" : out;
+}
+
 std::string Trainer::fingerprint() const {
   return fit::fingerprint(params_, N_, T_, meta_.sample_interval, animal_index_, n_in_);
 }
@@ -893,7 +926,7 @@ void Trainer::load_checkpoint(const std::string& path) {
   if (id != meta_.animal_id) fail("checkpoint ", path, ": belongs to animal ", id, ", not ", meta_.animal_id);
   const std::string fp = h5::attr_string(f, "/", "fingerprint");
   if (fp != fingerprint())
-    fail("checkpoint ", path, " of animal ", id, " was written with other parameters (", fp, "; now ", fingerprint(),
+    fail("checkpoint ", path, " of animal ", id, " was written with other parameters (", fingerprint_diff(fp, fingerprint()),
          "); resume with the same options or start without --resume");
   const std::int64_t done = h5::attr_int(f, "/", "runs_done");
   std::vector<double> pv = h5::read_doubles(f, "/pvar"), c2 = h5::read_doubles(f, "/chi2");

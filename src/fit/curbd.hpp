@@ -102,6 +102,10 @@ Init read_init(const std::string& path, RowRange rows, std::int64_t n_units, std
 std::string fingerprint(const Params& p, std::int64_t n_units, std::int64_t n_samples, double dt_data,
                         std::uint64_t animal_index, std::int64_t n_inputs = 0);
 
+// The options in which two fingerprints differ, as "dt_factor 1 -> 5, inputs (none) -> 2": what a
+// resume mismatch says instead of both parameter lists.
+std::string fingerprint_diff(const std::string& was, const std::string& now);
+
 struct RunStats {
   int run = 0;  // 0-based
   bool train = false;
