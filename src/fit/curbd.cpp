@@ -17,70 +17,6 @@
 
 namespace cohortnet::fit {
 
-// ---------------------------------------------------------------------------------------------
-// Parameters
-
-const char* normalise_name(Normalise n) {
-  return n == Normalise::Global ? "global" : n == Normalise::Region ? "region" : "none";
-}
-
-const char* prior_name(Prior p) { return p == Prior::Shared ? "shared" : "region"; }
-
-Prior parse_prior(const std::string& s) {
-  if (s == "shared") return Prior::Shared;
-  if (s == "region") return Prior::Region;
-  fail("option --prior: unknown prior '", s, "' (use region or shared)");
-}
-
-const char* start_name(Start s) { return s == Start::Random ? "random" : "regression"; }
-
-Start parse_start(const std::string& s) {
-  if (s == "random") return Start::Random;
-  if (s == "regression") return Start::Regression;
-  fail("option --start: unknown start '", s, "' (use random or regression)");
-}
-
-std::optional<double> parse_prior_ratio(const std::string& s) {
-  if (s == "auto") return std::nullopt;
-  try {
-    size_t used = 0;
-    const double v = std::stod(s, &used);
-    if (used == s.size() && v >= 0 && std::isfinite(v)) return v;
-  } catch (const std::exception&) {
-  }
-  fail("option --prior-ratio must be 'auto' or a finite number >= 0, is '", s, "'");
-}
-
-Normalise parse_normalise(const std::string& s) {
-  if (s == "global") return Normalise::Global;
-  if (s == "region") return Normalise::Region;
-  if (s == "none") return Normalise::None;
-  fail("option --normalise: unknown mode '", s, "' (use global, region or none)");
-}
-
-void check_params(const Params& p) {
-  auto positive = [](double v, const char* opt) {
-    if (!(v > 0) || !std::isfinite(v)) fail("option --", opt, " must be a positive number, is ", v);
-  };
-  if (p.dt_factor < 1) fail("option --dt-factor must be an integer >= 1, is ", p.dt_factor);
-  positive(p.tau_rnn, "tau-rnn");
-  positive(p.tau_wn, "tau-wn");
-  positive(p.p0, "p0");
-  if (!(p.g >= 0) || !std::isfinite(p.g)) fail("option --g must be a finite number >= 0, is ", p.g);
-  if (!(p.amp_in_wn >= 0) || !std::isfinite(p.amp_in_wn))
-    fail("option --amp-in-wn must be a finite number >= 0, is ", p.amp_in_wn);
-  if (p.prior_ratio && (!(*p.prior_ratio >= 0) || !std::isfinite(*p.prior_ratio)))
-    fail("option --prior-ratio must be a finite number >= 0 (or auto), is ", *p.prior_ratio);
-  if (p.runs_train < 0) fail("option --runs-train must be >= 0, is ", p.runs_train);
-  if (p.runs_free < 0) fail("option --runs-free must be >= 0, is ", p.runs_free);
-  if (p.update_block < 1 || p.update_block > kernels::kMaxPending)
-    fail("option --update-block must be in 1..", kernels::kMaxPending, ", is ", p.update_block);
-  if (p.total_runs() < 1) fail("options --runs-train and --runs-free: at least one run is needed");
-  positive(p.start_p0, "start-p0");
-  if (!(p.start_ratio >= 0) || !std::isfinite(p.start_ratio))
-    fail("option --start-ratio must be a finite number >= 0, is ", p.start_ratio);
-}
-
 Init read_init(const std::string& path, RowRange rows, std::int64_t n_units, std::int64_t n_steps, MPI_Comm comm) {
   Init init;
   h5::File f = h5::open_read(path, comm);
@@ -818,53 +754,6 @@ std::vector<double> Trainer::full_rates() const {
   }
   MPI_Allgatherv(loc.data(), int(loc.size()), MPI_DOUBLE, full.data(), c.data(), o.data(), MPI_DOUBLE, comm_);
   return full;
-}
-
-std::string fingerprint(const Params& p, std::int64_t n_units, std::int64_t n_samples, double dt_data,
-                        std::uint64_t animal_index, std::int64_t n_inputs) {
-  std::ostringstream os;
-  os.precision(17);
-  os << "N=" << n_units << ";T=" << n_samples << ";dt_data=" << dt_data << ";dt_factor=" << p.dt_factor
-     << ";g=" << p.g << ";tau_rnn=" << p.tau_rnn << ";tau_wn=" << p.tau_wn << ";amp_in_wn=" << p.amp_in_wn
-     << ";p0=" << p.p0 << ";runs_train=" << p.runs_train << ";runs_free=" << p.runs_free
-     << ";normalise=" << normalise_name(p.normalise) << ";seed=" << p.seed << ";animal_index=" << animal_index
-     << ";alignment=" << (p.reference_compat ? "reference" : "integer") << ";update_block=" << p.update_block;
-  if (p.region_prior()) os << ";prior=region;prior_ratio=" << p.prior_ratio_used();
-  else os << ";prior=shared";
-  if (n_inputs > 0) os << ";inputs=" << n_inputs;
-  if (p.starts_from_regression()) os << ";start=regression;start_p0=" << p.start_p0 << ";start_ratio=" << p.start_ratio;
-  return os.str();
-}
-
-std::string fingerprint_diff(const std::string& was, const std::string& now) {
-  // Fingerprints are "key=value;..." lists; a key missing on one side shows as (none).
-  auto parse = [](const std::string& fp) {
-    std::vector<std::pair<std::string, std::string>> kv;
-    for (const std::string& item : split_list(fp, ';')) {
-      const size_t eq = item.find('=');
-      if (eq == std::string::npos) kv.emplace_back(item, "");
-      else kv.emplace_back(item.substr(0, eq), item.substr(eq + 1));
-    }
-    return kv;
-  };
-  const auto a = parse(was), b = parse(now);
-  auto find = [](const auto& kv, const std::string& k) -> std::optional<std::string> {
-    for (const auto& [key, v] : kv)
-      if (key == k) return v;
-    return std::nullopt;
-  };
-  std::vector<std::string> keys;
-  for (const auto* kv : {&a, &b})
-    for (const auto& [k, v] : *kv)
-      if (std::find(keys.begin(), keys.end(), k) == keys.end()) keys.push_back(k);
-  std::string out;
-  for (const std::string& k : keys) {
-    const auto va = find(a, k), vb = find(b, k);
-    if (va == vb) continue;
-    if (!out.empty()) out += ", ";
-    out += k + " " + va.value_or("(none)") + " -> " + vb.value_or("(none)");
-  }
-  return out.empty() ? "same parameters" : out;
 }
 
 std::string Trainer::fingerprint() const {

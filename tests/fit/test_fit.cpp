@@ -123,14 +123,23 @@ TEST(Fit, CheckpointResumeGivesUninterruptedResult) {
 
   // A checkpoint from other parameters is refused with a message naming the file.
   fit::Params q = p;
-  q.g = 1.2;
+  q.tau_rnn *= 1.5;
   fit::Trainer c(data, 1, q, MPI_COMM_WORLD);
   try {
     c.load_checkpoint(dir + "/ck.h5");
     ADD_FAILURE() << "mismatching checkpoint accepted";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("ck.h5"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("tau_rnn"), std::string::npos) << e.what();  // names what differs
   }
+  // A setting that does not act in this fit (J0's gain after the regression start) does not make
+  // the checkpoint another fit's.
+  fit::Params g = p;
+  g.g = 1.2;
+  ASSERT_TRUE(g.starts_from_regression());
+  fit::Trainer d(data, 1, g, MPI_COMM_WORLD);
+  d.load_checkpoint(dir + "/ck.h5");
+  EXPECT_EQ(d.runs_done(), 3);
 }
 
 TEST(Fit, DivergenceIsReportedNamingTheAnimal) {

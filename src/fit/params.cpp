@@ -1,0 +1,289 @@
+#include "fit/params.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <sstream>
+
+#include "core/error.hpp"
+#include "core/text.hpp"
+#include "fit/kernels.hpp"
+
+namespace cohortnet::fit {
+
+namespace po = boost::program_options;
+
+const char* normalise_name(Normalise n) {
+  return n == Normalise::Global ? "global" : n == Normalise::Region ? "region" : "none";
+}
+
+Normalise parse_normalise(const std::string& s) {
+  if (s == "global") return Normalise::Global;
+  if (s == "region") return Normalise::Region;
+  if (s == "none") return Normalise::None;
+  fail("option --normalise: unknown mode '", s, "' (use global, region or none)");
+}
+
+const char* prior_name(Prior p) { return p == Prior::Shared ? "shared" : p == Prior::Region ? "region" : "block"; }
+
+Prior parse_prior(const std::string& s) {
+  if (s == "shared") return Prior::Shared;
+  if (s == "region") return Prior::Region;
+  if (s == "block") return Prior::Block;
+  fail("option --prior: unknown prior '", s, "' (use block, region or shared)");
+}
+
+const char* start_name(Start s) { return s == Start::Random ? "random" : "regression"; }
+
+Start parse_start(const std::string& s) {
+  if (s == "random") return Start::Random;
+  if (s == "regression") return Start::Regression;
+  fail("option --start: unknown start '", s, "' (use random or regression)");
+}
+
+std::optional<double> parse_prior_ratio(const std::string& s) {
+  if (s == "auto") return std::nullopt;
+  try {
+    size_t used = 0;
+    const double v = std::stod(s, &used);
+    if (used == s.size() && v >= 0 && std::isfinite(v)) return v;
+  } catch (const std::exception&) {
+  }
+  fail("option --prior-ratio must be 'auto' or a finite number >= 0, is '", s, "'");
+}
+
+namespace {
+
+std::string text(double v) {
+  std::ostringstream os;
+  os.precision(17);
+  os << v;
+  return os.str();
+}
+std::string text(long long v) { return std::to_string(v); }
+
+void positive(double v, const char* opt) {
+  if (!(v > 0) || !std::isfinite(v)) fail("option --", opt, " must be a positive number, is ", v);
+}
+void non_negative(double v, const char* opt) {
+  if (!(v >= 0) || !std::isfinite(v)) fail("option --", opt, " must be a finite number >= 0, is ", v);
+}
+
+using When = std::function<bool(const Params&)>;
+const When always = [](const Params&) { return true; };
+
+// A numeric parameter stored in a Params member; `check` throws naming the option.
+template <class T, class Store>
+ParamSpec number(const char* option, const char* key, Store Params::*member, const char* help,
+                 std::function<void(Store, const char*)> check, When when = always) {
+  ParamSpec s;
+  s.option = option;
+  s.key = key;
+  s.declare = [=](po::options_description& d, const Params& def) {
+    d.add_options()(option, po::value<T>()->default_value(T(def.*member)), help);
+  };
+  s.read = [=](const po::variables_map& vm, Params& p) {
+    const T v = vm[option].as<T>();
+    if constexpr (std::is_unsigned_v<Store>)
+      if (v < 0) fail("option --", option, " must be >= 0, is ", v);
+    p.*member = Store(v);
+  };
+  s.check = [=](const Params& p) { check(p.*member, option); };
+  s.value = [=](const Params& p) -> std::optional<std::string> {
+    if (!when(p)) return std::nullopt;
+    if constexpr (std::is_floating_point_v<Store>) return text(double(p.*member));
+    else return text((long long)(p.*member));
+  };
+  return s;
+}
+
+// A parameter given as a word (or "auto"); `value` names what the fit actually uses.
+ParamSpec word(const char* option, const char* key, std::function<std::string(const Params&)> def_text,
+               const char* help, std::function<void(const std::string&, Params&)> parse,
+               std::function<std::optional<std::string>(const Params&)> value) {
+  ParamSpec s;
+  s.option = option;
+  s.key = key;
+  s.declare = [=](po::options_description& d, const Params& def) {
+    d.add_options()(option, po::value<std::string>()->default_value(def_text(def)), help);
+  };
+  s.read = [=](const po::variables_map& vm, Params& p) { parse(vm[option].as<std::string>(), p); };
+  s.check = [](const Params&) {};
+  s.value = std::move(value);
+  return s;
+}
+
+std::vector<ParamSpec> make_table() {
+  std::vector<ParamSpec> t;
+  const When random_start = [](const Params& p) { return !p.starts_from_regression(); };
+  const When regression_start = [](const Params& p) { return p.starts_from_regression(); };
+  t.push_back(number<int>("dt-factor", "dt_factor", &Params::dt_factor, "RNN Euler steps per data sample",
+                          std::function<void(int, const char*)>([](int v, const char* o) {
+                            if (v < 1) fail("option --", o, " must be an integer >= 1, is ", v);
+                          })));
+  t.push_back(number<double>("g", "g", &Params::g, "gain of the initial J: J0 = g randn(N,N)/sqrt(N) (--start random)",
+                             std::function<void(double, const char*)>(non_negative), random_start));
+  t.push_back(number<double>("tau-rnn", "tau_rnn", &Params::tau_rnn, "RNN time constant (s)",
+                             std::function<void(double, const char*)>(positive)));
+  t.push_back(number<double>("tau-wn", "tau_wn", &Params::tau_wn, "time constant of the input noise (s)",
+                             std::function<void(double, const char*)>(positive)));
+  t.push_back(number<double>("amp-in-wn", "amp_in_wn", &Params::amp_in_wn, "amplitude of the input noise",
+                             std::function<void(double, const char*)>(non_negative)));
+  t.push_back(number<double>("p0", "p0", &Params::p0, "initial P = p0 * I (inverse regulariser)",
+                             std::function<void(double, const char*)>(positive)));
+  const auto runs = std::function<void(int, const char*)>([](int v, const char* o) {
+    if (v < 0) fail("option --", o, " must be >= 0, is ", v);
+  });
+  t.push_back(number<int>("runs-train", "runs_train", &Params::runs_train,
+                          "training runs (the reference's default is 2000; see docs/fit.md)", runs));
+  t.push_back(number<int>("runs-free", "runs_free", &Params::runs_free, "runs without learning after training", runs));
+  t.push_back(word(
+      "normalise", "normalise", [](const Params& d) { return normalise_name(d.normalise); },
+      "target = activity / max: 'global' (one max), 'region' (each region's max) or 'none' (activity "
+      "already in [-1, 1], e.g. simulated rates)",
+      [](const std::string& s, Params& p) { p.normalise = parse_normalise(s); },
+      [](const Params& p) { return std::optional<std::string>(normalise_name(p.normalise)); }));
+  t.push_back(number<long long>("seed", "seed", &Params::seed, "seed of J0 and the input noise (recorded)",
+                                std::function<void(std::uint64_t, const char*)>([](std::uint64_t, const char*) {})));
+  t.push_back(word(
+      "prior", "prior", [](const Params& d) { return prior_name(d.prior); },
+      "RLS prior: 'region' (each target region its own N x N P, small prior variance for other regions' "
+      "sources; docs/currents.md), 'block' (each target region learns only from its own sources and the "
+      "inputs, P_Q stored n_Q x n_Q: region at prior ratio 0 in sum n_Q^2 memory; needs --start regression) "
+      "or 'shared' (one P, the reference)",
+      [](const std::string& s, Params& p) { p.prior = parse_prior(s); },
+      [](const Params& p) { return std::optional<std::string>(prior_name(p.prior_used())); }));
+  t.push_back(word(
+      "prior-ratio", "prior_ratio", [](const Params&) { return std::string("auto"); },
+      "--prior region: initial P variance of other regions' sources relative to --p0; auto: 1e-5 after "
+      "--start regression, 1e-3 after --start random (docs/currents.md)",
+      [](const std::string& s, Params& p) { p.prior_ratio = parse_prior_ratio(s); },
+      [](const Params& p) {
+        return p.region_prior() ? std::optional<std::string>(text(p.prior_ratio_used())) : std::nullopt;
+      }));
+  t.push_back(word(
+      "start", "start", [](const Params& d) { return start_name(d.start); },
+      "initial J: 'random' (the reference's J0) or 'regression' (ridge regression of the input "
+      "currents the data imply on the data's rates, then RLS training; docs/currents.md)",
+      [](const std::string& s, Params& p) { p.start = parse_start(s); },
+      [](const Params& p) {
+        return std::optional<std::string>(p.starts_from_regression() ? "regression" : "random");
+      }));
+  t.push_back(number<double>("start-p0", "start_p0", &Params::start_p0,
+                             "--start regression: prior variance of the weights (1 / ridge penalty)",
+                             std::function<void(double, const char*)>(positive), regression_start));
+  t.push_back(number<double>(
+      "start-ratio", "start_ratio", &Params::start_ratio,
+      "--start regression with --prior region or block: prior variance of other regions' sources relative to --start-p0",
+      std::function<void(double, const char*)>(non_negative),
+      [](const Params& p) { return p.starts_from_regression() && p.per_region_p(); }));
+  t.push_back(word(
+      "inputs", "use_inputs", [](const Params& d) { return std::string(d.use_inputs ? "use" : "ignore"); },
+      "'use': the animal's known inputs (/inputs) enter through learned weights W_in (RLS on [r; u]); "
+      "'ignore': no input channels (the reference)",
+      [](const std::string& s, Params& p) {
+        if (s != "use" && s != "ignore") fail("option --inputs: unknown value '", s, "' (use or ignore)");
+        p.use_inputs = s == "use";
+      },
+      // What acts is the number of input channels, which fingerprint() adds from the animal.
+      [](const Params&) { return std::nullopt; }));
+  t.push_back(number<int>("update-block", "update_block", &Params::update_block,
+                          "apply the RLS updates of J and P together every B learning steps (1..16; exact in between, "
+                          "results change only by rounding; docs/performance.md)",
+                          std::function<void(int, const char*)>([](int v, const char* o) {
+                            if (v < 1 || v > kernels::kMaxPending)
+                              fail("option --", o, " must be in 1..", kernels::kMaxPending, ", is ", v);
+                          })));
+  {
+    ParamSpec s;
+    s.option = "reference-compat";
+    s.key = "alignment";
+    s.declare = [](po::options_description& d, const Params&) {
+      d.add_options()("reference-compat", po::bool_switch(),
+                      "the reference code's sample alignment (float accumulator), shared P and random J0, to "
+                      "reproduce its numbers");
+    };
+    s.read = [](const po::variables_map& vm, Params& p) { p.reference_compat = vm["reference-compat"].as<bool>(); };
+    s.check = [](const Params&) {};
+    s.value = [](const Params& p) { return std::optional<std::string>(p.reference_compat ? "reference" : "integer"); };
+    t.push_back(s);
+  }
+  return t;
+}
+
+}  // namespace
+
+const std::vector<ParamSpec>& fit_param_table() {
+  static const std::vector<ParamSpec> table = make_table();
+  return table;
+}
+
+void add_fit_param_options(po::options_description& d) {
+  const Params def;
+  for (const ParamSpec& s : fit_param_table()) s.declare(d, def);
+}
+
+Params read_fit_params(const po::variables_map& vm) {
+  Params p;
+  for (const ParamSpec& s : fit_param_table()) s.read(vm, p);
+  if (p.reference_compat && !vm["prior"].defaulted() && p.prior != Prior::Shared)
+    fail("options --reference-compat and --prior ", prior_name(p.prior), " conflict: the reference uses one shared P");
+  if (p.reference_compat && !vm["start"].defaulted() && p.start == Start::Regression)
+    fail("options --reference-compat and --start regression conflict: the reference starts from a random J0");
+  check_params(p);
+  return p;
+}
+
+void check_params(const Params& p) {
+  for (const ParamSpec& s : fit_param_table()) s.check(p);
+  if (p.prior_ratio && (!(*p.prior_ratio >= 0) || !std::isfinite(*p.prior_ratio)))
+    fail("option --prior-ratio must be a finite number >= 0 (or auto), is ", *p.prior_ratio);
+  if (p.total_runs() < 1) fail("options --runs-train and --runs-free: at least one run is needed");
+  // Block RLS never learns inter-region weights: from a random J0 (inter-region blocks zero)
+  // the network would have no inter-region currents at all.
+  if (p.block_prior() && !p.starts_from_regression())
+    fail("option --prior block needs --start regression (its inter-region weights come only from the start)");
+}
+
+std::string fingerprint(const Params& p, std::int64_t n_units, std::int64_t n_samples, double dt_data,
+                        std::uint64_t animal_index, std::int64_t n_inputs) {
+  std::ostringstream os;
+  os.precision(17);
+  os << "N=" << n_units << ";T=" << n_samples << ";dt_data=" << dt_data << ";animal_index=" << animal_index;
+  for (const ParamSpec& s : fit_param_table())
+    if (const auto v = s.value(p)) os << ";" << s.key << "=" << *v;
+  if (n_inputs > 0) os << ";inputs=" << n_inputs;
+  return os.str();
+}
+
+std::string fingerprint_diff(const std::string& was, const std::string& now) {
+  // Fingerprints are "key=value;..." lists; a key missing on one side shows as (none).
+  auto parse = [](const std::string& fp) {
+    std::vector<std::pair<std::string, std::string>> kv;
+    for (const std::string& item : split_list(fp, ';')) {
+      const size_t eq = item.find('=');
+      if (eq == std::string::npos) kv.emplace_back(item, "");
+      else kv.emplace_back(item.substr(0, eq), item.substr(eq + 1));
+    }
+    return kv;
+  };
+  const auto a = parse(was), b = parse(now);
+  auto find = [](const auto& kv, const std::string& k) -> std::optional<std::string> {
+    for (const auto& [key, v] : kv)
+      if (key == k) return v;
+    return std::nullopt;
+  };
+  std::vector<std::string> keys;
+  for (const auto* kv : {&a, &b})
+    for (const auto& [k, v] : *kv)
+      if (std::find(keys.begin(), keys.end(), k) == keys.end()) keys.push_back(k);
+  std::string out;
+  for (const std::string& k : keys) {
+    const auto va = find(a, k), vb = find(b, k);
+    if (va == vb) continue;
+    if (!out.empty()) out += ", ";
+    out += k + " " + va.value_or("(none)") + " -> " + vb.value_or("(none)");
+  }
+  return out.empty() ? "same parameters" : out;
+}
+
+}  // namespace cohortnet::fit
