@@ -1,16 +1,20 @@
 #pragma once
 // The data-constrained multi-region RNN of one animal (CURBD, trained by recursive least squares /
-// FORCE), distributed over the ranks of a communicator. J (target x source) and P are PETSc
-// MATMPIDENSE matrices split by rows (PETSc decides the split; MatGetOwnershipRange); each rank
-// holds its rows of J, P, the target and the input noise. Per RNN step the ranks exchange only the
-// rate vector r (length N), and per learning step also k = P r: no rank ever holds an N x N matrix
-// and nothing of size N x N is allocated per step. See docs/fit.md for the math and the alignment.
+// FORCE), distributed over the ranks of a communicator. J (target x source) is a PETSc
+// MATMPIDENSE matrix split by rows (PETSc decides the split; MatGetOwnershipRange); each rank
+// holds its rows of J, of P (rls.hpp), the target and the input noise. Per RNN step the ranks
+// exchange only the rate vector r (length N), and per learning step also k = P r: no rank ever
+// holds an N x N matrix. See docs/fit.md for the math and the alignment.
+// The Trainer's parts, one file each: params.* (the parameters, declared once), rls.* (the RLS
+// learner and its P storages), kernels.* (the streaming passes), trainer.cpp (target, J0, noise,
+// schedule, the run loop), start.cpp (the regression start), checkpoint.cpp, output.cpp.
 #include <mpi.h>
 #include <petscmat.h>
 
 #include <cmath>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -18,15 +22,10 @@
 #include "core/error.hpp"
 #include "core/parallel.hpp"
 #include "fit/params.hpp"
+#include "fit/rls.hpp"
 #include "io/animal.hpp"
 
 namespace cohortnet::fit {
-
-// The fit stopped because J or P stopped being finite or P lost its positive diagonal.
-class Diverged : public Error {
- public:
-  explicit Diverged(const std::string& what) : Error(what) {}
-};
 
 // Injected initial state (conformance with the reference, experiments): this rank's rows,
 // row-major. j0: rows x N. noise: rows x L, already multiplied by amp_in_wn (the reference's
@@ -90,9 +89,9 @@ class Trainer {
   std::int64_t n_samples() const { return T_; }
   std::int64_t n_steps() const { return L_; }
   std::vector<double> local_J() const;      // rows x N, row-major
-  std::vector<double> local_P() const;      // rows x N, row-major (shared prior; region prior: all P_Q stacked, q-major)
-  std::vector<double> local_P(int q) const;  // region prior: this rank's rows of P_q (rows x N)
-  int n_p() const { return int(PQ_.size()); }  // region prior: M; shared: 0
+  std::vector<double> local_P() const;       // every P's rows stacked (shared: rows x N; region: q-major; block: each q's rows x n_q)
+  std::vector<double> local_P(int q) const;  // this rank's rows of P_q (region: rows x N; block: rows of q x n_q)
+  int n_p() const;                           // P matrices: M (region, block), 0 (shared)
   // Input channels (--inputs use and the animal has /inputs): n_in inputs, W_in rows x n_in.
   int n_inputs() const { return n_in_; }
   std::vector<double> local_W_in() const { return Win_; }  // rows x n_in, row-major
@@ -103,18 +102,15 @@ class Trainer {
   std::int64_t learning_samples_per_run() const;
   double sigma() const { return sigma_; }
   Mat J() const { return J_; }
-  Mat P() const { return P_; }
 
  private:
-  void setup(const AnimalData& data, const Init* init);
+  void setup(const AnimalData& data, const Init* init);  // trainer.cpp
+  void make_target(const AnimalData& data);
+  void draw_start_and_noise(const Init* init);
   void build_schedule();
   void check_health();
-  void regression_start();  // Start::Regression, before the first run
-  // One RLS step's shared part for P block q (see curbd.cpp). Returns c = 1 / (1 + z.Pz).
-  double rls_gain(int q, const double* r, const double* uin, double* kl, double* k, double* ku, int run,
-                    std::int64_t sample);
-  // P blocks to diag(p0 for own-region sources, p0 * ratio for others; shared P: p0 I), input parts p0 I.
-  void set_prior(double p0, double ratio);
+  void regression_start();  // start.cpp: Start::Regression, before the first run
+  void set_prior(double p0, double ratio) { rls_->set_prior(p0, ratio); }
 
   MPI_Comm comm_;
   AnimalMeta meta_;
@@ -125,23 +121,17 @@ class Trainer {
   RowRange rows_;
   PetscInt m_ = 0;  // local rows
   std::vector<int> counts_, offsets_;
-  Mat J_ = nullptr, P_ = nullptr;  // P_: shared prior only
-  std::vector<Mat> PQ_;            // region prior: P_Q per target region Q, N x N, split like J
-  std::vector<int> row_region_;    // region of each local row
-  // Input channels: the RLS runs on z = [r; u] with P of size N + n_in. Each P block (the shared P,
-  // or each P_Q) is split as [[P_rr, P_ru], [P_ur, P_uu]]: P_rr is the PETSc matrix (rows local),
-  // P_ru its local rows' input columns (m x n_in), and the n_in input rows [P_ur P_uu]
-  // (n_in x (N + n_in)) are held by every rank and updated identically (small).
+  Mat J_ = nullptr;             // N x N, rows split by PETSc
+  std::unique_ptr<Rls> rls_;    // P (shared, per region, or per region block): rls.hpp
+  std::vector<int> row_region_;  // region of each local row
+  // Input channels: the RLS runs on z = [r; u]; W_in (m x n_in) learns with P's input part.
   int n_in_ = 0;
-  std::vector<double> U_;                 // inputs at the samples, T x n_in (sample-major)
-  std::vector<double> Win_;               // m x n_in, row-major
-  std::vector<std::vector<double>> pru_;  // per P block: m x n_in, row-major
-  std::vector<std::vector<double>> pu_;   // per P block: n_in x (N + n_in), row-major
-  std::vector<int> row_group_;            // P block of each local row (0 for the shared P)
-  std::vector<double> D_;      // target, local rows: T x m (sample-major)
-  std::vector<double> noise_;  // L x m (step-major), u[step][row]
-  std::vector<double> R_;      // rates at samples of the last run: T x m
-  std::vector<double> scale_;  // per region
+  std::vector<double> U_;       // inputs at the samples, T x n_in (sample-major)
+  std::vector<double> Win_;     // m x n_in, row-major
+  std::vector<double> D_;       // target, local rows: T x m (sample-major)
+  std::vector<double> noise_;   // L x m (step-major), u[step][row]
+  std::vector<double> R_;       // rates at samples of the last run: T x m
+  std::vector<double> scale_;   // per region
   double sigma_ = 0;
   // Per RNN iteration tt (1 .. n_iter): which sample to reset to / record / learn (-1 = none).
   int n_iter_ = 0;
@@ -151,7 +141,7 @@ class Trainer {
   int stop_every_ = 100;
   int mid_iter_ = 0;  // > 0: a run stopped at the top of this iteration
   bool started_ = false;  // J holds the start (regression_start done, or loaded from a checkpoint)
-  double start_r2_ = NAN;  // regression start: online R^2 of the implied input currents
+  double start_r2_ = NAN;  // regression start: R^2 of the implied input currents (in sample)
   std::vector<double> mid_x_, mid_err_;
 };
 

@@ -2,6 +2,8 @@
 // while the others finish and are written, the exit code, and the balance of the assignment.
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -76,7 +78,12 @@ TEST(FitCohort, DivergingAnimalFailsOthersFinish) {
   EXPECT_FALSE(fs::exists(dir + "/one/fits/good1.h5"));
   h5::File a = h5::open_read(out + "/fits/good2.h5", MPI_COMM_WORLD);
   h5::File b = h5::open_read(dir + "/one/fits/good2.h5", MPI_COMM_WORLD);
-  EXPECT_EQ(h5::read_doubles(a, "/J"), h5::read_doubles(b, "/J"));
+  {
+    // Fitted by a group of another size: equal to rounding (the start's Gram sums).
+    const std::vector<double> ja = h5::read_doubles(a, "/J"), jb = h5::read_doubles(b, "/J");
+    ASSERT_EQ(ja.size(), jb.size());
+    for (size_t z = 0; z < ja.size(); ++z) EXPECT_NEAR(ja[z], jb[z], 1e-9 * std::max(1.0, std::abs(ja[z])));
+  }
   one.animals = {"nosuch"};
   try {
     fit::fit_cohort(one, MPI_COMM_WORLD);

@@ -1,0 +1,95 @@
+#include "fit/curbd.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/h5.hpp"
+#include "fit/dense.hpp"
+
+namespace cohortnet::fit {
+
+// Checkpoints: J, the learner's P (rls.hpp), W_in, the run history and, inside a run, the state;
+// written atomically, each rank its rows; read back at any rank count.
+
+std::string Trainer::fingerprint() const {
+  return fit::fingerprint(params_, N_, T_, meta_.sample_interval, animal_index_, n_in_);
+}
+
+void Trainer::save_checkpoint(const std::string& path, const std::string& config_text) const {
+  h5::AtomicFile af(path, comm_);
+  h5::File& f = af.file();
+  {
+    std::vector<double> jr = local_J();
+    h5::write_rows(f, "/J", hsize_t(N_), hsize_t(N_), rows_, jr.data());
+  }
+  rls_->write(f);
+  if (n_in_ > 0) h5::write_rows(f, "/W_in", hsize_t(N_), hsize_t(n_in_), rows_, Win_.data());
+  h5::write_doubles(f, "/pvar", {hsize_t(pvar_.size())}, pvar_.data());
+  h5::write_doubles(f, "/chi2", {hsize_t(chi2_.size())}, chi2_.data());
+  h5::set_attr(f, "/", "mid_iter", std::int64_t(mid_iter_));
+  if (mid_iter_ > 0) {
+    // Inside a run: the state x, the rates so far, and each rank's partial error sums (one row
+    // per rank, so a resume at the same rank count adds them up in the same order).
+    h5::ensure_group(f, "/mid");
+    h5::write_rows(f, "/mid/x", hsize_t(N_), 1, rows_, mid_x_.data());
+    std::vector<double> rl = local_rates();
+    h5::write_rows(f, "/mid/rates", hsize_t(N_), hsize_t(T_), rows_, rl.data());
+    const int rank = comm_rank(comm_), size = comm_size(comm_);
+    h5::write_rows(f, "/mid/err_sq", hsize_t(size), hsize_t(T_), RowRange{rank, rank + 1}, mid_err_.data());
+  }
+  h5::set_attr(f, "/", "format", "cohortnet-fit-checkpoint");
+  h5::set_attr(f, "/", "animal_id", meta_.animal_id);
+  h5::set_attr(f, "/", "runs_done", std::int64_t(runs_done()));
+  h5::set_attr(f, "/", "start_r2", start_r2_);
+  h5::set_attr(f, "/", "fingerprint", fingerprint());
+  h5::set_attr(f, "/", "config", config_text);
+  af.commit();
+}
+
+void Trainer::load_checkpoint(const std::string& path) {
+  h5::File f = h5::open_read(path, comm_);
+  const std::string fmt = h5::has_attr(f, "/", "format") ? h5::attr_string(f, "/", "format") : "";
+  if (fmt != "cohortnet-fit-checkpoint") fail("checkpoint ", path, ": not a cohortnet fit checkpoint");
+  const std::string id = h5::attr_string(f, "/", "animal_id");
+  if (id != meta_.animal_id) fail("checkpoint ", path, ": belongs to animal ", id, ", not ", meta_.animal_id);
+  const std::string fp = h5::attr_string(f, "/", "fingerprint");
+  if (fp != fingerprint())
+    fail("checkpoint ", path, " of animal ", id, " was written with other parameters (", fingerprint_diff(fp, fingerprint()),
+         "); resume with the same options or start without --resume");
+  const std::int64_t done = h5::attr_int(f, "/", "runs_done");
+  std::vector<double> pv = h5::read_doubles(f, "/pvar"), c2 = h5::read_doubles(f, "/chi2");
+  if (std::int64_t(pv.size()) != done || std::int64_t(c2.size()) != done)
+    fail("checkpoint ", path, ": /pvar and /chi2 must have runs_done = ", done, " entries");
+  from_row_major(J_, m_, PetscInt(N_), h5::read_rows(f, "/J", rows_));
+  rls_->read(f);
+  if (n_in_ > 0) {
+    if (!h5::exists(f, "/W_in")) fail("checkpoint ", path, ": dataset /W_in is missing");
+    Win_ = h5::read_rows(f, "/W_in", rows_);
+  }
+  pvar_ = pv;
+  chi2_ = c2;
+  started_ = true;
+  start_r2_ = h5::has_attr(f, "/", "start_r2") ? h5::attr_double(f, "/", "start_r2") : NAN;
+  mid_iter_ = h5::has_attr(f, "/", "mid_iter") ? int(h5::attr_int(f, "/", "mid_iter")) : 0;
+  if (mid_iter_ < 0 || mid_iter_ > n_iter_) fail("checkpoint ", path, ": attribute mid_iter out of range");
+  if (mid_iter_ > 0) {
+    mid_x_ = h5::read_rows(f, "/mid/x", rows_);
+    std::vector<double> rl = h5::read_rows(f, "/mid/rates", rows_);
+    for (PetscInt i = 0; i < m_; ++i)
+      for (std::int64_t t = 0; t < T_; ++t) R_[size_t(t) * size_t(m_) + size_t(i)] = rl[size_t(i) * size_t(T_) + size_t(t)];
+    const int rank = comm_rank(comm_), size = comm_size(comm_);
+    const auto d = h5::dims(f, "/mid/err_sq");
+    if (d.size() != 2 || d[1] != hsize_t(T_)) fail("checkpoint ", path, ": /mid/err_sq must be [ranks x ", T_, "]");
+    if (d[0] == hsize_t(size)) {
+      mid_err_ = h5::read_rows(f, "/mid/err_sq", RowRange{rank, rank + 1});
+    } else {  // written at another rank count: the sums go to rank 0 (equal up to rounding)
+      std::vector<double> all = h5::read_doubles(f, "/mid/err_sq");
+      mid_err_.assign(size_t(T_), 0.0);
+      if (rank == 0)
+        for (hsize_t q = 0; q < d[0]; ++q)
+          for (std::int64_t t = 0; t < T_; ++t) mid_err_[size_t(t)] += all[size_t(q) * size_t(T_) + size_t(t)];
+    }
+  }
+}
+
+}  // namespace cohortnet::fit

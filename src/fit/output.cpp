@@ -1,0 +1,117 @@
+#include "fit/curbd.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/h5.hpp"
+#include "decompose/decompose.hpp"
+#include "fit/dense.hpp"
+
+namespace cohortnet::fit {
+
+std::vector<double> Trainer::local_J() const { return to_row_major(J_, m_, PetscInt(N_)); }
+int Trainer::n_p() const { return rls_->n_p(); }
+
+std::vector<double> Trainer::local_P() const {
+  if (rls_->kind() == Prior::Shared) return rls_->local_P(0);
+  std::vector<double> out;
+  for (int q = 0; q < n_p(); ++q) {
+    std::vector<double> one = local_P(q);
+    out.insert(out.end(), one.begin(), one.end());
+  }
+  return out;
+}
+
+std::vector<double> Trainer::local_P(int q) const { return rls_->local_P(q); }
+
+std::vector<double> Trainer::local_rates() const {
+  std::vector<double> out(size_t(m_) * size_t(T_));
+  for (PetscInt i = 0; i < m_; ++i)
+    for (std::int64_t t = 0; t < T_; ++t) out[size_t(i) * size_t(T_) + size_t(t)] = R_[size_t(t) * size_t(m_) + size_t(i)];
+  return out;
+}
+
+std::vector<double> Trainer::full_rates() const {
+  std::vector<double> loc = local_rates(), full(size_t(N_) * size_t(T_));
+  std::vector<int> c(counts_.size()), o(offsets_.size());
+  for (size_t r = 0; r < c.size(); ++r) {
+    c[r] = counts_[r] * int(T_);
+    o[r] = offsets_[r] * int(T_);
+  }
+  MPI_Allgatherv(loc.data(), int(loc.size()), MPI_DOUBLE, full.data(), c.data(), o.data(), MPI_DOUBLE, comm_);
+  return full;
+}
+
+void Trainer::write_result(const std::string& path, const std::string& config_text, bool per_unit_currents) const {
+  h5::AtomicFile af(path, comm_);
+  h5::File& f = af.file();
+  const int M = meta_.n_regions();
+  std::vector<double> jr = local_J();
+  h5::write_rows(f, "/J", hsize_t(N_), hsize_t(N_), rows_, jr.data());
+  {
+    std::vector<double> rl = local_rates();
+    h5::write_rows(f, "/rates", hsize_t(N_), hsize_t(T_), rows_, rl.data());
+  }
+  h5::write_doubles(f, "/pvar", {hsize_t(pvar_.size())}, pvar_.data());
+  h5::write_doubles(f, "/chi2", {hsize_t(chi2_.size())}, chi2_.data());
+  h5::write_doubles(f, "/target_scale", {hsize_t(M)}, scale_.data());
+  h5::write_strings(f, "/region_names", meta_.region_names);
+  {
+    std::vector<std::int64_t> ur(meta_.unit_region.begin(), meta_.unit_region.end());
+    h5::write_ints(f, "/unit_region", {hsize_t(ur.size())}, ur.data());
+    h5::write_ints(f, "/trial_starts", {hsize_t(meta_.trial_starts.size())}, meta_.trial_starts.data());
+  }
+  {
+    std::vector<double> full = full_rates();
+    std::vector<double> per_unit;
+    decompose::RegionCurrents c = decompose::region_currents(jr.data(), rows_, N_, full.data(), T_, meta_.unit_region,
+                                                              M, comm_, per_unit_currents ? &per_unit : nullptr);
+    decompose::write_currents(f, c, meta_.region_names);
+    if (per_unit_currents) decompose::write_per_unit(f, per_unit, rows_, N_, M, T_);
+  }
+  if (n_in_ > 0) {
+    // Input channels: their weights and the input currents W_in[i,c] u_c(t), per target region.
+    h5::write_rows(f, "/W_in", hsize_t(N_), hsize_t(n_in_), rows_, Win_.data());
+    h5::write_strings(f, "/input_names", meta_.input_names);
+    std::vector<double> inputs(size_t(n_in_) * size_t(T_));
+    for (int c = 0; c < n_in_; ++c)
+      for (std::int64_t t = 0; t < T_; ++t) inputs[size_t(c) * size_t(T_) + size_t(t)] = U_[size_t(t) * size_t(n_in_) + size_t(c)];
+    std::vector<double> per_unit;
+    const decompose::InputCurrents ic =
+        decompose::input_currents(Win_.data(), rows_, N_, n_in_, inputs.data(), T_, meta_.unit_region, M, comm_,
+                                  per_unit_currents ? &per_unit : nullptr);
+    decompose::write_input_currents(f, ic, meta_.input_names);
+    if (per_unit_currents) {
+      h5::write_rows(f, "/currents/input_per_unit", hsize_t(N_), hsize_t(n_in_) * hsize_t(T_), rows_, per_unit.data());
+      h5::set_attr(f, "/currents/input_per_unit", "layout", "[unit, input * T + sample]");
+    }
+  }
+  h5::set_attr(f, "/", "format", "cohortnet-fit");
+  h5::set_attr(f, "/", "format_version", std::int64_t(1));
+  h5::set_attr(f, "/", "animal_id", meta_.animal_id);
+  h5::set_attr(f, "/", "source", meta_.path);
+  h5::set_attr(f, "/", "seed", std::int64_t(params_.seed));
+  h5::set_attr(f, "/", "animal_index", std::int64_t(animal_index_));
+  h5::set_attr(f, "/", "sample_interval", meta_.sample_interval);
+  h5::set_attr(f, "/", "dt_factor", std::int64_t(params_.dt_factor));
+  h5::set_attr(f, "/", "normalise", normalise_name(params_.normalise));
+  h5::set_attr(f, "/", "alignment", params_.reference_compat ? "reference-compat" : "integer");
+  h5::set_attr(f, "/", "prior", prior_name(params_.prior_used()));
+  h5::set_attr(f, "/", "prior_ratio", params_.per_region_p() ? params_.prior_ratio_used() : 1.0);
+  h5::set_attr(f, "/", "inputs", std::int64_t(n_in_));
+  h5::set_attr(f, "/", "start", params_.starts_from_regression() ? "regression" : "random");
+  if (params_.starts_from_regression()) {
+    h5::set_attr(f, "/", "start_p0", params_.start_p0);
+    h5::set_attr(f, "/", "start_ratio", params_.per_region_p() ? params_.start_ratio : 1.0);
+    h5::set_attr(f, "/", "start_r2", start_r2_);
+  }
+  h5::set_attr(f, "/", "target_std", sigma_);
+  h5::set_attr(f, "/", "runs_train", std::int64_t(params_.runs_train));
+  h5::set_attr(f, "/", "runs_free", std::int64_t(params_.runs_free));
+  h5::set_attr(f, "/", "final_pvar", pvar_.empty() ? 0.0 : pvar_.back());
+  h5::set_attr(f, "/", "fingerprint", fingerprint());
+  h5::set_attr(f, "/", "config", config_text);
+  af.commit();
+}
+
+}  // namespace cohortnet::fit
