@@ -5,6 +5,7 @@
 
 #include "core/h5.hpp"
 #include "fit/dense.hpp"
+#include "fit/events.hpp"
 
 namespace cohortnet::fit {
 
@@ -16,6 +17,7 @@ std::string Trainer::fingerprint() const {
 }
 
 void Trainer::save_checkpoint(const std::string& path, const std::string& config_text) const {
+  EventScope ev(events().checkpoint);
   h5::AtomicFile af(path, comm_);
   h5::File& f = af.file();
   {

@@ -6,6 +6,7 @@
 #include "core/h5.hpp"
 #include "decompose/decompose.hpp"
 #include "fit/dense.hpp"
+#include "fit/events.hpp"
 
 namespace cohortnet::fit {
 
@@ -43,6 +44,8 @@ std::vector<double> Trainer::full_rates() const {
 }
 
 void Trainer::write_result(const std::string& path, const std::string& config_text, bool per_unit_currents) const {
+  StageScope stage(events().output);
+  EventScope ev(events().write);
   h5::AtomicFile af(path, comm_);
   h5::File& f = af.file();
   const int M = meta_.n_regions();

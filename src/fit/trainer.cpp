@@ -13,6 +13,7 @@
 #include "core/rng.hpp"
 #include "core/text.hpp"
 #include "fit/dense.hpp"
+#include "fit/events.hpp"
 #include "fit/kernels.hpp"
 
 namespace cohortnet::fit {
@@ -273,7 +274,10 @@ RunStats Trainer::run_next() {
   const int run = runs_done();
   if (run >= params_.total_runs()) fail("animal ", meta_.animal_id, ": all runs are done");
   if (!started_) {
-    if (params_.starts_from_regression() && run == 0 && mid_iter_ == 0) regression_start();
+    if (params_.starts_from_regression() && run == 0 && mid_iter_ == 0) {
+      StageScope stage(events().start);
+      regression_start();
+    }
     started_ = true;
   }
   const bool train = run < params_.runs_train;
@@ -289,6 +293,7 @@ RunStats Trainer::run_next() {
   double* rln = rlb.data();    // local rate, next
   std::vector<double> err_sq(static_cast<size_t>(T_), 0.0);
   auto gather = [&](const double* local, double* full) {
+    EventScope ev(events().gather);
     MPI_Allgatherv(local, int(m), MPI_DOUBLE, full, counts_.data(), offsets_.data(), MPI_DOUBLE, comm_);
   };
   // Rate of iteration tt from the current x (after a reset if tt is a reset point).
@@ -310,6 +315,7 @@ RunStats Trainer::run_next() {
     std::copy_n(D_.begin(), size_t(m), x.begin());
     for (PetscInt i = 0; i < m; ++i) R_[size_t(i)] = std::tanh(x[size_t(i)]);
   }
+  StageScope stage(events().train);
   DenseArray Ja(J_);
   Rls& rls = *rls_;
   const int n_in = n_in_;
@@ -355,6 +361,7 @@ RunStats Trainer::run_next() {
     if (rec >= 0) std::copy_n(rl, size_t(m), &R_[size_t(rec) * size_t(m)]);
     const bool advance = tt < n_iter_;
     if (advance) {
+      EventScope ev(events().rnn_step);
       if (!have_y) {
         kernels::gemv(m, N, Ja.a, Ja.lda, r, y.data());
         if (j_count > 0) {
@@ -388,6 +395,7 @@ RunStats Trainer::run_next() {
     if (advance) prepare(tt + 1, rln, rn);
     if (ls >= 0 && train) {
       // RLS on z = [r; u]: the learner's gains c k per P; J -= e (c k_r)^T, W_in -= e (c k_u)^T.
+      EventScope ev(events().learn_step);
       const double* uin = n_in > 0 ? input_at(tt) : nullptr;
       rls.step(r, uin, meta_.animal_id, run, ls);
       if (rls.count() != j_count + 1) fail("internal: delayed updates of P and J out of step");

@@ -27,7 +27,7 @@ Command make_validate_command() {
          "LINKS random or one-to-one (empty: the preset's); GATING (cohort) states (the preset's: pathways "
          "switched with the hidden state) or constant (pathways present or absent); docs/simulate.md")
         ("methods", po::value<std::string>()->default_value("shared@random,region@random,region,region+inputs"),
-         "fit variants PRIOR[+inputs][@START]: PRIOR shared (the reference's one P) or region (--prior region); "
+         "fit variants PRIOR[+inputs][@START]: PRIOR shared (the reference's one P), region or block (--prior); "
          "'+inputs': the animal's inputs as input channels (--inputs use; only for cases whose animals have "
          "inputs); START regression (default) or random (--start); shared@random is the reference")
         ("seeds", po::value<int>()->default_value(3), "seeds per case (simulation and fit seed 1..N)")
@@ -130,8 +130,8 @@ Command make_validate_command() {
         const fit::Start start = at == std::string::npos ? fit::Params{}.start : fit::parse_start(name.substr(at + 1));
         const bool with_inputs = base.size() > 7 && base.substr(base.size() - 7) == "+inputs";
         const std::string prior = with_inputs ? base.substr(0, base.size() - 7) : base;
-        if (prior != "shared" && prior != "region")
-          fail("option --methods: unknown method '", name, "' (use PRIOR[+inputs][@START]: shared or region, "
+        if (prior != "shared" && prior != "region" && prior != "block")
+          fail("option --methods: unknown method '", name, "' (use PRIOR[+inputs][@START]: shared, region or block, "
                "optionally +inputs, optionally @regression or @random)");
         m.fit.prior = fit::parse_prior(prior);
         m.fit.use_inputs = with_inputs;
