@@ -33,22 +33,35 @@ void install_stop_handler() {
 
 double fit_bytes_per_rank(std::int64_t n_units, std::int64_t n_samples, int dt_factor, int ranks, int n_p,
                           int update_block) {
-  const double N = double(n_units), T = double(n_samples), L = double((n_samples - 1) * dt_factor + 1);
-  const double m = std::ceil(N / double(std::max(1, ranks)));
-  // J and P rows (n_p: P matrices, 1 or M under the region prior), noise rows, target/rates/
-  // activity rows, and at the end (the peak) the full rates for the decomposition, a row-major
-  // copy of J's rows for writing, and the decomposition's per-source temporaries; the delayed
-  // updates hold B terms of J and of each P (a local column each; one full row of length N per P,
-  // shared by J's and P's terms).
-  const double np = double(std::max(1, n_p)), B = double(std::max(1, update_block));
-  return 8.0 * ((1.0 + np) * m * N + m * L + 3.0 * m * T + N * T + m * N + 2.0 * m * T + B * (1.0 + np) * m +
-                B * np * N);
+  // The memory plan (memory.hpp) of a fit with n_p regions (region prior; 1: shared prior).
+  Params p;
+  p.dt_factor = dt_factor;
+  p.update_block = update_block;
+  p.prior = n_p > 1 ? Prior::Region : Prior::Shared;
+  FitSizes s;
+  s.n_units = n_units;
+  s.n_samples = n_samples;
+  s.n_regions = std::max(1, n_p);
+  s.ranks = ranks;
+  return plan_fit_memory(s, p).peak;
 }
+
+double fit_bytes_per_rank(const FitSizes& s, const Params& p) { return plan_fit_memory(s, p).peak; }
 
 Assignment assign_animals(const std::vector<CohortAnimal>& animals, const Params& p, int world_size,
                           int ranks_per_animal, double bytes_per_rank, int n_p) {
   Assignment a;
   const int n_animals = int(animals.size());
+  // The memory plan of an animal on `ranks` ranks (n_p: the P count of the old interface, for
+  // animals that do not say their regions).
+  auto animal_bytes = [&](const CohortAnimal& an, int ranks) {
+    FitSizes s;
+    s.n_units = an.n_units;
+    s.n_samples = an.n_samples;
+    s.n_regions = an.n_regions > 0 ? an.n_regions : std::max(1, n_p);
+    s.ranks = ranks;
+    return fit_bytes_per_rank(s, p);
+  };
   int k = ranks_per_animal;
   if (k <= 0) {
     // Automatic: the smallest group size in which the largest animal fits in half the memory.
@@ -56,7 +69,7 @@ Assignment assign_animals(const std::vector<CohortAnimal>& animals, const Params
     for (int g = 1; g <= world_size; ++g) {
       bool fits = true;
       for (auto& an : animals)
-        if (fit_bytes_per_rank(an.n_units, an.n_samples, p.dt_factor, g, n_p, p.update_block) > 0.5 * bytes_per_rank) fits = false;
+        if (animal_bytes(an, g) > 0.5 * bytes_per_rank) fits = false;
       if (fits) {
         k = g;
         break;
@@ -86,7 +99,7 @@ Assignment assign_animals(const std::vector<CohortAnimal>& animals, const Params
     double best_t = 0;
     for (int g = 0; g < n_groups; ++g) {
       const auto& an = animals[size_t(i)];
-      if (fit_bytes_per_rank(an.n_units, an.n_samples, p.dt_factor, a.group_size[size_t(g)], n_p, p.update_block) > bytes_per_rank) continue;
+      if (animal_bytes(an, a.group_size[size_t(g)]) > bytes_per_rank) continue;
       const double t = a.group_work[size_t(g)] + work(i) / a.group_size[size_t(g)];
       if (best < 0 || t < best_t) {
         best = g;

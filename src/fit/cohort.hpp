@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "fit/curbd.hpp"
+#include "fit/memory.hpp"
 #include "io/animal.hpp"
 
 namespace cohortnet::fit {
@@ -45,6 +46,8 @@ Assignment assign_animals(const std::vector<CohortAnimal>& animals, const Params
 // update_block: --update-block (the delayed updates' buffers).
 double fit_bytes_per_rank(std::int64_t n_units, std::int64_t n_samples, int dt_factor, int ranks, int n_p = 1,
                           int update_block = 8);
+// The same from the fit's parameters and sizes: the peak of plan_fit_memory (memory.hpp).
+double fit_bytes_per_rank(const FitSizes& s, const Params& p);
 
 // Set by the SIGTERM handler; checked once per run and agreed over the group.
 extern volatile std::sig_atomic_t g_stop_requested;

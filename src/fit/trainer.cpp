@@ -15,6 +15,7 @@
 #include "fit/dense.hpp"
 #include "fit/events.hpp"
 #include "fit/kernels.hpp"
+#include "fit/memory.hpp"
 
 namespace cohortnet::fit {
 
@@ -76,12 +77,19 @@ void Trainer::setup(const AnimalData& data, const Init* init) {
   }
   row_layout(PetscInt(N_), comm_, counts_, offsets_);
 
-  // Memory per rank: J and P rows (region prior: M matrices P_Q), noise rows, target and rates
-  // rows, full rates at the end.
+  // Memory per rank from the plan (memory.hpp), before the large allocations; J and the activity
+  // rows are already resident (MemAvailable no longer counts them).
   {
-    const double n_p = params_.region_prior() ? double(meta_.n_regions()) : 1.0;
-    const double bytes = 8.0 * ((1.0 + n_p) * double(m_) * double(N_) + double(m_) * double(L_) +
-                                3.0 * double(m_) * double(T_) + double(N_) * double(T_));
+    FitSizes sz;
+    sz.n_units = N_;
+    sz.n_samples = T_;
+    sz.n_regions = meta_.n_regions();
+    for (int q = 0; q < meta_.n_regions(); ++q)
+      sz.largest_region = std::max<std::int64_t>(sz.largest_region, std::int64_t(meta_.units_of(q).size()));
+    sz.n_inputs = params_.inputs_used() ? int(meta_.input_names.size()) : 0;
+    sz.ranks = comm_size(comm_);
+    const MemoryPlan plan = plan_fit_memory(sz, params_);
+    const double bytes = plan.peak - 8.0 * (double(m_) * double(N_) + double(m_) * double(T_));
     MPI_Comm node;
     MPI_Comm_split_type(comm_, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node);
     const int per_node = comm_size(node);
@@ -89,8 +97,9 @@ void Trainer::setup(const AnimalData& data, const Init* init) {
     const double have = double(available_memory_bytes()) / double(per_node);
     std::string err;
     if (bytes > 0.9 * have)
-      err = cat("animal ", id, ": the fit needs ", bytes / 1e9, " GB per rank but only ", have / 1e9,
-                " GB are available per rank; use more ranks per animal (--ranks-per-animal)");
+      err = cat("animal ", id, ": the fit needs ", plan.peak / 1e9, " GB per rank (", plan.peak_phase, ") but only ",
+                (have + 8.0 * (double(m_) * double(N_) + double(m_) * double(T_))) / 1e9,
+                " GB are available per rank; use more ranks per animal (--ranks-per-animal). The plan:\n", plan.table());
     agree(comm_, err);
   }
 

@@ -2,6 +2,8 @@
 // checkpoint before the time limit and requeue, and nothing unsafe reaching a batch script.
 #include <gtest/gtest.h>
 
+#include "fit/memory.hpp"
+
 #include "core/error.hpp"
 #include "workflow/submit.hpp"
 
@@ -68,8 +70,21 @@ TEST(SubmitPlan, RegionPriorCountsOnePPerRegion) {
   // Six P matrices instead of one: more ranks, and exactly five more N/p x N blocks of doubles,
   // each with its delayed-update buffers (8 local columns of N/p, 8 rows of N shared with J).
   EXPECT_GT(region.animals[0].ranks, shared.animals[0].ranks);
-  EXPECT_DOUBLE_EQ(fit_peak_bytes_per_rank(20000, 1201, 5, 8, 6) - fit_peak_bytes_per_rank(20000, 1201, 5, 8, 1),
+  fit::FitSizes sz;
+  sz.n_units = 20000;
+  sz.n_samples = 1201;
+  sz.n_regions = 6;
+  sz.ranks = 8;
+  fit::Params ps, pr;
+  ps.prior = fit::Prior::Shared;
+  pr.prior = fit::Prior::Region;
+  EXPECT_DOUBLE_EQ(fit::plan_fit_memory(sz, pr).always - fit::plan_fit_memory(sz, ps).always,
                    5.0 * (2500.0 * 20000.0 + 8.0 * 2500.0 + 8.0 * 20000.0) * 8.0);
+  // The block prior holds each region's sources only: m x n_max instead of M x m x N.
+  fit::Params pb;
+  pb.prior = fit::Prior::Block;
+  sz.largest_region = 4000;
+  EXPECT_LT(fit::plan_fit_memory(sz, pb).always, fit::plan_fit_memory(sz, ps).always);
 }
 
 TEST(SubmitPlan, FinishedAnimalsAreNotResubmitted) {

@@ -1,0 +1,65 @@
+#include "fit/memory.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <iomanip>
+#include <map>
+#include <sstream>
+
+namespace cohortnet::fit {
+
+MemoryPlan plan_fit_memory(const FitSizes& s, const Params& p) {
+  const double N = double(s.n_units), T = double(s.n_samples), M = double(std::max(1, s.n_regions));
+  const double L = double((s.n_samples - 1) * p.dt_factor + 1), Ts = T;
+  const double m = std::ceil(N / double(std::max(1, s.ranks)));
+  const double nmax =
+      s.largest_region > 0 ? double(s.largest_region) : std::min(N, std::ceil(2.0 * N / M));
+  const double B = double(p.update_block), nin = double(s.n_inputs);
+  const Prior prior = p.prior_used();
+  // Slots of J's pending row vectors: one per P a rank's rows use.
+  const double slots = prior == Prior::Shared ? 1.0 : prior == Prior::Region ? M : std::min(M, m);
+  MemoryPlan plan;
+  auto add = [&](const char* phase, const char* name, double doubles) {
+    plan.terms.push_back({phase, name, 8.0 * doubles});
+  };
+  add("always", "J rows (m N)", m * N);
+  if (prior == Prior::Shared) add("always", "P rows (m N)", m * N);
+  else if (prior == Prior::Region) add("always", "P_Q rows, every region (M m N)", M * m * N);
+  else add("always", "P_Q blocks, own region's sources (m n_max)", m * (nmax + nin));
+  add("always", "input noise rows (m L)", m * L);
+  add("always", "target and rates rows (2 m T)", 2 * m * T);
+  add("always", "pending RLS terms (B (m + S N))", B * (m + slots * N) +
+      (prior == Prior::Region ? B * M * m : prior == Prior::Block ? B * (m + slots * (nmax + nin)) : B * m));
+  add("always", "input parts of P (replicated)", (prior == Prior::Shared ? 1.0 : M) * nin * (N + nin) + m * nin * 2);
+  add("setup", "activity rows as read (m T)", m * T);
+  if (p.starts_from_regression()) {
+    add("start", "Z, Y, alpha and a received block (6 m Ts)", 6 * m * Ts);
+    add("start", "Gram matrices and factor (4 Ts^2)", 4 * Ts * Ts);
+  }
+  add("output", "row-major J for writing (m N)", m * N);
+  add("output", "rates rows and all rates (m T + N T)", m * T + N * T);
+  add("output", "current sums and summaries (12 M^2 T)", 12 * M * M * T);
+  add("output", "per-source blocks (2 m n_max + n_max T + 2 m T)", 2 * m * nmax + nmax * T + 2 * m * T);
+  add("checkpoint", "row-major J and one P (m N + P rows)", m * N + (prior == Prior::Block ? m * nmax : m * N));
+  std::map<std::string, double> by_phase;
+  for (const auto& t : plan.terms) by_phase[t.phase] += t.bytes;
+  plan.always = by_phase["always"];
+  plan.peak = plan.always;
+  plan.peak_phase = "training";
+  for (const auto& [phase, bytes] : by_phase)
+    if (phase != "always" && plan.always + bytes > plan.peak) {
+      plan.peak = plan.always + bytes;
+      plan.peak_phase = phase;
+    }
+  return plan;
+}
+
+std::string MemoryPlan::table() const {
+  std::ostringstream os;
+  os << std::setprecision(3);
+  for (const auto& t : terms) os << "  " << std::left << std::setw(10) << t.phase << " " << std::setw(52) << t.name << " " << t.bytes / 1e9 << " GB\n";
+  os << "  peak (" << peak_phase << "): " << peak / 1e9 << " GB per rank";
+  return os.str();
+}
+
+}  // namespace cohortnet::fit
