@@ -5,7 +5,7 @@
 // held-out pVar of the unit-mean and ridge VAR(1) baselines at that horizon (and at a few others).
 //
 //   mpirun -n 2 build/bench/bench_baselines_real COHORT_DIR [--holdout end|blocks|trials|auto]
-//          [--fraction 0.333] [--ridge 1e-2] [--horizons 2,5,10,0]
+//          [--fraction 0.333] [--ridge R (default: chosen on the training part)] [--horizons 2,5,10,0]
 // Prints one table row per animal and horizon (horizon 0 = free run from each held-out block's
 // start), then the median over animals.
 #include <mpi.h>
@@ -77,8 +77,8 @@ void run(const Args& a, MPI_Comm comm) {
   const Cohort cohort = read_cohort(a.cohort, comm);
   const bool root = comm_rank(comm) == 0;
   if (root)
-    std::printf("%-12s %5s %5s %-8s %8s %6s %8s %4s | %5s %9s %9s %9s %9s\n", "animal", "N", "T", "split", "tau_ac",
-                "K_auto", "tau_rnn", "dtf", "K", "mean_all", "mean_nr", "var_all", "var_nr");
+    std::printf("%-12s %5s %5s %-8s %8s %8s %6s %8s %4s | %5s %9s %9s %9s %9s %6s\n", "animal", "N", "T", "split", "tau_med", "tau_mean",
+                "K_auto", "tau_rnn", "dtf", "K", "mean_all", "mean_nr", "var_all", "var_nr", "ridge");
   std::vector<double> med_tau, med_mean, med_var_auto;
   for (const CohortAnimal& ca : cohort.animals) {
     const AnimalData d = read_animal(ca.path, comm);
@@ -93,11 +93,11 @@ void run(const Args& a, MPI_Comm comm) {
     for (size_t h = 0; h < horizons.size(); ++h) {
       const Baselines b = baselines(view, s, horizons[h], comm, {}, {}, a.var);
       if (root)
-        std::printf("%-12s %5lld %5lld %-8s %8.3f %6lld %8.3f %4d | %4lld%s %9.4f %9.4f %9.4f %9.4f\n",
+        std::printf("%-12s %5lld %5lld %-8s %8.3f %8.3f %6lld %8.3f %4d | %4lld%s %9.4f %9.4f %9.4f %9.4f %6g\n",
                     d.meta.animal_id.c_str(), (long long)d.meta.n_units, (long long)d.meta.n_samples,
-                    to_string(s.mode).c_str(), ac.tau_samples, (long long)K_auto, ts.tau_rnn, ts.dt_factor,
+                    to_string(s.mode).c_str(), ac.tau_samples, ac.mean_samples, (long long)K_auto, ts.tau_rnn, ts.dt_factor,
                     (long long)horizons[h], h == 0 ? "*" : " ", b.mean.all, b.mean.non_reset, b.var.all,
-                    b.var.non_reset);
+                    b.var.non_reset, b.var_ridge);
       if (h == 0) {
         med_tau.push_back(ac.tau_samples);
         med_mean.push_back(b.mean.non_reset);
@@ -108,7 +108,7 @@ void run(const Args& a, MPI_Comm comm) {
   if (root && cohort.animals.size() > 1)
     std::printf("median over %zu animals: tau_ac %.3f samples, unit mean %.4f, VAR(1) at K_auto %.4f (non-reset, held out)\n",
                 cohort.animals.size(), median(med_tau), median(med_mean), median(med_var_auto));
-  if (root) std::printf("(* = the automatic horizon; K 0 = free run from each held-out block's start; ridge %g)\n", a.var.ridge);
+  if (root) std::printf("(* = the automatic horizon; K 0 = free run from each held-out block's start; nr = non-reset samples)\n");
 }
 
 }  // namespace

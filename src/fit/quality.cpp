@@ -253,10 +253,10 @@ Autocorrelation autocorrelation_time(const Rows& x, const Split& s, MPI_Comm com
     if (all[k] >= 0) used.push_back(all[k]), a.capped += int(all_capped[k]);
   if (used.empty()) fail("autocorrelation time: every unit is constant on the training samples");
   a.units = int(used.size());
-  a.tau_samples = std::accumulate(used.begin(), used.end(), 0.0) / double(used.size());
+  a.mean_samples = std::accumulate(used.begin(), used.end(), 0.0) / double(used.size());
   std::sort(used.begin(), used.end());
   const size_t h = used.size() / 2;
-  a.median_samples = used.size() % 2 ? used[h] : 0.5 * (used[h - 1] + used[h]);
+  a.tau_samples = used.size() % 2 ? used[h] : 0.5 * (used[h - 1] + used[h]);
   return a;
 }
 
@@ -295,7 +295,7 @@ TimeSettings resolve_time_settings(double sample_interval, double tau_ac_samples
 }
 
 std::int64_t auto_horizon(double tau_ac_samples) {
-  return std::max<std::int64_t>(2, std::llround(1.5 * tau_ac_samples));
+  return std::max<std::int64_t>(2, std::llround(tau_ac_samples));
 }
 
 // ---- pVar on a part ------------------------------------------------------------------------
@@ -325,7 +325,9 @@ std::vector<double> predict_mean(const Rows& D, const Split& s) {
 }
 
 std::vector<double> predict_var(const Rows& D, const Split& s, const std::vector<std::int64_t>& resets, MPI_Comm comm,
-                                const VarOptions& vo, double* lambda_out, std::int64_t* pairs_out) {
+                                double ridge, double* lambda_out, std::int64_t* pairs_out,
+                                const std::optional<Part>& only_part) {
+  if (!(ridge > 0)) fail("VAR baseline: the ridge must be positive, got ", ridge);
   const std::int64_t m = D.rows, T = D.T, N = global_rows(m, comm);
   const std::vector<std::int64_t> pairs = training_pairs(s);
   const std::int64_t P = std::int64_t(pairs.size());
@@ -354,7 +356,7 @@ std::vector<double> predict_var(const Rows& D, const Split& s, const std::vector
   MPI_Allreduce(MPI_IN_PLACE, G.data(), int(P * P), MPI_DOUBLE, MPI_SUM, comm);
   double trace = 0;
   for (std::int64_t a = 0; a < P; ++a) trace += G[size_t(a * P + a)];
-  const double lambda = vo.ridge * trace / double(N);
+  const double lambda = ridge * trace / double(N);
   for (std::int64_t a = 0; a < P; ++a) G[size_t(a * P + a)] += lambda;
   PetscBLASInt n = PetscBLASInt(P), info = 0;
   LAPACKpotrf_("L", &n, G.data(), &n, &info);
@@ -364,10 +366,13 @@ std::vector<double> predict_var(const Rows& D, const Split& s, const std::vector
 
   // Chains: from each reset, the data, then x(t+1) = mu_y + A (x(t) - mu_x), all chains at once.
   std::vector<double> out(size_t(m * T), 0.0);
-  std::vector<std::int64_t> begin = resets, len(resets.size());
-  for (size_t c = 0; c < begin.size(); ++c) {
-    len[c] = (c + 1 < begin.size() ? begin[c + 1] : T) - begin[c];
-    for (std::int64_t i = 0; i < m; ++i) out[size_t(i * T + begin[c])] = D(i, begin[c]);
+  std::vector<std::int64_t> begin, len;
+  const std::uint8_t want = only_part == Part::HeldOut ? 1 : 0;
+  for (size_t c = 0; c < resets.size(); ++c) {
+    if (only_part && s.held_out[size_t(resets[c])] != want) continue;
+    begin.push_back(resets[c]);
+    len.push_back((c + 1 < resets.size() ? resets[c + 1] : T) - resets[c]);
+    for (std::int64_t i = 0; i < m; ++i) out[size_t(i * T + resets[c])] = D(i, resets[c]);
   }
   const std::int64_t longest = len.empty() ? 0 : *std::max_element(len.begin(), len.end());
   for (std::int64_t k = 1; k < longest; ++k) {
@@ -445,6 +450,35 @@ std::string Baselines::best_name() const {
   return var.non_reset == b ? "VAR(1)" : "unit mean";
 }
 
+double choose_var_ridge(const Rows& D, const Split& s, std::int64_t K, MPI_Comm comm, const VarOptions& vo) {
+  if (vo.grid.empty()) fail("VAR baseline: empty ridge grid");
+  // Inner split: the last inner_fraction of the training samples (time order) validate.
+  std::vector<std::int64_t> train;
+  for (std::int64_t t = 0; t < s.T; ++t)
+    if (!s.held_out[size_t(t)]) train.push_back(t);
+  const std::int64_t n_val = std::clamp<std::int64_t>(std::llround(vo.inner_fraction * double(train.size())), 1,
+                                                      std::int64_t(train.size()) - 2);
+  Split inner = s;
+  inner.segments.clear();
+  inner.resets.clear();
+  std::vector<std::uint8_t> val(size_t(s.T), 0);
+  for (size_t k = train.size() - size_t(n_val); k < train.size(); ++k)
+    inner.held_out[size_t(train[k])] = 1, val[size_t(train[k])] = 1;
+  make_segments(inner, s.resets);
+  const std::vector<std::int64_t> resets = horizon_resets(inner, K);
+  std::vector<std::int64_t> cols;
+  for (std::int64_t t = 0; t < s.T; ++t)
+    if (val[size_t(t)] && !sorted_contains(resets, t)) cols.push_back(t);
+  if (cols.empty()) return vo.grid.front();
+  double best = -INFINITY, chosen = vo.grid.front();
+  for (double ridge : vo.grid) {
+    const std::vector<double> p = predict_var(D, inner, resets, comm, ridge, nullptr, nullptr, Part::HeldOut);
+    const double score = pvar_on(D, row_major(p, D.rows, D.T), cols, comm).pvar;
+    if (score > best) best = score, chosen = ridge;
+  }
+  return chosen;
+}
+
 Baselines baselines(const Rows& D, const Split& s, std::int64_t K, MPI_Comm comm, const std::vector<int>& conditions,
                     const std::vector<std::int64_t>& trial_starts, const VarOptions& vo) {
   Baselines b;
@@ -452,7 +486,8 @@ Baselines baselines(const Rows& D, const Split& s, std::int64_t K, MPI_Comm comm
   const std::vector<std::int64_t> resets = horizon_resets(s, K);
   const std::vector<double> pm = predict_mean(D, s);
   b.mean = pvar_score(D, row_major(pm, D.rows, D.T), s, resets, Part::HeldOut, comm);
-  const std::vector<double> pv = predict_var(D, s, resets, comm, vo, &b.var_lambda, &b.var_pairs);
+  b.var_ridge = vo.ridge > 0 ? vo.ridge : choose_var_ridge(D, s, K, comm, vo);
+  const std::vector<double> pv = predict_var(D, s, resets, comm, b.var_ridge, &b.var_lambda, &b.var_pairs, Part::HeldOut);
   b.var = pvar_score(D, row_major(pv, D.rows, D.T), s, resets, Part::HeldOut, comm);
   if (s.mode == SplitMode::Trials && !conditions.empty()) {
     const std::vector<double> pt = predict_trial_average(D, s, trial_starts, conditions);

@@ -86,18 +86,20 @@ std::vector<std::int64_t> horizon_resets(const Split& s, std::int64_t K);
 
 // ---- autocorrelation time and defaults from the data ---------------------------------------
 struct Autocorrelation {
-  double tau_samples = 0;  // mean over units of the 1/e crossing, in samples
-  double median_samples = 0;
-  int units = 0;           // units used (non-constant on training samples)
-  int capped = 0;          // units whose autocorrelation stayed above 1/e up to max_lag
+  double tau_samples = 0;   // the recording's autocorrelation time: median over units, in samples
+  double mean_samples = 0;  // the mean over units (for the record)
+  int units = 0;            // units used (non-constant on training samples)
+  int capped = 0;           // units whose autocorrelation stayed above 1/e up to max_lag
   std::int64_t max_lag = 0;
 };
 
 // Per unit: z-score over training samples; acf(k) = mean of z_t z_{t+k} over pairs inside one
-// training segment; tau = first lag with acf < 1/e, interpolated log-linearly between integer
-// lags (exact for an exponential acf, e.g. AR(1) a^k: -1/ln a). Chosen over the integral of acf
-// because the integral's noisy tail needs a truncation rule and cancels on oscillating signals,
-// while the 1/e crossing needs only the first lags; for an exponential acf both agree. Units that
+// training segment; the unit's time = first lag with acf < 1/e, interpolated log-linearly between
+// integer lags (exact for an exponential acf, e.g. AR(1) a^k: -1/ln a). The 1/e crossing rather
+// than the integral of acf: the integral's noisy tail needs a truncation rule and cancels on
+// oscillating signals, the crossing needs only the first lags; for an exponential acf both agree.
+// The recording's time is the median over units, not the mean: a few slowly drifting units
+// dominate the mean (zebrafish fish6: mean 15.3, median 8.0 samples; docs/fit.md). Units that
 // never drop below 1/e up to max_lag (default: half the longest training segment) count as
 // max_lag. Fails when no unit varies.
 Autocorrelation autocorrelation_time(const Rows& x, const Split& s, MPI_Comm comm, std::int64_t max_lag = 0);
@@ -119,8 +121,10 @@ TimeSettings resolve_time_settings(double sample_interval, double tau_ac_samples
 void check_time_step(double sample_interval, int dt_factor, double tau_rnn, bool dt_factor_given = true,
                      bool tau_given = true);
 
-// The horizon K (reset every K samples): round(1.5 autocorrelation times), at least 2 (K = 1 would
-// reset at every sample and predict nothing).
+// The horizon K (reset every K samples): one autocorrelation time, rounded, at least 2 (K = 1 would
+// reset at every sample and predict nothing). Beyond it the data at the reset carry little of the
+// future (acf < 1/e) and every predictor falls towards the unit mean (docs/fit.md: zebrafish VAR(1)
+// 0.51 at K 2, 0.23 at K 8, 0.08 at K 23).
 std::int64_t auto_horizon(double tau_ac_samples);
 
 // ---- pVar on part of the recording ---------------------------------------------------------
@@ -140,8 +144,11 @@ Score pvar_score(const Rows& D, const Rows& P, const Split& s, const std::vector
 // ---- baselines on the same split and horizon -----------------------------------------------
 struct VarOptions {
   // Ridge penalty lambda = ridge * ||X~||_F^2 / N (relative to the mean squared centred value per
-  // unit, so it does not depend on the data's scale or length).
-  double ridge = 1e-2;
+  // unit, so it does not depend on the data's scale or length). 0: chosen from `grid` on the
+  // training part alone (choose_var_ridge).
+  double ridge = 0;
+  std::vector<double> grid{1e-3, 1e-2, 1e-1, 1, 10};
+  double inner_fraction = 0.25;  // share of the training samples (the last) that choose the ridge
 };
 
 struct Baselines {
@@ -149,6 +156,7 @@ struct Baselines {
   Score var;                       // ridge VAR(1): the data at a reset, iterated K-1 steps after
   std::optional<Score> trial_avg;  // by condition, training trials; when there are trials
   std::int64_t horizon = 0;
+  double var_ridge = 0;             // the relative ridge used (chosen or given)
   double var_lambda = 0;
   std::int64_t var_pairs = 0;      // training pairs (t, t+1) inside one training segment
   // The best baseline's non-reset pVar and its name.
@@ -164,12 +172,18 @@ Baselines baselines(const Rows& D, const Split& s, std::int64_t K, MPI_Comm comm
                     const std::vector<int>& conditions = {}, const std::vector<std::int64_t>& trial_starts = {},
                     const VarOptions& vo = {});
 
+// The ridge that predicts best at horizon K on the last `inner_fraction` of the training samples
+// when fitted on the rest of them (held-out samples are never read). Ties: the first in the grid.
+double choose_var_ridge(const Rows& D, const Split& s, std::int64_t K, MPI_Comm comm, const VarOptions& vo = {});
+
 // The baselines' predictions one at a time (this rank's rows, row-major rows x T; samples of the
 // other part are left at 0). Used by baselines() and by tests.
 std::vector<double> predict_mean(const Rows& D, const Split& s);
+// predict_var: every chain from a reset to the next (ridge vo.ridge, which must be > 0 here);
+// only_part: only the chains starting in that part (the others stay 0).
 std::vector<double> predict_var(const Rows& D, const Split& s, const std::vector<std::int64_t>& resets,
-                                MPI_Comm comm, const VarOptions& vo = {}, double* lambda_out = nullptr,
-                                std::int64_t* pairs_out = nullptr);
+                                MPI_Comm comm, double ridge, double* lambda_out = nullptr,
+                                std::int64_t* pairs_out = nullptr, const std::optional<Part>& only_part = std::nullopt);
 // Empty when there are fewer than 2 trials.
 std::vector<double> predict_trial_average(const Rows& D, const Split& s, const std::vector<std::int64_t>& trial_starts,
                                           const std::vector<int>& conditions);

@@ -214,7 +214,7 @@ double unexplained_unit1(const Data& d, const Split& s) {
   const auto resets = horizon_resets(s, 2);
   const Local l = local_rows(d, MPI_COMM_WORLD);
   const std::vector<double> p =
-      gather_prediction(predict_var(l.view(), s, resets, MPI_COMM_WORLD), d.N, d.T, MPI_COMM_WORLD);
+      gather_prediction(predict_var(l.view(), s, resets, MPI_COMM_WORLD, 1e-2), d.N, d.T, MPI_COMM_WORLD);
   double err = 0, var = 0;
   for (std::int64_t t = 201; t < d.T; t += 2) {
     err += (d.at(1, t) - p[size_t(d.T + t)]) * (d.at(1, t) - p[size_t(d.T + t)]);
@@ -244,7 +244,9 @@ TEST(QualityBaselines, EqualDirectComputation) {
   const Split s = make_split(60, {0}, {});
   const std::int64_t K = 5;
   const auto resets = horizon_resets(s, K);
-  const Baselines b = baselines(l.view(), s, K, MPI_COMM_WORLD);
+  VarOptions vo;
+  vo.ridge = 1e-2;
+  const Baselines b = baselines(l.view(), s, K, MPI_COMM_WORLD, {}, {}, vo);
 
   // Unit mean: each unit's training mean.
   std::vector<double> pm(size_t(7 * 60));
@@ -260,7 +262,7 @@ TEST(QualityBaselines, EqualDirectComputation) {
 
   const std::vector<double> pv = direct_var(d, s, resets, 1e-2);
   const std::vector<double> mine =
-      gather_prediction(predict_var(l.view(), s, resets, MPI_COMM_WORLD), 7, 60, MPI_COMM_WORLD);
+      gather_prediction(predict_var(l.view(), s, resets, MPI_COMM_WORLD, 1e-2), 7, 60, MPI_COMM_WORLD);
   for (std::int64_t i = 0; i < 7; ++i)
     for (std::int64_t t = 40; t < 60; ++t) EXPECT_NEAR(mine[size_t(i * 60 + t)], pv[size_t(i * 60 + t)], 1e-10);
   EXPECT_NEAR(b.var.all, direct_pvar(d, pv, cols_of(s, true, resets, false)), 1e-10);
@@ -326,6 +328,8 @@ TEST(QualityRanks, SameResultsAsOneRank) {
   const Autocorrelation x = autocorrelation_time(world.view(), s, MPI_COMM_WORLD);
   const Autocorrelation y = autocorrelation_time(self.view(), s, MPI_COMM_SELF);
   EXPECT_NEAR(x.tau_samples, y.tau_samples, 1e-12);
+  EXPECT_NEAR(x.mean_samples, y.mean_samples, 1e-12);
+  EXPECT_EQ(a.var_ridge, b.var_ridge);  // chosen on the training part, the same at every layout
   EXPECT_EQ(x.units, 7);
   const Saturation sa = saturation(world.view(), world.view(), s, Part::Train, MPI_COMM_WORLD);
   const Saturation sb = saturation(self.view(), self.view(), s, Part::Train, MPI_COMM_SELF);
@@ -351,7 +355,7 @@ TEST(QualityAutocorrelation, AR1MatchesTheory) {
   EXPECT_NEAR(ac.tau_samples, theory, 0.05 * theory);
   EXPECT_EQ(ac.units, 12);
   EXPECT_EQ(ac.capped, 0);
-  EXPECT_EQ(auto_horizon(ac.tau_samples), 7);  // round(1.5 x 4.48)
+  EXPECT_EQ(auto_horizon(ac.tau_samples), 4);  // round(4.48)
   EXPECT_EQ(auto_horizon(0.4), 2);
 }
 
