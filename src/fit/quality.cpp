@@ -282,8 +282,10 @@ TimeSettings resolve_time_settings(double sample_interval, double tau_ac_samples
   TimeSettings ts;
   ts.tau_from_data = !tau_rnn_given;
   ts.dt_factor_from_data = !dt_factor_given;
-  // The network's own time constant near the data's: slower cannot follow, faster costs steps.
-  ts.tau_rnn = tau_rnn_given ? *tau_rnn_given : std::max(tau_ac_samples, 2.0) * sample_interval;
+  // The units must be faster than the collective dynamics they make: a recurrent network's rates
+  // stay correlated far longer than its units' tau (simulator: tau 0.1 s, rates' 0.58 s).
+  ts.tau_rnn = tau_rnn_given ? *tau_rnn_given
+                             : std::max(tau_ac_samples / kAutocorrelationsPerTau, 2.0) * sample_interval;
   ts.dt_factor = dt_factor_given ? *dt_factor_given
                                  : std::max(1, int(std::ceil(5.0 * sample_interval / ts.tau_rnn - 1e-9)));
   check_time_step(sample_interval, ts.dt_factor, ts.tau_rnn, bool(dt_factor_given), bool(tau_rnn_given));

@@ -360,10 +360,14 @@ TEST(QualityAutocorrelation, AR1MatchesTheory) {
 }
 
 TEST(QualityDefaults, TimeConstantsFromTheData) {
-  // Autocorrelation 30 samples at 10 ms: tau 0.3 s, dt 0.01 <= 0.06 with dt-factor 1.
-  TimeSettings ts = resolve_time_settings(0.01, 30.0, std::nullopt, std::nullopt);
+  // Autocorrelation 300 samples at 10 ms: tau 3 s / 10, dt 0.01 <= 0.06 with dt-factor 1.
+  TimeSettings ts = resolve_time_settings(0.01, 300.0, std::nullopt, std::nullopt);
   EXPECT_NEAR(ts.tau_rnn, 0.3, 1e-12);
   EXPECT_EQ(ts.dt_factor, 1);
+  // 30 samples: tau 0.03 s, dt-factor 2 (dt 0.005 <= 0.006).
+  ts = resolve_time_settings(0.01, 30.0, std::nullopt, std::nullopt);
+  EXPECT_NEAR(ts.tau_rnn, 0.03, 1e-12);
+  EXPECT_EQ(ts.dt_factor, 2);
   EXPECT_TRUE(ts.tau_from_data && ts.dt_factor_from_data);
   // A short autocorrelation (1.2 samples at 0.9 s): tau at least 2 samples, dt <= tau/5.
   ts = resolve_time_settings(0.9, 1.2, std::nullopt, std::nullopt);
