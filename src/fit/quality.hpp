@@ -128,7 +128,7 @@ void check_time_step(double sample_interval, int dt_factor, double tau_rnn, bool
 // The horizon K (reset every K samples): one autocorrelation time, rounded, at least 2 (K = 1 would
 // reset at every sample and predict nothing). Beyond it the data at the reset carry little of the
 // future (acf < 1/e) and every predictor falls towards the unit mean (docs/fit.md: zebrafish VAR(1)
-// 0.51 at K 2, 0.23 at K 8, 0.08 at K 23).
+// 0.53 at K 2, 0.30 at K 8, 0.09 at K 23).
 std::int64_t auto_horizon(double tau_ac_samples);
 
 // ---- pVar on part of the recording ---------------------------------------------------------

@@ -454,3 +454,23 @@ TEST(QualityStop, NoGainOverTheWindowStopsAndKeepsTheBest) {
   EXPECT_TRUE(d.stop);
   EXPECT_EQ(d.best_run, 1);
 }
+
+// Nothing fitted on the training part reads a held-out sample: replacing the held-out block by
+// other values changes neither the autocorrelation time, the unit means, the chosen ridge nor
+// the VAR's training-part predictions.
+TEST(QualitySplit, TrainingQuantitiesIgnoreHeldOutValues) {
+  const Data d = var_data(6, 90, 4);
+  Data other = d;
+  for (std::int64_t i = 0; i < 6; ++i)
+    for (std::int64_t t = 60; t < 90; ++t) other.at(i, t) = 0.9 * std::sin(0.3 * double(t + i));
+  const Split s = make_split(90, {0}, {});
+  const Local a = local_rows(d, MPI_COMM_WORLD), b = local_rows(other, MPI_COMM_WORLD);
+  EXPECT_EQ(autocorrelation_time(a.view(), s, MPI_COMM_WORLD).tau_samples,
+            autocorrelation_time(b.view(), s, MPI_COMM_WORLD).tau_samples);
+  EXPECT_EQ(predict_mean(a.view(), s), predict_mean(b.view(), s));
+  EXPECT_EQ(choose_var_ridge(a.view(), s, 4, MPI_COMM_WORLD), choose_var_ridge(b.view(), s, 4, MPI_COMM_WORLD));
+  const auto resets = horizon_resets(s, 4);
+  const std::vector<double> pa = predict_var(a.view(), s, resets, MPI_COMM_WORLD, 0.1, nullptr, nullptr, Part::Train);
+  const std::vector<double> pb = predict_var(b.view(), s, resets, MPI_COMM_WORLD, 0.1, nullptr, nullptr, Part::Train);
+  EXPECT_EQ(pa, pb);
+}
