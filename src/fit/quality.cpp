@@ -481,6 +481,15 @@ double choose_var_ridge(const Rows& D, const Split& s, std::int64_t K, MPI_Comm 
   return chosen;
 }
 
+std::string describe(const Baselines& b) {
+  char line[200];
+  std::snprintf(line, sizeof line, "unit mean %.3f, VAR(1) at K %lld %.3f (ridge %g)", b.mean.non_reset,
+                (long long)b.horizon, b.var.non_reset, b.var_ridge);
+  std::string out = line;
+  if (b.trial_avg) out += cat(", trial average ", b.trial_avg->non_reset);
+  return out;
+}
+
 Baselines baselines(const Rows& D, const Split& s, std::int64_t K, MPI_Comm comm, const std::vector<int>& conditions,
                     const std::vector<std::int64_t>& trial_starts, const VarOptions& vo) {
   Baselines b;

@@ -9,13 +9,14 @@
 //   Autocorrelation ac = autocorrelation_time(Rows::time_major_of(D, m, T), s, comm);
 //   TimeSettings ts = resolve_time_settings(dtData, ac.tau_samples, given_tau, given_dt_factor);
 //   std::int64_t K = given_K ? *given_K : auto_horizon(ac.tau_samples);
-//   std::vector<std::int64_t> resets = horizon_resets(s, K);  // train on s.train samples only,
-//                                                             // reset the state at every entry
+//   std::vector<std::int64_t> resets = horizon_resets(s, K);  // reset the state at every entry;
+//                                           // learn only at samples with s.held_out[t] == 0
 //   Baselines b = baselines(Rows::time_major_of(D, m, T), s, K, comm);
 //   Score held = pvar_score(D_view, R_view, s, resets, Part::HeldOut, comm);  // per run
 //   StopDecision d = should_stop(held_pvar_per_run, StopRule{});              // after each run
-//   Verdict v = classify_fit({held.non_reset, b.best_non_reset(), pvar_history,
-//                             saturation(R_view, D_view, s, comm), diverged});
+//   Verdict v = classify_fit({held.non_reset, b.best_non_reset(), b.best_name(), train_pvar_history,
+//                             saturation(R_view, D_view, s, Part::HeldOut, comm), diverged});
+//   log: describe(b) -> "unit mean -0.238, VAR(1) at K 8 0.301 (ridge 0.1)"
 // Every function taking a communicator is collective on it and returns the same value on every
 // rank; per-row partial sums are gathered and added in global row order, so results do not depend
 // on the number of ranks beyond the rounding of the VAR's P x P reduction (tests: 1e-12).
@@ -171,20 +172,24 @@ struct Baselines {
 // D: the fit's normalised target, this rank's rows. The VAR is fitted in its dual form (the P x P
 // Gram matrix of the P training pairs, summed over ranks' rows: memory P^2 per rank, no N x N
 // matrix anywhere; cost N P^2 / p + P^3 / 3 to fit, per prediction step N P / p + P^2 for all
-// chains at once plus one allreduce of P x chains).
+// chains at once plus one allreduce of P x chains). With vo.ridge 0 the ridge is chosen first
+// (choose_var_ridge: one more fit per grid value, on the training part).
 Baselines baselines(const Rows& D, const Split& s, std::int64_t K, MPI_Comm comm,
                     const std::vector<int>& conditions = {}, const std::vector<std::int64_t>& trial_starts = {},
                     const VarOptions& vo = {});
+
+// One line for the log and the summary: the held-out non-reset pVar of each baseline.
+std::string describe(const Baselines& b);
 
 // The ridge that predicts best at horizon K on the last `inner_fraction` of the training samples
 // when fitted on the rest of them (held-out samples are never read). Ties: the first in the grid.
 double choose_var_ridge(const Rows& D, const Split& s, std::int64_t K, MPI_Comm comm, const VarOptions& vo = {});
 
-// The baselines' predictions one at a time (this rank's rows, row-major rows x T; samples of the
-// other part are left at 0). Used by baselines() and by tests.
+// The baselines' predictions one at a time (this rank's rows, row-major rows x T). Used by
+// baselines() and by tests.
 std::vector<double> predict_mean(const Rows& D, const Split& s);
-// predict_var: every chain from a reset to the next (ridge vo.ridge, which must be > 0 here);
-// only_part: only the chains starting in that part (the others stay 0).
+// predict_mean: every sample. predict_var: every chain from a reset to the next, with the given
+// relative ridge (> 0); only_part: only the chains starting in that part (the others stay 0).
 std::vector<double> predict_var(const Rows& D, const Split& s, const std::vector<std::int64_t>& resets,
                                 MPI_Comm comm, double ridge, double* lambda_out = nullptr,
                                 std::int64_t* pairs_out = nullptr, const std::optional<Part>& only_part = std::nullopt);
@@ -205,7 +210,8 @@ struct FitEvidence {
   double held_out_pvar = 0;         // the fit's held-out pVar over non-reset samples
   double best_baseline = 0;         // Baselines::best_non_reset()
   std::string baseline_name = "baseline";
-  std::vector<double> run_pvar;     // per run, training then free runs
+  std::vector<double> run_pvar;     // per training run (all with the same noise: a noise-free
+                                    // free run legitimately scores lower, leave it out)
   Saturation sat;
   bool diverged = false;            // the trainer's health check failed
 };

@@ -271,6 +271,8 @@ TEST(QualityBaselines, EqualDirectComputation) {
   EXPECT_GT(b.var.non_reset, b.mean.non_reset);  // the data are a VAR: it should win
   EXPECT_EQ(b.best_name(), "VAR(1)");
   EXPECT_FALSE(b.trial_avg.has_value());
+  EXPECT_EQ(describe(b).rfind("unit mean ", 0), 0u) << describe(b);
+  EXPECT_NE(describe(b).find("VAR(1) at K 5"), std::string::npos) << describe(b);
 }
 
 TEST(QualityBaselines, TrialAverageByCondition) {
