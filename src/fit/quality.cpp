@@ -296,8 +296,8 @@ TimeSettings resolve_time_settings(double sample_interval, double tau_ac_samples
   return ts;
 }
 
-std::int64_t auto_horizon(double tau_ac_samples) {
-  return std::max<std::int64_t>(2, std::llround(tau_ac_samples));
+std::int64_t auto_horizon(double tau_ac_samples, double per_autocorrelation) {
+  return std::max<std::int64_t>(2, std::llround(per_autocorrelation * tau_ac_samples));
 }
 
 // ---- pVar on a part ------------------------------------------------------------------------

@@ -130,7 +130,8 @@ void check_time_step(double sample_interval, int dt_factor, double tau_rnn, bool
 // reset at every sample and predict nothing). Beyond it the data at the reset carry little of the
 // future (acf < 1/e) and every predictor falls towards the unit mean (docs/fit.md: zebrafish VAR(1)
 // 0.53 at K 2, 0.30 at K 8, 0.09 at K 23).
-std::int64_t auto_horizon(double tau_ac_samples);
+// `per_autocorrelation` scales it (K = round(factor x tau)) for a caller that measures otherwise.
+std::int64_t auto_horizon(double tau_ac_samples, double per_autocorrelation = 1.0);
 
 // ---- pVar on part of the recording ---------------------------------------------------------
 enum class Part { Train, HeldOut };

@@ -359,6 +359,7 @@ TEST(QualityAutocorrelation, AR1MatchesTheory) {
   EXPECT_EQ(ac.capped, 0);
   EXPECT_EQ(auto_horizon(ac.tau_samples), 4);  // round(4.48)
   EXPECT_EQ(auto_horizon(0.4), 2);
+  EXPECT_EQ(auto_horizon(58.7, 1.0 / 3.0), 20);
 }
 
 TEST(QualityDefaults, TimeConstantsFromTheData) {
