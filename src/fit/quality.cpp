@@ -544,21 +544,27 @@ std::string num(double v) {
 }
 }  // namespace
 
-Verdict classify_fit(const FitEvidence& e, const StatusRule& rule) {
-  if (e.diverged) return {FitStatus::Failed, "diverged: the trainer's health check failed"};
-  for (size_t r = 0; r < e.run_pvar.size(); ++r)
-    if (!std::isfinite(e.run_pvar[r]))
-      return {FitStatus::Failed, cat("diverged: pVar of run ", r + 1, " is not finite")};
-  if (e.sat.model > rule.saturated_fraction && e.sat.model > e.sat.target + rule.saturated_fraction)
-    return {FitStatus::Failed, cat("saturated: ", num(100 * e.sat.model), "% of model rates have |r| > 0.99 (target ",
-                                   num(100 * e.sat.target), "%); reduce dt/tau (--dt-factor, --tau-rnn) or --g")};
-  if (!e.run_pvar.empty()) {
-    const auto best = std::max_element(e.run_pvar.begin(), e.run_pvar.end());
-    const double last = e.run_pvar.back();
+std::string training_failure(const std::vector<double>& run_pvar, const Saturation& sat, bool diverged,
+                             const StatusRule& rule) {
+  if (diverged) return "diverged: the trainer's health check failed";
+  for (size_t r = 0; r < run_pvar.size(); ++r)
+    if (!std::isfinite(run_pvar[r])) return cat("diverged: pVar of run ", r + 1, " is not finite");
+  if (sat.model > rule.saturated_fraction && sat.model > sat.target + rule.saturated_fraction)
+    return cat("saturated: ", num(100 * sat.model), "% of model rates have |r| > 0.99 (target ", num(100 * sat.target),
+               "%); reduce dt/tau (--dt-factor, --tau-rnn) or --g");
+  if (!run_pvar.empty()) {
+    const auto best = std::max_element(run_pvar.begin(), run_pvar.end());
+    const double last = run_pvar.back();
     if (*best - last > rule.collapse_drop)
-      return {FitStatus::Failed, cat("collapsed: pVar fell from ", num(*best), " (run ", best - e.run_pvar.begin() + 1,
-                                     ") to ", num(last), " (run ", e.run_pvar.size(), ")")};
+      return cat("collapsed: pVar fell from ", num(*best), " (run ", best - run_pvar.begin() + 1, ") to ", num(last),
+                 " (run ", run_pvar.size(), ")");
   }
+  return "";
+}
+
+Verdict classify_fit(const FitEvidence& e, const StatusRule& rule) {
+  const std::string failure = training_failure(e.run_pvar, e.sat, e.diverged, rule);
+  if (!failure.empty()) return {FitStatus::Failed, failure};
   if (!std::isfinite(e.held_out_pvar))
     return {FitStatus::Poor, "no finite held-out pVar"};
   if (!(e.held_out_pvar > e.best_baseline + rule.min_margin))

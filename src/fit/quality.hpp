@@ -17,6 +17,7 @@
 //   Verdict v = classify_fit({held.non_reset, b.best_non_reset(), b.best_name(), train_pvar_history,
 //                             saturation(R_view, D_view, s, Part::HeldOut, comm), diverged});
 //   log: describe(b) -> "unit mean -0.238, VAR(1) at K 8 0.301 (ridge 0.1)"
+//   after every training run: std::string why = training_failure(train_pvar, saturation(...), bad);
 // Every function taking a communicator is collective on it and returns the same value on every
 // rank; per-row partial sums are gathered and added in global row order, so results do not depend
 // on the number of ranks beyond the rounding of the VAR's P x P reduction (tests: 1e-12).
@@ -228,6 +229,10 @@ struct Verdict {
   FitStatus status = FitStatus::Ok;
   std::string reason;  // "saturated: ...", "collapsed: pVar fell from 0.022 (run 645) to -19.5 (run 1000)", ...
 };
+// The failure so far, "" if none: for the trainer after every run (saturation of that run's
+// rates), so a collapse or saturation is named when it happens, not only at the end.
+std::string training_failure(const std::vector<double>& run_pvar, const Saturation& sat, bool diverged,
+                             const StatusRule& rule = {});
 // Failed (diverged, saturated, collapsed; checked in this order) before poor (does not beat the
 // best baseline, or no finite held-out pVar) before ok.
 Verdict classify_fit(const FitEvidence& e, const StatusRule& rule = {});

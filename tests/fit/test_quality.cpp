@@ -443,6 +443,12 @@ TEST(QualityStatus, CollapseSaturationDivergenceFail) {
 
   e.run_pvar = {0.1, std::nan("")};
   EXPECT_EQ(classify_fit(e).reason.rfind("diverged", 0), 0u);
+  // During training: nothing yet, then the collapse as soon as it happens.
+  std::vector<double> runs{0.01, 0.022};
+  EXPECT_EQ(training_failure(runs, {}, false), "");
+  runs.push_back(-19.5);
+  EXPECT_EQ(training_failure(runs, {}, false).rfind("collapsed: pVar fell from 0.022 (run 2) to -19.5 (run 3)", 0), 0u)
+      << training_failure(runs, {}, false);
 }
 
 TEST(QualityStop, NoGainOverTheWindowStopsAndKeepsTheBest) {
