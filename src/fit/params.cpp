@@ -146,10 +146,11 @@ std::vector<ParamSpec> make_table() {
                                 std::function<void(std::uint64_t, const char*)>([](std::uint64_t, const char*) {})));
   t.push_back(word(
       "prior", "prior", [](const Params& d) { return prior_name(d.prior); },
-      "RLS prior: 'region' (each target region its own N x N P, small prior variance for other regions' "
-      "sources; docs/currents.md), 'block' (each target region learns only from its own sources and the "
-      "inputs, P_Q stored n_Q x n_Q: region at prior ratio 0 in sum n_Q^2 memory; needs --start regression) "
-      "or 'shared' (one P, the reference)",
+      "RLS prior: 'block' (each target region learns only from its own sources and the inputs, the "
+      "inter-region weights are the regression start's; P_Q stored n_Q x n_Q: 'region' at prior ratio 0 in "
+      "sum n_Q^2 memory; with --start random the default means 'region'), 'region' (each target region its "
+      "own N x N P, small prior variance for other regions' sources; docs/currents.md) or 'shared' (one P, "
+      "the reference)",
       [](const std::string& s, Params& p) { p.prior = parse_prior(s); },
       [](const Params& p) { return std::optional<std::string>(prior_name(p.prior_used())); }));
   t.push_back(word(
@@ -229,6 +230,11 @@ Params read_fit_params(const po::variables_map& vm) {
     fail("options --reference-compat and --prior ", prior_name(p.prior), " conflict: the reference uses one shared P");
   if (p.reference_compat && !vm["start"].defaulted() && p.start == Start::Regression)
     fail("options --reference-compat and --start regression conflict: the reference starts from a random J0");
+  // Block RLS never learns inter-region weights: from a random J0 (inter-region blocks zero)
+  // the network would have no inter-region currents at all.
+  if (!vm["prior"].defaulted() && p.prior == Prior::Block && !p.starts_from_regression() && !p.reference_compat)
+    fail("option --prior block needs --start regression (its inter-region weights come only from the start); "
+         "use --prior region with --start random");
   check_params(p);
   return p;
 }
@@ -238,10 +244,6 @@ void check_params(const Params& p) {
   if (p.prior_ratio && (!(*p.prior_ratio >= 0) || !std::isfinite(*p.prior_ratio)))
     fail("option --prior-ratio must be a finite number >= 0 (or auto), is ", *p.prior_ratio);
   if (p.total_runs() < 1) fail("options --runs-train and --runs-free: at least one run is needed");
-  // Block RLS never learns inter-region weights: from a random J0 (inter-region blocks zero)
-  // the network would have no inter-region currents at all.
-  if (p.block_prior() && !p.starts_from_regression())
-    fail("option --prior block needs --start regression (its inter-region weights come only from the start)");
 }
 
 std::string fingerprint(const Params& p, std::int64_t n_units, std::int64_t n_samples, double dt_data,

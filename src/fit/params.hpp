@@ -43,7 +43,7 @@ struct Params {
   Normalise normalise = Normalise::Global;
   std::uint64_t seed = 1;
   bool reference_compat = false;  // the reference's sample alignment (float accumulator) and shared P
-  Prior prior = Prior::Region;
+  Prior prior = Prior::Block;
   // Prior::Region: P_Q's initial variance of other-region sources / p0. Unset: 1e-5 after the
   // regression start (the inter-region weights come from the regression; training adjusts them
   // little), 1e-3 from the random J0 (training has to learn them). docs/currents.md.
@@ -56,8 +56,13 @@ struct Params {
   double start_p0 = 100;     // Start::Regression: prior variance of the weights (1 / ridge penalty)
   double start_ratio = 1e-2;  // ... of other regions' sources relative to start_p0 (region priors)
   int total_runs() const { return runs_train + runs_free; }
-  // The prior actually used: --reference-compat means the reference's shared P.
-  Prior prior_used() const { return reference_compat ? Prior::Shared : prior; }
+  // The prior actually used: --reference-compat means the reference's shared P; the block prior
+  // from a random J0 (no inter-region weights to keep) is the region prior.
+  Prior prior_used() const {
+    if (reference_compat) return Prior::Shared;
+    if (prior == Prior::Block && !starts_from_regression()) return Prior::Region;
+    return prior;
+  }
   bool region_prior() const { return prior_used() == Prior::Region; }  // full P_Q per region
   bool block_prior() const { return prior_used() == Prior::Block; }
   bool per_region_p() const { return prior_used() != Prior::Shared; }  // one P per target region

@@ -26,7 +26,7 @@ Command make_validate_command() {
          "comma-separated simulated settings PRESET[:LINK_STRENGTH[:LINKS[:GATING]]]: three-region or cohort; "
          "LINKS random or one-to-one (empty: the preset's); GATING (cohort) states (the preset's: pathways "
          "switched with the hidden state) or constant (pathways present or absent); docs/simulate.md")
-        ("methods", po::value<std::string>()->default_value("shared@random,region@random,region,region+inputs"),
+        ("methods", po::value<std::string>()->default_value("shared@random,region@random,block,block+inputs"),
          "fit variants PRIOR[+inputs][@START]: PRIOR shared (the reference's one P), region or block (--prior); "
          "'+inputs': the animal's inputs as input channels (--inputs use; only for cases whose animals have "
          "inputs); START regression (default) or random (--start); shared@random is the reference")

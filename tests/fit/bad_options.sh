@@ -20,6 +20,7 @@ expect_error fit --cohort    --cohort "$W/cohort" --out "$W/r"          # empty 
 expect_error fit --out       --cohort "$W/cohort"
 expect_error fit --ranks-per-animal --cohort "$W/cohort" --out "$W/r" --ranks-per-animal 5
 expect_error fit --prior     --cohort "$W/cohort" --out "$W/r" --prior diagonal
+expect_error fit "--prior block" --cohort "$W/cohort" --out "$W/r" --prior block --start random
 expect_error fit --prior-ratio --cohort "$W/cohort" --out "$W/r" --prior-ratio=-1
 expect_error fit --reference-compat --cohort "$W/cohort" --out "$W/r" --reference-compat --prior region
 expect_error fit --prior-ratio --cohort "$W/cohort" --out "$W/r" --prior-ratio often

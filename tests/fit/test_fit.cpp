@@ -240,9 +240,10 @@ TEST(Fit, TinyAnimalRanksWithoutRows) {
     for (size_t z = 0; z < jf.size(); ++z) EXPECT_NEAR(jf[z], jr[z], 1e-12 * std::max(1.0, std::abs(jr[z])));
   }
   EXPECT_EQ(h5::dims(f, "/currents/per_unit"), (std::vector<hsize_t>{2, 2 * 60}));
-  // The start and the prior ratio used are recorded (defaults: regression start, ratio auto = 1e-5).
+  // The start and the prior used are recorded (defaults: regression start, block prior = ratio 0).
   EXPECT_EQ(h5::attr_string(f, "/", "start"), "regression");
-  EXPECT_EQ(h5::attr_double(f, "/", "prior_ratio"), 1e-5);
+  EXPECT_EQ(h5::attr_string(f, "/", "prior"), "block");
+  EXPECT_EQ(h5::attr_double(f, "/", "prior_ratio"), 0.0);
   EXPECT_EQ(h5::attr_double(f, "/", "start_p0"), p.start_p0);
   const double r2 = h5::attr_double(f, "/", "start_r2");
   EXPECT_TRUE(r2 > -1e9 && r2 <= 1.0) << r2;  // finite: the start ran and logged its fit
@@ -814,8 +815,10 @@ TEST(FitStart, BadStartOptionsNameTheOption) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("--start-ratio"), std::string::npos) << e.what();
   }
-  // --prior-ratio auto: 1e-5 after the regression start, 1e-3 after the random one; a number wins.
+  // --prior region --prior-ratio auto: 1e-5 after the regression start, 1e-3 after the random
+  // one; a number wins.
   fit::Params a = small_params();
+  a.prior = fit::Prior::Region;
   EXPECT_FALSE(a.prior_ratio.has_value());
   EXPECT_EQ(a.prior_ratio_used(), 1e-5);
   a.start = fit::Start::Random;
@@ -958,15 +961,16 @@ TEST(FitBlock, StopInsideARunAndResumeGivesTheUninterruptedResult) {
   EXPECT_EQ(b.local_P().size(), expect);
 }
 
-TEST(FitBlock, BlockNeedsTheRegressionStart) {
+TEST(FitBlock, BlockFromARandomStartIsTheRegionPrior) {
+  // Block RLS keeps the start's inter-region weights; from a random J0 there are none, so the
+  // default block prior means the region prior there (an explicit --prior block is refused by
+  // the CLI: tests/fit/bad_options.sh).
   fit::Params p = small_params();
-  p.prior = fit::Prior::Block;
+  EXPECT_EQ(p.prior, fit::Prior::Block);
+  EXPECT_EQ(p.prior_used(), fit::Prior::Block);
+  EXPECT_EQ(p.prior_ratio_used(), 0.0);
   p.start = fit::Start::Random;
-  try {
-    fit::check_params(p);
-    ADD_FAILURE() << "--prior block with --start random accepted";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("--prior block"), std::string::npos) << e.what();
-  }
+  EXPECT_EQ(p.prior_used(), fit::Prior::Region);
+  EXPECT_EQ(p.prior_ratio_used(), 1e-3);
   EXPECT_EQ(fit::parse_prior("block"), fit::Prior::Block);
 }
