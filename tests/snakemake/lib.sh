@@ -43,10 +43,35 @@ job_counts() {
   awk '/^Job stats:/{t=1; next} t && /^total/{exit} t && $2 ~ /^[0-9]+$/{print $1 "=" $2}' "$1" | sort | tr '\n' ' ' | sed 's/ $//'
 }
 
-# same_h5 A B: every dataset and attribute equal, except the attributes that record where and when
-# the file was made (paths, configuration text, times).
+# same_h5 A B: h5diff finds every dataset (bit for bit) and every group's attributes equal; the
+# root attributes are equal too except those that record where the file was made (config: the
+# options with their paths, source, regions_from), and /animal_files names the same files.
 same_h5() {
-  h5diff -c "$1" "$2" $H5DIFF_EXCLUDE >/dev/null 2>&1
+  h5diff -c --exclude-attribute / --exclude-path /animal_files "$1" "$2" >/dev/null 2>&1 || { echo "h5diff $1 $2:"; h5diff -c --exclude-attribute / --exclude-path /animal_files "$1" "$2" | head -5; return 1; }
+  /usr/bin/python3 - "$1" "$2" <<'PY'
+import os, sys, h5py, numpy as np
+a, b = (h5py.File(p, "r") for p in sys.argv[1:3])
+bad = []
+for k in sorted(set(a.attrs) | set(b.attrs)):
+    if k in ("config", "regions_from"):
+        continue
+    if k not in a.attrs or k not in b.attrs:
+        bad.append(k); continue
+    x, y = a.attrs[k], b.attrs[k]
+    if k == "source":
+        x, y = os.path.basename(str(x)), os.path.basename(str(y))
+    if not np.array_equal(np.asarray(x), np.asarray(y)):
+        bad.append(k)
+if ("animal_files" in a) != ("animal_files" in b):
+    bad.append("/animal_files")
+elif "animal_files" in a:
+    base = lambda f: [os.path.basename(v.decode() if isinstance(v, bytes) else v) for v in f["animal_files"][...]]
+    if base(a) != base(b):
+        bad.append("/animal_files")
+if bad:
+    print("root attributes differ:", ", ".join(bad))
+sys.exit(1 if bad else 0)
+PY
 }
 
 # compare_study RUN WF: fits (every animal) and modes.h5 of two results folders are equal.

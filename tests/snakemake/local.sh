@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # usage: local.sh COHORTNET SOURCE_DIR
 # workflows/Snakefile run locally (snakemake --cores 2) on a small study of the demo's shape
-# (simulate preset cohort -> fit -> modes -> report; 3 animals of 3 regions x 12 units, 201
+# (simulate preset cohort -> fit -> modes -> report; 3 animals of up to 3 regions x 20 units, 201
 # samples, 3 training runs; configs/demo.ini has 8 x 6 x 40 units, 1201 samples, 15 runs):
 #  1. its fits and modes equal `mpirun -n 2 cohortnet run` of the same study (h5diff);
 #  2. a second `snakemake -n` lists no jobs;
 #  3. touching one animal's file reruns exactly that animal's fit, modes and report (the other
-#     fits are not rewritten) and the results still equal `cohortnet run`'s;
+#     fits are not rewritten) and the results still equal `cohortnet run`'s (the file is over
+#     100 kB: Snakemake 7 ignores a touch of a smaller file whose checksum it recorded);
 #  4. changing a fit option reruns every fit (params trigger);
 #  5. an animal that fails (NaN in its data): the other fits finish; modes stops naming it with
 #     max_failed 0, and runs over the others (report too) with max_failed 1.
@@ -20,8 +21,8 @@ trap '[ -n "${COHORTNET_KEEP_TEST_FILES:-}" ] || rm -rf "$work"' EXIT
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1 OMPI_MCA_rmaps_base_oversubscribe=1
 cd "$work"
 
-write_study run.ini "$work/run" 3 3 12 201 3
-write_study wf.ini "$work/wf" 3 3 12 201 3
+write_study run.ini "$work/run" 3 3 20 201 3
+write_study wf.ini "$work/wf" 3 3 20 201 3
 cat >wf.yaml <<EOF
 study: $work/wf.ini
 cohortnet: $bin
@@ -40,6 +41,7 @@ smk -n >dry1.log 2>&1
 check "an unchanged study: snakemake -n lists no jobs" 'grep -q "Nothing to be done" dry1.log && ! grep -q "^Job stats" dry1.log'
 
 before_a0=$(stat -c %Y.%y wf/results/fits/a00.h5); before_a2=$(stat -c %Y.%y wf/results/fits/a02.h5)
+check "a01's file is over 100 kB (a touch counts)" '[ "$(stat -c %s wf/cohort/a01.h5)" -gt 100000 ]'
 sleep 1.1; touch wf/cohort/a01.h5
 smk -n >dry2.log 2>&1
 check "touching a01: the dry run lists fit a01, modes, report and nothing else" \
