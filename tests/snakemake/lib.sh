@@ -85,3 +85,8 @@ compare_study() {
   check "fits compared ($n)" '[ $n -gt 0 ] && [ "$(ls "$b"/fits/*.h5 | wc -l)" -eq $n ]'
   check "modes.h5 equals cohortnet run's" 'same_h5 "$a/modes.h5" "$b/modes.h5"'
 }
+
+# status_of FILE: the "status" field of a fit status file (OUT/fits/<animal>.status.json).
+status_of() {
+  /usr/bin/python3 -c 'import json, sys; print(json.load(open(sys.argv[1])).get("status"))' "$1" 2>/dev/null
+}

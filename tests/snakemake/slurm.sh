@@ -73,7 +73,7 @@ check "a00's fit stopped on SIGTERM with a checkpoint" 'grep -q "stop requested 
 check "the failed job was retried (attempt 2) and resumed from the checkpoint" \
   'grep -q "attempt 2" "$log0" && grep -q "resuming from" "$log0"'
 check "the retry was a new Slurm job" '[ "$(grep -l "wildcards: animal=a00" .snakemake/slurm-logs/fit-*.out | wc -l)" -eq 2 ]'
-check "a00 ok" 'grep -q "\"status\": \"ok\"" "$work/wf/results/fits/a00.status.json"'
+check "a00 ok" '[ "$(status_of "$work/wf/results/fits/a00.status.json")" = ok ]'
 
 mpirun -n 1 "$bin" run --config run.ini >run.log 2>&1
 check "cohortnet run of the same study" '[ -f "$work/run/results/modes.h5" ]'
