@@ -45,7 +45,8 @@ job_counts() {
 
 # same_h5 A B: h5diff finds every dataset (bit for bit) and every group's attributes equal; the
 # root attributes are equal too except those that record where the file was made (config: the
-# options with their paths, source, regions_from), and /animal_files names the same files.
+# options with their paths, regions_from; source and cohort: paths, compared by their last part),
+# and /animal_files names the same files.
 same_h5() {
   h5diff -c --exclude-attribute / --exclude-path /animal_files "$1" "$2" >/dev/null 2>&1 || { echo "h5diff $1 $2:"; h5diff -c --exclude-attribute / --exclude-path /animal_files "$1" "$2" | head -5; return 1; }
   /usr/bin/python3 - "$1" "$2" <<'PY'
@@ -58,8 +59,8 @@ for k in sorted(set(a.attrs) | set(b.attrs)):
     if k not in a.attrs or k not in b.attrs:
         bad.append(k); continue
     x, y = a.attrs[k], b.attrs[k]
-    if k == "source":
-        x, y = os.path.basename(str(x)), os.path.basename(str(y))
+    if k in ("source", "cohort"):  # paths (issue 17 records the cohort folder too): the same name
+        x, y = os.path.basename(os.path.normpath(str(x))), os.path.basename(os.path.normpath(str(y)))
     if not np.array_equal(np.asarray(x), np.asarray(y)):
         bad.append(k)
 if ("animal_files" in a) != ("animal_files" in b):
