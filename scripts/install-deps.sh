@@ -14,6 +14,7 @@ PKGS=(
   python3-numpy python3-h5py python3-matplotlib python3-scipy
   slurm-wlm munge            # the tests start a real single-node Slurm cluster
   time                       # bench/memory_estimate.sh measures peak memory with GNU time
+  snakemake                  # workflows/Snakefile (docs/workflows.md) and its tests
 )
 
 missing=()

@@ -94,6 +94,65 @@ double fit_peak_bytes_per_rank(std::int64_t n_units, std::int64_t n_samples, int
   return kBaselineBytes + fit::fit_bytes_per_rank(n_units, n_samples, dt_factor, ranks, n_p);
 }
 
+long slurm_minutes(const std::string& what, const std::string& time) {
+  auto bad = [&] {
+    fail(what, " '", time, "' is not a Slurm time limit (MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS)");
+  };
+  std::string rest = time;
+  long days = 0;
+  const auto dash = rest.find('-');
+  if (dash != std::string::npos) {
+    const std::string d = rest.substr(0, dash);
+    if (d.empty() || d.find_first_not_of("0123456789") != std::string::npos) bad();
+    days = std::stol(d);
+    rest = rest.substr(dash + 1);
+  }
+  std::vector<long> f;
+  std::stringstream ss(rest);
+  std::string part;
+  while (std::getline(ss, part, ':')) {
+    if (part.empty() || part.size() > 6 || part.find_first_not_of("0123456789") != std::string::npos) bad();
+    f.push_back(std::stol(part));
+  }
+  if (f.empty() || f.size() > 3 || rest.empty() || rest.back() == ':') bad();
+  long h = 0, m = 0, sec = 0;
+  if (dash != std::string::npos) {  // D-HH[:MM[:SS]]
+    h = f[0];
+    if (f.size() > 1) m = f[1];
+    if (f.size() > 2) sec = f[2];
+  } else if (f.size() == 1) {
+    m = f[0];
+  } else if (f.size() == 2) {
+    m = f[0];
+    sec = f[1];
+  } else {
+    h = f[0];
+    m = f[1];
+    sec = f[2];
+  }
+  const long minutes = days * 24 * 60 + h * 60 + m + (sec + 59) / 60;
+  if (minutes < 1) bad();
+  return minutes;
+}
+
+std::string plan_tsv(const SubmitSettings& s, const SubmitPlan& plan) {
+  std::ostringstream t;
+  t << "stage\tanimal\tranks\tnodes\tmem_per_rank_mb\tmem_mb\ttime_min\tn_units\tn_samples\tn_regions\tfit_exists\n";
+  const long fit_min = slurm_minutes("option --time-fit", s.time_fit);
+  for (auto& a : plan.animals) {
+    const long per_rank = long(std::ceil(kHeadroom * a.bytes_per_rank / 1e6));
+    const int nodes = (a.ranks + s.cores_per_node - 1) / s.cores_per_node;
+    t << "fit\t" << a.id << "\t" << a.ranks << "\t" << nodes << "\t" << per_rank << "\t" << per_rank * a.ranks << "\t"
+      << fit_min << "\t" << a.n_units << "\t" << a.n_samples << "\t" << a.n_regions << "\t" << (a.done ? 1 : 0) << "\n";
+  }
+  if (s.has_modes)
+    t << "modes\t-\t" << s.modes_ranks << "\t1\t0\t0\t" << slurm_minutes("option --time-modes", s.time_modes)
+      << "\t0\t0\t0\t0\n";
+  if (s.has_report)
+    t << "report\t-\t1\t1\t0\t0\t" << slurm_minutes("option --time-report", s.time_report) << "\t0\t0\t0\t0\n";
+  return t.str();
+}
+
 SubmitPlan make_submit_plan(const SubmitSettings& s, const std::vector<PlannedAnimal>& animals) {
   if (!(s.mem_per_node_gb > 0)) fail("option --mem-per-node must be > 0 GB");
   if (s.cores_per_node < 1) fail("option --cores-per-node must be >= 1");
@@ -180,6 +239,9 @@ Command make_submit_command(const std::vector<Command>& stages) {
   c.add_options = [](po::options_description& d) {
     SubmitSettings def;
     d.add_options()("dry-run", po::bool_switch(), "print the plan and the batch scripts; submit nothing")(
+        "plan", po::bool_switch(),
+        "print only the plan, as tab-separated lines for programs (per animal: ranks, memory, time; "
+        "workflows/Snakefile reads it); submit nothing")(
         "mem-per-node", po::value<double>()->default_value(0), "usable memory of one node, GB [required]")(
         "cores-per-node", po::value<int>()->default_value(0), "cores (MPI ranks) per node [required]")(
         "max-nodes", po::value<int>()->default_value(1), "most nodes one animal's fit may use")(
@@ -285,6 +347,20 @@ Command make_submit_command(const std::vector<Command>& stages) {
     if (!fits_pending && !plan.run_modes && plan.run_report && fs::exists(s.fit_out + "/report/index.html"))
       plan.run_report = false;
 
+    if (vm["plan"].as<bool>()) {  // for programs: the whole plan (finished animals too), nothing else on stdout
+      std::string tsv, err;
+      try {
+        tsv = plan_tsv(s, plan);
+      } catch (const std::exception& e) {
+        err = e.what();
+      }
+      agree(comm, err);
+      if (comm_rank(comm) == 0) {
+        std::fputs(tsv.c_str(), stdout);
+        std::fflush(stdout);
+      }
+      return 0;
+    }
     // The plan, for people.
     std::ostringstream os;
     os << "study " << s.config << "\ncohort " << s.cohort_dir << " (" << animals.size() << " animals)\n"

@@ -68,6 +68,18 @@ struct BatchScript {
 };
 std::vector<BatchScript> render_scripts(const SubmitSettings& s, const SubmitPlan& plan);
 
+// The plan as tab-separated text for programs (`cohortnet submit --plan`; workflows/Snakefile reads
+// it): a header line, then one line per animal (stage fit) and one each for modes and report when
+// the study has them. Columns: stage animal ranks nodes mem_per_rank_mb mem_mb time_min n_units
+// n_samples n_regions fit_exists. mem_per_rank_mb is what `--mem-per-cpu` gets (estimate x headroom,
+// rounded up), mem_mb = ranks x mem_per_rank_mb (0: no estimate, for modes and report), time_min
+// the stage's time limit in minutes.
+std::string plan_tsv(const SubmitSettings& s, const SubmitPlan& plan);
+
+// A Slurm time limit ("MM", "MM:SS", "HH:MM:SS", "D-HH", "D-HH:MM", "D-HH:MM:SS") in whole
+// minutes (seconds rounded up). Throws Error naming `what` for anything else.
+long slurm_minutes(const std::string& what, const std::string& time);
+
 // Accepts only characters safe in a job name or path inside a batch script.
 void check_shell_safe(const std::string& what, const std::string& value);
 

@@ -1,6 +1,7 @@
 // Slurm submission plans: ranks sized from memory, finished animals skipped, scripts that
 // checkpoint before the time limit and requeue, and nothing unsafe reaching a batch script.
 #include <gtest/gtest.h>
+#include <sstream>
 
 #include "fit/memory.hpp"
 
@@ -135,5 +136,60 @@ TEST(SubmitPlan, ShellMetacharactersNeverReachAScript) {
     FAIL();
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("option --partition"), std::string::npos);
+  }
+}
+
+TEST(SubmitPlan, TsvForProgramsListsEveryAnimalWithItsRanksMemoryAndTime) {
+  SubmitSettings s = settings();
+  s.time_fit = "1-02:30:00";
+  s.time_modes = "45";
+  s.time_report = "00:10:30";
+  s.modes_ranks = 3;
+  SubmitPlan p = make_submit_plan(s, {animal("a1", 300, true), animal("big", 20000)});
+  const std::string t = plan_tsv(s, p);
+  std::vector<std::vector<std::string>> rows;
+  std::istringstream in(t);
+  for (std::string line; std::getline(in, line);) {
+    std::vector<std::string> f;
+    std::istringstream ls(line);
+    for (std::string x; std::getline(ls, x, '\t');) f.push_back(x);
+    rows.push_back(f);
+  }
+  ASSERT_EQ(rows.size(), 5u) << t;  // header, 2 animals (the finished one too), modes, report
+  EXPECT_EQ(rows[0][0], "stage");
+  EXPECT_EQ(rows[0][2], "ranks");
+  EXPECT_EQ(rows[0][5], "mem_mb");
+  for (auto& r : rows) ASSERT_EQ(r.size(), 11u) << t;
+  EXPECT_EQ(rows[1][1], "a1");
+  EXPECT_EQ(rows[1][10], "1");  // its fit exists
+  EXPECT_EQ(rows[2][1], "big");
+  // Exactly the plan's ranks and its memory (estimate x headroom, per rank, rounded up to MB).
+  EXPECT_EQ(std::stoi(rows[2][2]), p.animals[1].ranks);
+  EXPECT_GT(p.animals[1].ranks, 1);
+  const long per_rank = std::stol(rows[2][4]);
+  EXPECT_GE(double(per_rank), 1.25 * p.animals[1].bytes_per_rank / 1e6);
+  EXPECT_LT(double(per_rank), 1.25 * p.animals[1].bytes_per_rank / 1e6 + 1);
+  EXPECT_EQ(std::stol(rows[2][5]), per_rank * p.animals[1].ranks);
+  EXPECT_EQ(rows[2][6], std::to_string(24 * 60 + 150));
+  EXPECT_EQ(rows[3][0], "modes");
+  EXPECT_EQ(rows[3][2], "3");
+  EXPECT_EQ(rows[3][6], "45");
+  EXPECT_EQ(rows[4][0], "report");
+  EXPECT_EQ(rows[4][6], "11");
+}
+
+TEST(SubmitPlan, SlurmTimeLimitsInMinutes) {
+  EXPECT_EQ(slurm_minutes("t", "30"), 30);
+  EXPECT_EQ(slurm_minutes("t", "30:01"), 31);
+  EXPECT_EQ(slurm_minutes("t", "04:00:00"), 240);
+  EXPECT_EQ(slurm_minutes("t", "2-00"), 2 * 24 * 60);
+  EXPECT_EQ(slurm_minutes("t", "1-01:05"), 24 * 60 + 65);
+  for (const char* bad : {"", "abc", "1:2:3:4", "-5", "10:", "0"}) {
+    try {
+      slurm_minutes("option --time-fit", bad);
+      FAIL() << bad;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("option --time-fit"), std::string::npos);
+    }
   }
 }
