@@ -89,6 +89,7 @@ void Trainer::setup(const AnimalData& data, const Init* init) {
     sz.n_inputs = params_.inputs_used() ? int(meta_.input_names.size()) : 0;
     sz.ranks = comm_size(comm_);
     const MemoryPlan plan = plan_fit_memory(sz, params_);
+    log::info(comm_, id, ": memory plan ", plan.peak / 1e6, " MB per rank (peak in ", plan.peak_phase, ")");
     const double bytes = plan.peak - 8.0 * (double(m_) * double(N_) + double(m_) * double(T_));
     MPI_Comm node;
     MPI_Comm_split_type(comm_, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node);
