@@ -46,6 +46,11 @@ Assignment assign_animals(const std::vector<CohortAnimal>& animals, const Params
 double fit_bytes_per_rank(std::int64_t n_units, std::int64_t n_samples, int dt_factor, int ranks, int n_p = 1,
                           int update_block = 8);
 
+// The fingerprint the fit records for this animal (its cohort index: its random streams) under
+// these parameters: what decides whether an existing output belongs to this configuration
+// (fit --resume, submit, modes).
+std::string animal_fingerprint(const Params& p, const CohortAnimal& an, std::uint64_t cohort_index);
+
 // Set by the SIGTERM handler; checked once per run and agreed over the group.
 extern volatile std::sig_atomic_t g_stop_requested;
 void install_stop_handler();

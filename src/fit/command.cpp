@@ -9,6 +9,58 @@
 
 namespace cohortnet {
 
+namespace fit {
+
+CohortOptions cohort_options_from(const po::variables_map& vm) {
+  CohortOptions o;
+  if (!vm.count("cohort")) fail("option --cohort is required (the cohort folder)");
+  if (!vm.count("out")) fail("option --out is required (the results folder)");
+  o.cohort_dir = vm["cohort"].as<std::string>();
+  o.out_dir = vm["out"].as<std::string>();
+  fit::Params& p = o.params;
+  p.dt_factor = vm["dt-factor"].as<int>();
+  p.g = vm["g"].as<double>();
+  p.tau_rnn = vm["tau-rnn"].as<double>();
+  p.tau_wn = vm["tau-wn"].as<double>();
+  p.amp_in_wn = vm["amp-in-wn"].as<double>();
+  p.runs_train = vm["runs-train"].as<int>();
+  p.runs_free = vm["runs-free"].as<int>();
+  p.update_block = vm["update-block"].as<int>();
+  p.p0 = vm["p0"].as<double>();
+  p.normalise = fit::parse_normalise(vm["normalise"].as<std::string>());
+  const long long seed = vm["seed"].as<long long>();
+  if (seed < 0) fail("option --seed must be >= 0, is ", seed);
+  p.seed = std::uint64_t(seed);
+  p.reference_compat = vm["reference-compat"].as<bool>();
+  p.prior = fit::parse_prior(vm["prior"].as<std::string>());
+  p.prior_ratio = fit::parse_prior_ratio(vm["prior-ratio"].as<std::string>());
+  p.start = fit::parse_start(vm["start"].as<std::string>());
+  p.start_p0 = vm["start-p0"].as<double>();
+  p.start_ratio = vm["start-ratio"].as<double>();
+  const std::string inp = vm["inputs"].as<std::string>();
+  if (inp != "use" && inp != "ignore") fail("option --inputs: unknown value '", inp, "' (use or ignore)");
+  p.use_inputs = inp == "use";
+  if (p.reference_compat && !vm["prior"].defaulted() && p.prior == fit::Prior::Region)
+    fail("options --reference-compat and --prior region conflict: the reference uses one shared P");
+  if (p.reference_compat && !vm["start"].defaulted() && p.start == fit::Start::Regression)
+    fail("options --reference-compat and --start regression conflict: the reference starts from a random J0");
+  fit::check_params(p);
+  if (vm.count("init")) o.init_file = vm["init"].as<std::string>();
+  if (vm.count("animals")) {
+    const std::string list = vm["animals"].as<std::string>();
+    o.animals = split_list(list);
+    if (o.animals.empty()) fail("option --animals: no animal id in '", list, "'");
+  }
+  o.ranks_per_animal = vm["ranks-per-animal"].as<int>();
+  o.checkpoint_every = vm["checkpoint-every"].as<int>();
+  o.resume = vm["resume"].as<bool>();
+  o.per_unit_currents = vm["per-unit-currents"].as<bool>();
+  o.config_text = config_record("fit", vm);
+  return o;
+}
+
+}  // namespace fit
+
 Command make_fit_command() {
   Command c;
   c.name = "fit";
@@ -65,51 +117,7 @@ Command make_fit_command() {
   };
   c.run = [](const po::variables_map& vm, MPI_Comm comm) -> int {
     fit::CohortOptions o;
-    collective(comm, [&] {
-      if (!vm.count("cohort")) fail("option --cohort is required (the cohort folder)");
-      if (!vm.count("out")) fail("option --out is required (the results folder)");
-      o.cohort_dir = vm["cohort"].as<std::string>();
-      o.out_dir = vm["out"].as<std::string>();
-      fit::Params& p = o.params;
-      p.dt_factor = vm["dt-factor"].as<int>();
-      p.g = vm["g"].as<double>();
-      p.tau_rnn = vm["tau-rnn"].as<double>();
-      p.tau_wn = vm["tau-wn"].as<double>();
-      p.amp_in_wn = vm["amp-in-wn"].as<double>();
-      p.runs_train = vm["runs-train"].as<int>();
-      p.runs_free = vm["runs-free"].as<int>();
-      p.update_block = vm["update-block"].as<int>();
-      p.p0 = vm["p0"].as<double>();
-      p.normalise = fit::parse_normalise(vm["normalise"].as<std::string>());
-      const long long seed = vm["seed"].as<long long>();
-      if (seed < 0) fail("option --seed must be >= 0, is ", seed);
-      p.seed = std::uint64_t(seed);
-      p.reference_compat = vm["reference-compat"].as<bool>();
-      p.prior = fit::parse_prior(vm["prior"].as<std::string>());
-      p.prior_ratio = fit::parse_prior_ratio(vm["prior-ratio"].as<std::string>());
-      p.start = fit::parse_start(vm["start"].as<std::string>());
-      p.start_p0 = vm["start-p0"].as<double>();
-      p.start_ratio = vm["start-ratio"].as<double>();
-      const std::string inp = vm["inputs"].as<std::string>();
-      if (inp != "use" && inp != "ignore") fail("option --inputs: unknown value '", inp, "' (use or ignore)");
-      p.use_inputs = inp == "use";
-      if (p.reference_compat && !vm["prior"].defaulted() && p.prior == fit::Prior::Region)
-        fail("options --reference-compat and --prior region conflict: the reference uses one shared P");
-      if (p.reference_compat && !vm["start"].defaulted() && p.start == fit::Start::Regression)
-        fail("options --reference-compat and --start regression conflict: the reference starts from a random J0");
-      fit::check_params(p);
-      if (vm.count("init")) o.init_file = vm["init"].as<std::string>();
-      if (vm.count("animals")) {
-        const std::string list = vm["animals"].as<std::string>();
-        o.animals = split_list(list);
-        if (o.animals.empty()) fail("option --animals: no animal id in '", list, "'");
-      }
-      o.ranks_per_animal = vm["ranks-per-animal"].as<int>();
-      o.checkpoint_every = vm["checkpoint-every"].as<int>();
-      o.resume = vm["resume"].as<bool>();
-      o.per_unit_currents = vm["per-unit-currents"].as<bool>();
-      o.config_text = config_record("fit", vm);
-    });
+    collective(comm, [&] { o = fit::cohort_options_from(vm); });
     fit::install_stop_handler();
     return fit::fit_cohort(o, comm);
   };
