@@ -46,7 +46,7 @@ expect_error ingest "timeseries_regions_fish6.npy" --format npy --input "$D/zebr
   --labels "$D/zebrafish-fish6/region_acronyms.npy" --sample-interval 1 --layout samples-by-units --out "$W/x"
 # A lab ingesting mice one at a time, each with its own labels: the cohort grows (region list the
 # union), an id already there from another input is refused, and --labels once per --input works.
-python3 - "$W" <<'PYEOF'
+/usr/bin/python3 - "$W" <<'PYEOF'
 import numpy as np, sys
 w = sys.argv[1]
 rng = np.random.default_rng(1)
