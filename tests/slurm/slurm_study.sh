@@ -120,7 +120,7 @@ if [ "$mode" = study ]; then
   done
   "$bin" submit --config "$work/study.ini" >"$work/resubmit.log" 2>&1
   check "resubmit of a finished study submits nothing" 'grep -q "the study is complete" "$work/resubmit.log" && ! grep -q "submitted" "$work/resubmit.log"'
-else
+elif [ "$mode" = preempt ]; then
   check "SIGTERM reached the fit inside a run" 'grep -q "stop requested (SIGTERM) inside run" "$work"/results/slurm/logs/fit-*.out'
   check "the fit was interrupted and resumed" 'grep -q "restart 1" "$work"/results/slurm/logs/fit-*.out && grep -qi "resum" "$work"/results/slurm/logs/fit-*.out'
   mpirun -n 1 "$bin" fit --config "$work/study.ini" --out "$work/local" >"$work/local.log" 2>&1
