@@ -274,8 +274,8 @@ LoadedCohort load_cohort(const InputSpec& in, MPI_Comm comm) {
       for (auto& e : fs::directory_iterator(sub))
         if (e.is_regular_file() && e.path().extension() == ".h5" && e.path().filename() != "cohort.h5")
           files.push_back(e.path().string());
+      std::sort(files.begin(), files.end());  // (fits: in animal-id order, aligned with their record)
     }
-    std::sort(files.begin(), files.end());
     if (err.empty() && files.empty() && (c.source != "fits" || comm_rank(comm) == 0))
       err = cat("option --input: no *.h5 files in ", sub.string());
   }
