@@ -50,6 +50,10 @@ grep -q '"output": "/' clean/fits/a00.status.json || die "status output is not a
 "$PY" -c "import h5py,sys; s=h5py.File('clean/fits/a00.h5')['/'].attrs['source']; s=s.decode() if isinstance(s,bytes) else s; sys.exit(0 if s.startswith('/') else 1)" \
   || die "fit attribute source is not absolute"
 modes_ok clean
+# A fit marked poor (did not beat its baseline) is left out, and named, unless --include-poor.
+cp -r clean rp; sed -i 's/"status": "ok"/"status": "poor"/' rp/fits/a02.status.json
+modes_ok rp; grep -q "left out: a02 (poor" rp/modes_summary.txt || die "poor: a02 not left out"
+modes_ok rp --include-poor; grep -q "left out" rp/modes_summary.txt && die "poor: --include-poor still left a02 out"
 
 # 1. A truncated file fails its animal only (also when another animal is selected).
 cohort_copy c1; head -c 3000 clean_cohort/a01.h5 > c1/a01.h5
