@@ -16,6 +16,7 @@
 #include "core/parallel.hpp"
 #include "core/text.hpp"
 #include "fit/curbd.hpp"
+#include "io/animal.hpp"
 
 namespace fs = std::filesystem;
 
@@ -227,6 +228,14 @@ std::vector<std::string> usable_fits(const std::string& fits_dir, const InputSpe
     used.push_back(fit);
     rec.fingerprints.push_back(fp);
     rec.statuses.push_back(st.status);
+  }
+  // An animal of the cohort that no fit attempted (an array task that never ran) is missing too.
+  if (!rec.cohort.empty() && fs::is_directory(rec.cohort)) {
+    const Cohort cohort = read_cohort(rec.cohort, MPI_COMM_SELF);
+    for (const CohortAnimal& a : cohort.animals)
+      if (std::none_of(statuses.begin(), statuses.end(), [&](const book::AnimalStatus& st) { return st.animal_id == a.animal_id; }) &&
+          !fs::exists(fs::path(fits_dir) / (a.animal_id + ".h5")))
+        leave_out(a.animal_id, cat("in cohort ", rec.cohort, " but never fitted (no status file, no fit file)"));
   }
   for (const std::string& f : files) {  // a fit without a status file: unknown provenance
     const std::string id = fs::path(f).stem().string();
