@@ -128,10 +128,38 @@ def find_cohort(args, fit_files, summary_txt):
     return None
 
 
+def read_statuses(fits_dir):
+    """fits/<animal>.status.json (one per animal the fit attempted; docs/fit.md), by animal id.
+    They hold the failures of per-animal runs (Slurm array tasks) that no cohort summary lists."""
+    out = {}
+    if not os.path.isdir(fits_dir):
+        return out
+    for name in sorted(os.listdir(fits_dir)):
+        if name.endswith(".status.json"):
+            try:
+                with open(os.path.join(fits_dir, name)) as fh:
+                    st = json.load(fh)
+                out[st["animal_id"]] = st
+            except Exception as e:
+                note("fits/" + name, "cannot be read: %s" % e)
+    return out
+
+
 def load_animals(results, cohort):
-    """One record per animal: fit summary row + the numbers of its fit file."""
+    """One record per animal: its status file (else its fit summary row) + the numbers of its fit file."""
     fits_dir = os.path.join(results, "fits")
     rows = read_fit_summary(fits_dir)
+    statuses = read_statuses(fits_dir)
+    if statuses:  # the status files are the record; a summary.csv may be an older run's
+        known = {r["animal_id"]: r for r in rows or []}
+        rows = []
+        for aid, st in statuses.items():
+            r = dict(known.get(aid, {}))
+            r.update(animal_id=aid, status=st["status"], message=st.get("reason", ""))
+            r.setdefault("n_units", 0)
+            r.setdefault("n_samples", 0)
+            r.setdefault("runs_done", 0)
+            rows.append(r)
     files = {}
     if os.path.isdir(fits_dir):
         for name in sorted(os.listdir(fits_dir)):
@@ -141,16 +169,17 @@ def load_animals(results, cohort):
     seen = set()
     for r in rows or []:
         a = {"id": r["animal_id"], "status": r["status"], "reason": r.get("message", "") or "",
-             "n_units": int(r["n_units"]), "n_samples": int(r["n_samples"]),
-             "runs_done": int(r["runs_done"]), "fit_file": None}
+             "n_units": int(r["n_units"] or 0), "n_samples": int(r["n_samples"] or 0),
+             "runs_done": int(r["runs_done"] or 0), "fit_file": None, "fingerprint": None}
         animals.append(a)
         seen.add(a["id"])
     if rows is None and os.path.isdir(fits_dir):
         note("fits/summary.csv", "not found in %s: animals are the fit files present, failures unknown" % fits_dir)
     for aid in files:
         if aid not in seen:
-            animals.append({"id": aid, "status": "ok", "reason": "", "n_units": None, "n_samples": None,
-                            "runs_done": None, "fit_file": None})
+            status, reason = ("ok", "") if not statuses else ("unknown", "fit file without a status file")
+            animals.append({"id": aid, "status": status, "reason": reason, "n_units": None, "n_samples": None,
+                            "runs_done": None, "fit_file": None, "fingerprint": None})
     for a in animals:
         path = files.get(a["id"])
         a.update(final_pvar=None, final_chi2=None, regions=[], runs_train=None, runs_free=None)
@@ -176,6 +205,7 @@ def load_animals(results, cohort):
                 a["runs_free"] = attr(f, "runs_free")
                 a["sample_interval"] = attr(f, "sample_interval")
                 a["source"] = attr(f, "source")
+                a["fingerprint"] = attr(f, "fingerprint")
         except Exception as e:  # unreadable file: say so, go on
             note("fits/%s.h5" % a["id"], "cannot be read: %s" % e)
             a["fit_file"] = None
@@ -230,7 +260,40 @@ def load_modes(path):
             g = f["behaviour"]
             m["behaviour"] = {"state_names": strings(g["state_names"]), "agreement": g["agreement"][()]}
         m["config"] = attr(f, "config", "")
+        m["animal_files"] = strings(f["animal_files"]) if "animal_files" in f else []
+        m["animal_fingerprints"] = strings(f["animal_fingerprints"]) if "animal_fingerprints" in f else []
+        m["left_out"] = []
+        if "left_out" in f:
+            m["left_out"] = list(zip(strings(f["left_out/animal_ids"]), strings(f["left_out/reasons"])))
+    m["mtime"] = os.path.getmtime(path)
     return m
+
+
+def stale_inputs(m, animals):
+    """Why modes.h5 may not describe today's fits: a fit it used that changed, vanished or is newer
+    than it; an animal fitted ok that it neither used nor left out."""
+    out = []
+    by_id = {a["id"]: a for a in animals}
+    for i, path in enumerate(m["animal_files"]):
+        aid = m["animal_ids"][i] if i < len(m["animal_ids"]) else os.path.basename(path)[:-3]
+        if not os.path.exists(path):
+            out.append("%s: fit file %s used by the modes no longer exists" % (aid, path))
+            continue
+        if os.path.getmtime(path) > m["mtime"]:
+            out.append("%s: fit file %s is newer than %s (refitted after the modes; rerun modes)" % (aid, path, m["path"]))
+        if i < len(m["animal_fingerprints"]):
+            try:
+                with h5py.File(path, "r") as f:
+                    fp = attr(f, "fingerprint")
+                if fp != m["animal_fingerprints"][i]:
+                    out.append("%s: fit file %s has another fingerprint than the one the modes recorded" % (aid, path))
+            except OSError as e:
+                out.append("%s: fit file %s cannot be read: %s" % (aid, path, e))
+    used = set(m["animal_ids"]) | {a for a, _ in m["left_out"]}
+    for a in animals:
+        if a["status"] == "ok" and a["id"] not in used:
+            out.append("%s: fitted ok but not in the modes (made before it was fitted; rerun modes)" % a["id"])
+    return out
 
 
 def top_pairs(mode, regions, self_pairs, n=3):
@@ -741,6 +804,7 @@ def main(argv=None):
     # ---- numbers of the summary table (summary.json holds them exactly)
     ok = [a for a in animals if a["final_pvar"] is not None]
     failed = [a for a in animals if a["status"] == "failed"]
+    stale = stale_inputs(m, animals) if m is not None else []
     other = [a for a in animals if a not in ok and a not in failed]
     cons = (m or {}).get("conservation")
     mt = (m or {}).get("mode_test")
@@ -758,9 +822,11 @@ def main(argv=None):
                      "conservation_index": num(index_of[a["id"]]) if a["id"] in index_of else None}
                     for a in animals],
         "modes": None,
+        "stale": stale,
     }
     if m is not None:
         ms = {"file": os.path.abspath(m["path"]), "K": m["K"], "regions": m["regions"], "animal_ids": m["animal_ids"],
+              "left_out": [{"id": a, "reason": r} for a, r in m["left_out"]],
               "summary": m["summary"], "source": m["source"], "stability": num(m["stability"]),
               "k_chosen": m["select_k"]["k_chosen"] if "select_k" in m else None,
               "k_reason": m["select_k"]["reason"] if "select_k" in m else None, "modes": []}
@@ -803,6 +869,11 @@ def main(argv=None):
             "<b>%s</b>: %s" % (esc(a["id"]), esc(a["reason"] or "no reason recorded")) for a in failed))
     else:
         H.append("<tr><th>failed animals</th><td>none</td></tr>\n")
+    if m is not None and m["left_out"]:
+        H.append("<tr><th>left out of the modes</th><td>%s</td></tr>\n" % "<br>".join(
+            "<b>%s</b>: %s" % (esc(a), esc(r)) for a, r in m["left_out"]))
+    if stale:
+        H.append("<tr><th>stale inputs</th><td class=\"failed\">%s</td></tr>\n" % "<br>".join(esc(x) for x in stale))
     if m is not None:
         H.append("<tr><th>modes</th>%s</tr>\n" % cell(m["K"], "K = %d over %d regions (%s; %s)" % (
             m["K"], len(m["regions"]), ", ".join(m["regions"]), summary["modes"]["k_reason"] or "K fixed"), "K"))

@@ -6,6 +6,8 @@
 #include <set>
 #include <sstream>
 
+#include <petscsys.h>
+
 #include "core/error.hpp"
 #include "core/log.hpp"
 
@@ -147,6 +149,37 @@ bool parse_command(const Command& cmd, const std::vector<std::string>& args, po:
   }
   log::set_all_ranks(vm.count("verbose-ranks") && vm["verbose-ranks"].as<bool>());
   return true;
+}
+
+void check_petsc_options(const Command& cmd, const std::vector<std::string>& args) {
+  std::set<std::string> single;
+  for (const std::string& a : args)
+    if (a.size() > 1 && a[0] == '-' && a[1] != '-') single.insert(a.substr(1));
+  // Read by PETSc at PetscFinalize or on demand, so not yet "used" at start-up: let them through.
+  static const char* const later[] = {"log", "malloc", "memory", "options", "objects", "info", "on_error",
+                                      "no_signal_handler", "fp_trap", "checkstack", "viewer", "mpi", "help",
+                                      "debugger", "start_in_debugger", "stop_for_debugger", "citations"};
+  PetscInt n = 0;
+  char **names = nullptr, **values = nullptr;
+  if (PetscOptionsLeftGet(nullptr, &n, &names, &values)) return;
+  std::string bad;
+  for (PetscInt i = 0; i < n && bad.empty(); ++i) {
+    std::string name = names[i];
+    if (!name.empty() && name[0] == '-') name.erase(0, 1);
+    bool known = false;
+    for (const char* p : later) known |= name.rfind(p, 0) == 0;
+    if (!known && single.count(name)) bad = name;
+  }
+  PetscOptionsLeftRestore(nullptr, &n, &names, &values);
+  if (bad.empty()) return;
+  po::options_description own;
+  cmd.add_options(own);
+  std::string guess = bad;
+  for (char& c : guess)
+    if (c == '_') c = '-';
+  const bool ours = own.find_nothrow(guess, false) != nullptr;
+  fail("unknown option -", bad, ours ? cat(" (did you mean --", guess, "?)") : std::string(), " for 'cohortnet ",
+       cmd.name, "': not a cohortnet option (those start with --) nor one PETSc uses");
 }
 
 std::string config_record(const std::string& section, const po::variables_map& vm) {

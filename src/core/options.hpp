@@ -2,7 +2,8 @@
 // Subcommands and their options. Each stage declares a Command (name, options, run); options come
 // from the command line and from an INI config file (`--config FILE`, one [section] per stage),
 // command line first. Unknown --options and unknown config keys are errors that name them;
-// PETSc's single-dash options (-log_view, -info ...) pass through to PETSc.
+// PETSc's single-dash options (-log_view, -info ...) pass through to PETSc; those it does not use
+// are errors (check_petsc_options).
 #include <mpi.h>
 
 #include <boost/program_options.hpp>
@@ -28,6 +29,16 @@ void register_config_section(const std::string& name);
 // Throws Error for unknown options, bad values, unreadable config files.
 bool parse_command(const Command& cmd, const std::vector<std::string>& args, po::variables_map& vm,
                    MPI_Comm comm);
+
+// Exit code of a usage error: unknown option, key or section, a stray argument, an unreadable
+// config file (docs/fit.md "Exit codes").
+inline constexpr int kExitUsage = 2;
+
+// Single-dash options that PETSc did not take at start-up (and does not read later: logging,
+// malloc, options_*) are typing errors: throws Error naming the first, with the --option it
+// probably meant ("-runs-train" -> "--runs-train"). args: the command line after the subcommand
+// (PETSc also records --options; only single-dash ones are looked at). Call after PetscInitialize.
+void check_petsc_options(const Command& cmd, const std::vector<std::string>& args);
 
 // The resolved options as INI text ("[fit]\nruns = 20\n..."), recorded in every output.
 std::string config_record(const std::string& section, const po::variables_map& vm);

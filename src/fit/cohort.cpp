@@ -10,6 +10,7 @@
 #include <numeric>
 #include <sstream>
 
+#include "core/bookkeeping.hpp"
 #include "core/error.hpp"
 #include "core/h5.hpp"
 #include "core/log.hpp"
@@ -118,13 +119,14 @@ Assignment assign_animals(const std::vector<CohortAnimal>& animals, const Params
 
 namespace {
 
-enum Status { kOk = 0, kFailed = 1, kInterrupted = 2, kKept = 3, kNotStarted = 4 };
+enum Status { kOk = 0, kFailed = 1, kInterrupted = 2, kKept = 3, kNotStarted = 4, kLocked = 5 };
 const char* status_name(int s) {
   switch (s) {
     case kOk: return "ok";
     case kFailed: return "failed";
     case kInterrupted: return "interrupted";
     case kKept: return "ok (kept from before)";
+    case kLocked: return "locked (another run writes it)";
     default: return "not started";
   }
 }
@@ -142,16 +144,6 @@ std::string one_line(std::string s) {
   return s;
 }
 
-void write_text_atomic(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".partial";
-  {
-    std::ofstream out(tmp);
-    out << text;
-    if (!out) fail("file ", path, ": cannot be written");
-  }
-  fs::rename(tmp, path);
-}
-
 double bytes_per_rank_world(MPI_Comm world) {
   MPI_Comm node;
   MPI_Comm_split_type(world, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node);
@@ -163,6 +155,12 @@ double bytes_per_rank_world(MPI_Comm world) {
 }
 
 }  // namespace
+
+std::string animal_fingerprint(const Params& p, const CohortAnimal& an, std::uint64_t cohort_index) {
+  // As the Trainer records it (inputs counted only when they are used).
+  return fingerprint(p, an.n_units, an.n_samples, an.sample_interval, cohort_index,
+                     p.inputs_used() ? an.n_inputs : 0);
+}
 
 int fit_cohort(const CohortOptions& o, MPI_Comm world) {
   const int wrank = comm_rank(world), wsize = comm_size(world);
@@ -244,7 +242,7 @@ int fit_cohort(const CohortOptions& o, MPI_Comm world) {
     }
     log::info(world, os.str().substr(0, os.str().size() - 1));
     collective(world, [&] {
-      if (wrank == 0) write_text_atomic(fits_dir + "/assignment" + tag + ".txt", os.str());
+      if (wrank == 0) book::write_text_atomic(fits_dir + "/assignment" + tag + ".txt", os.str());
     });
   }
 
@@ -267,17 +265,50 @@ int fit_cohort(const CohortOptions& o, MPI_Comm world) {
     Outcome& oc = outcomes[size_t(i)];
     const auto t0 = std::chrono::steady_clock::now();
     auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
+    // One writer per output: a second fit into the same folder leaves this animal to the first.
+    book::OutputLock lock;
+    int locked = 0;
+    if (grank == 0) {
+      oc.message = lock.take(out_path);
+      locked = oc.message.empty() ? 0 : 1;
+    }
+    MPI_Bcast(&locked, 1, MPI_INT, 0, group);
+    if (locked) {
+      oc.status = kLocked;
+      if (grank == 0) std::fprintf(stderr, "cohortnet fit: error: animal %s: %s\n", an.animal_id.c_str(), oc.message.c_str());
+      continue;
+    }
+    book::AnimalStatus rec;
+    rec.animal_id = an.animal_id;
+    rec.output = fs::absolute(out_path).lexically_normal().string();
+    rec.source = an.path;
+    rec.cohort = cohort.dir;
+    if (an.problem.empty()) rec.fingerprint = animal_fingerprint(o.params, an, index_of[size_t(i)]);
+    auto record = [&](const char* status, const std::string& reason) {
+      if (grank != 0) return;
+      rec.status = status;
+      rec.reason = reason;
+      rec.final_pvar = oc.pvar;
+      try {
+        book::write_status(fits_dir, rec);
+      } catch (const Error& e) {
+        std::fprintf(stderr, "cohortnet fit: error: animal %s: %s\n", an.animal_id.c_str(), e.what());
+      }
+    };
+    if (!an.problem.empty()) {  // unreadable, truncated or foreign: this animal fails, the others go on
+      oc.status = kFailed;
+      oc.message = an.problem;
+      if (grank == 0) std::fprintf(stderr, "cohortnet fit: error: animal %s: %s\n", an.animal_id.c_str(), oc.message.c_str());
+      record("failed", oc.message);
+      continue;
+    }
     if (o.resume && fs::exists(out_path)) {
       oc.status = kKept;
       try {
         collective(group, [&] {
           h5::File f = h5::open_read(out_path, group);
           const std::string fp = h5::attr_string(f, "/", "fingerprint");
-          // The same fingerprint the Trainer would record for this animal now (inputs included).
-          const AnimalMeta meta = read_animal_meta(an.path, group);
-          const std::int64_t n_in = o.params.inputs_used() ? std::int64_t(meta.input_names.size()) : 0;
-          const std::string now = fingerprint(o.params, an.n_units, an.n_samples,
-                                              h5::attr_double(f, "/", "sample_interval"), index_of[size_t(i)], n_in);
+          const std::string now = animal_fingerprint(o.params, an, index_of[size_t(i)]);
           if (fp != now)
             fail("existing output ", out_path, " was fitted with other parameters (", fingerprint_diff(fp, now),
                  "); remove it, or run without --resume to refit");
@@ -290,8 +321,11 @@ int fit_cohort(const CohortOptions& o, MPI_Comm world) {
         if (grank == 0) std::fprintf(stderr, "cohortnet fit: error: animal %s: %s\n", an.animal_id.c_str(), oc.message.c_str());
       }
       if (oc.status == kKept) log::info(group, an.animal_id, ": finished before (", out_path, "), kept");
+      record(oc.status == kKept ? "ok" : "failed", oc.status == kKept ? "" : oc.message);
       continue;
     }
+    // Until this fit ends, the animal has no result (a kill -9 leaves this, not an old "ok").
+    record("interrupted", "fit started, not finished (killed, or still running)");
     try {
       collective(group, [&] {
         if (grank == 0 && !o.resume) {
@@ -375,6 +409,9 @@ int fit_cohort(const CohortOptions& o, MPI_Comm world) {
       oc.message = e.what();
       if (grank == 0) std::fprintf(stderr, "cohortnet fit: error: %s (other animals continue)\n", e.what());
     }
+    if (oc.status == kOk) record("ok", "");
+    else if (oc.status == kFailed) record("failed", oc.message);
+    else record("interrupted", "stopped by SIGTERM; checkpoint written, rerun with --resume");
     oc.seconds = elapsed();
   }
 
@@ -396,7 +433,7 @@ int fit_cohort(const CohortOptions& o, MPI_Comm world) {
   for (int r = 1; r < wsize; ++r) offs[size_t(r)] = offs[size_t(r - 1)] + lens[size_t(r - 1)];
   std::string all(wrank == 0 ? size_t(offs.back() + lens.back()) : 0, '\0');
   MPI_Gatherv(mine.data(), len, MPI_CHAR, all.data(), lens.data(), offs.data(), MPI_CHAR, 0, world);
-  int codes[2] = {0, 0};  // any failed, any interrupted or not started (decided by world rank 0)
+  int codes[3] = {0, 0, 0};  // any failed, any interrupted or not started, any locked (world rank 0 decides)
   if (wrank == 0) {
     std::istringstream in(all);
     std::string line;
@@ -415,12 +452,13 @@ int fit_cohort(const CohortOptions& o, MPI_Comm world) {
     std::ostringstream txt, csv;
     txt << "# cohortnet fit summary: " << o.cohort_dir << " -> " << fits_dir << "\n";
     csv << "animal_id,n_units,n_samples,group,status,runs_done,final_pvar,seconds,message\n";
-    int n_ok = 0, n_failed = 0, n_other = 0;
+    int n_ok = 0, n_failed = 0, n_other = 0, n_locked = 0;
     for (int i = 0; i < n_animals; ++i) {
       const auto& an = cohort.animals[size_t(i)];
       const Outcome& oc = outcomes[size_t(i)];
       if (oc.status == kOk || oc.status == kKept) ++n_ok;
       else if (oc.status == kFailed) ++n_failed;
+      else if (oc.status == kLocked) ++n_locked;
       else ++n_other;
       txt << std::left << std::setw(16) << an.animal_id << " N=" << std::setw(6) << an.n_units << " group "
           << asg.animal_group[size_t(i)] << "  " << status_name(oc.status) << "  runs " << oc.runs << "  pVar "
@@ -433,12 +471,15 @@ int fit_cohort(const CohortOptions& o, MPI_Comm world) {
           << status_name(oc.status) << "," << oc.runs << "," << std::setprecision(10) << oc.pvar << ","
           << std::setprecision(2) << oc.seconds << ",\"" << msg << "\"\n";
     }
-    txt << "# " << n_ok << " ok, " << n_failed << " failed, " << n_other << " interrupted or not started\n";
+    txt << "# " << n_ok << " ok, " << n_failed << " failed, " << n_other << " interrupted or not started";
+    if (n_locked) txt << ", " << n_locked << " locked by another run";
+    txt << "\n";
     codes[0] = n_failed > 0;
     codes[1] = n_other > 0;  // a SIGTERM that came after the last run changes nothing
+    codes[2] = n_locked > 0;
     try {
-      write_text_atomic(fits_dir + "/summary" + tag + ".txt", txt.str());
-      write_text_atomic(fits_dir + "/summary" + tag + ".csv", csv.str());
+      book::write_text_atomic(fits_dir + "/summary" + tag + ".txt", txt.str());
+      book::write_text_atomic(fits_dir + "/summary" + tag + ".csv", csv.str());
     } catch (const std::exception& e) {
       std::fprintf(stderr, "cohortnet fit: error: %s\n", e.what());
       codes[0] = 1;
@@ -446,14 +487,19 @@ int fit_cohort(const CohortOptions& o, MPI_Comm world) {
     std::fputs(txt.str().c_str(), stdout);
     std::fflush(stdout);
   }
-  MPI_Allreduce(MPI_IN_PLACE, codes, 2, MPI_INT, MPI_MAX, world);
+  MPI_Allreduce(MPI_IN_PLACE, codes, 3, MPI_INT, MPI_MAX, world);
   MPI_Comm_free(&group);
   if (codes[1]) {
     log::info(world, "fit interrupted by SIGTERM: checkpoints in ", ckpt_dir, "; rerun with --resume (exit code ",
               kExitInterrupted, ")");
     return kExitInterrupted;
   }
-  return codes[0] ? kExitAnimalsFailed : kExitOk;
+  if (codes[0]) return kExitAnimalsFailed;
+  if (codes[2]) {
+    log::info(world, "fit: some outputs are being written by another run (locked); exit code ", book::kExitLocked);
+    return book::kExitLocked;
+  }
+  return kExitOk;
 }
 
 }  // namespace cohortnet::fit

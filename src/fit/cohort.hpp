@@ -49,6 +49,11 @@ double fit_bytes_per_rank(std::int64_t n_units, std::int64_t n_samples, int dt_f
 // The same from the fit's parameters and sizes: the peak of plan_fit_memory (memory.hpp).
 double fit_bytes_per_rank(const FitSizes& s, const Params& p);
 
+// The fingerprint the fit records for this animal (its cohort index: its random streams) under
+// these parameters: what decides whether an existing output belongs to this configuration
+// (fit --resume, submit, modes).
+std::string animal_fingerprint(const Params& p, const CohortAnimal& an, std::uint64_t cohort_index);
+
 // Set by the SIGTERM handler; checked once per run and agreed over the group.
 extern volatile std::sig_atomic_t g_stop_requested;
 void install_stop_handler();

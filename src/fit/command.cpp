@@ -9,6 +9,31 @@
 
 namespace cohortnet {
 
+namespace fit {
+
+CohortOptions cohort_options_from(const po::variables_map& vm) {
+  CohortOptions o;
+  if (!vm.count("cohort")) fail("option --cohort is required (the cohort folder)");
+  if (!vm.count("out")) fail("option --out is required (the results folder)");
+  o.cohort_dir = vm["cohort"].as<std::string>();
+  o.out_dir = vm["out"].as<std::string>();
+  o.params = fit::read_fit_params(vm);  // the model's parameters: the table of src/fit/params.cpp
+  if (vm.count("init")) o.init_file = vm["init"].as<std::string>();
+  if (vm.count("animals")) {
+    const std::string list = vm["animals"].as<std::string>();
+    o.animals = split_list(list);
+    if (o.animals.empty()) fail("option --animals: no animal id in '", list, "'");
+  }
+  o.ranks_per_animal = vm["ranks-per-animal"].as<int>();
+  o.checkpoint_every = vm["checkpoint-every"].as<int>();
+  o.resume = vm["resume"].as<bool>();
+  o.per_unit_currents = vm["per-unit-currents"].as<bool>();
+  o.config_text = config_record("fit", vm);
+  return o;
+}
+
+}  // namespace fit
+
 Command make_fit_command() {
   Command c;
   c.name = "fit";
@@ -31,24 +56,7 @@ Command make_fit_command() {
   };
   c.run = [](const po::variables_map& vm, MPI_Comm comm) -> int {
     fit::CohortOptions o;
-    collective(comm, [&] {
-      if (!vm.count("cohort")) fail("option --cohort is required (the cohort folder)");
-      if (!vm.count("out")) fail("option --out is required (the results folder)");
-      o.cohort_dir = vm["cohort"].as<std::string>();
-      o.out_dir = vm["out"].as<std::string>();
-      o.params = fit::read_fit_params(vm);
-      if (vm.count("init")) o.init_file = vm["init"].as<std::string>();
-      if (vm.count("animals")) {
-        const std::string list = vm["animals"].as<std::string>();
-        o.animals = split_list(list);
-        if (o.animals.empty()) fail("option --animals: no animal id in '", list, "'");
-      }
-      o.ranks_per_animal = vm["ranks-per-animal"].as<int>();
-      o.checkpoint_every = vm["checkpoint-every"].as<int>();
-      o.resume = vm["resume"].as<bool>();
-      o.per_unit_currents = vm["per-unit-currents"].as<bool>();
-      o.config_text = config_record("fit", vm);
-    });
+    collective(comm, [&] { o = fit::cohort_options_from(vm); });
     fit::install_stop_handler();
     return fit::fit_cohort(o, comm);
   };

@@ -46,8 +46,9 @@ void add_options(po::options_description& d) {
       ("bin-width", dval(o.bin_width), "NWB spikes: bin width, s (= the sample interval)")
       ("smooth-kernel", po::value<std::string>()->default_value(o.smooth_kernel), "NWB spikes: gaussian or none")
       ("smooth-width", dval(o.smooth_width), "NWB spikes: sd of the Gaussian smoothing kernel, s")
-      ("labels", po::value<std::string>(),
-       "npy/h5-array: region label of every unit: text (one per line), CSV (last column) or a 1-D string .npy")
+      ("labels", po::value<std::vector<std::string>>()->composing(),
+       "npy/h5-array: region label of every unit: text (one per line), CSV (last column) or a 1-D string .npy; "
+       "once for all inputs, or once per --input (same order). An existing cohort in --out is added to")
       ("layout", po::value<std::string>()->default_value(o.layout),
        "npy/h5-array: units-by-samples or samples-by-units (the last two dimensions)")
       ("sample-interval", po::value<double>(), "npy/h5-array: seconds between samples")
@@ -85,7 +86,11 @@ int run(const po::variables_map& vm, MPI_Comm comm) {
     take(vm, "bin-width", o.bin_width);
     take(vm, "smooth-kernel", o.smooth_kernel);
     take(vm, "smooth-width", o.smooth_width);
-    take(vm, "labels", o.labels);
+    if (vm.count("labels")) {
+      const auto& l = vm["labels"].as<std::vector<std::string>>();
+      o.labels = l.front();
+      if (l.size() > 1) o.input_labels = l;
+    }
     take(vm, "layout", o.layout);
     take(vm, "sample-interval", o.sample_interval);
     if (vm.count("sample-interval") && !(o.sample_interval > 0))

@@ -107,6 +107,9 @@ void validate_options(const Options& o) {
     fail("option --sample-interval: must be > 0 s, got ", o.sample_interval);
   if (o.format == "npy") {
     if (o.labels.empty()) fail("option --labels is required with --format npy: region label of every unit");
+    if (!o.input_labels.empty() && o.input_labels.size() != o.inputs.size())
+      fail("option --labels: given ", o.input_labels.size(), " times for ", o.inputs.size(),
+           " --input files; give it once (shared) or once per --input, in the same order");
     if (o.sample_interval == 0) fail("option --sample-interval is required with --format npy (seconds between samples)");
     if (!o.animal_id.empty() && o.inputs.size() > 1)
       fail("option --animal-id applies to a single --input; with several, the ids are the file names");
@@ -187,6 +190,12 @@ RegionMap read_region_map(const std::string& path) {
   }
   if (m.entries.empty()) fail("region map ", path, ": no entries");
   return m;
+}
+
+const std::string& labels_for(const Options& opt, const std::string& input) {
+  for (std::size_t i = 0; i < opt.input_labels.size() && i < opt.inputs.size(); ++i)
+    if (opt.inputs[i] == input) return opt.input_labels[i];
+  return opt.labels;
 }
 
 std::vector<std::string> read_labels(const std::string& path, std::int64_t n_units, const std::string& data) {
@@ -271,7 +280,7 @@ std::vector<Recording> read_npy_recordings(const Options& opt) {
     if (nd == 3)
       for (std::int64_t k = 0; k < n_trials; ++k) r.trials.emplace_back(k * len, (k + 1) * len);
     check_finite(r.data, r.n_units, r.n_samples, path, "the array");
-    r.unit_label = read_labels(opt.labels, r.n_units, cat(path, " (", opt.layout, ")"));
+    r.unit_label = read_labels(labels_for(opt, path), r.n_units, cat(path, " (", opt.layout, ")"));
     for (std::int64_t u = 0; u < r.n_units; ++u) r.unit_name.push_back(cat("unit ", u, " (", r.unit_label[std::size_t(u)], ")"));
     if (!opt.trial_conditions.empty()) {
       if (nd != 3) fail("option --trial-conditions: file ", path, " is 2-D (no trials)");
@@ -283,7 +292,7 @@ std::vector<Recording> read_npy_recordings(const Options& opt) {
     if (r.animal_id.empty()) fail("file ", path, ": its name gives no usable animal id; use --animal-id");
     r.notes.push_back(cat("NumPy array ", path, " (", a.descr, a.fortran_order ? ", Fortran order" : "", ", shape ",
                           nd == 3 ? cat(n_trials, "x") : std::string(), A, "x", B, ", ",
-                          nd == 3 ? "trials x " : "", opt.layout, "); labels from ", opt.labels, "; sample interval ",
+                          nd == 3 ? "trials x " : "", opt.layout, "); labels from ", labels_for(opt, path), "; sample interval ",
                           opt.sample_interval, " s (given)"));
     out.push_back(std::move(r));
   }
@@ -309,8 +318,8 @@ std::vector<Recording> read_h5_array_recordings(const Options& opt) {
     std::vector<std::string> labels;
     std::string labels_from;
     if (!opt.labels.empty()) {
-      labels = read_labels(opt.labels, N, cat(path, " ", ds));
-      labels_from = opt.labels;
+      labels = read_labels(labels_for(opt, path), N, cat(path, " ", ds));
+      labels_from = labels_for(opt, path);
     } else {
       std::string ld = !opt.labels_dataset.empty() ? opt.labels_dataset : (group.empty() ? "/" : group) + "region_names";
       if (!h5x::is_dataset(f, ld))
@@ -670,6 +679,51 @@ void bcast_string(std::string& s, MPI_Comm comm) {
     MPI_Bcast(s.data() + off, int(std::min<std::size_t>(piece, std::size_t(n) - off)), MPI_CHAR, 0, comm);
 }
 
+// A lab ingests animals one call at a time (each with its own labels): an existing cohort.ini in
+// --out keeps its animals, and the new ones are checked against them before anything is written:
+// an animal id already there is an error (unless it is the same input ingested again, which
+// replaces it), the region list becomes the union (existing order first), and a different sample
+// interval is a warning. Collective.
+void add_to_existing(const Options& opt, const std::vector<Processed>& animals, Cohort& cohort, MPI_Comm comm) {
+  int exists = comm_rank(comm) == 0 && fs::exists(fs::path(opt.out) / "cohort.ini") ? 1 : 0;
+  MPI_Bcast(&exists, 1, MPI_INT, 0, comm);
+  if (!exists) return;
+  const Cohort before = read_cohort(opt.out, comm);
+  std::vector<CohortAnimal> kept;
+  collective(comm, [&] {
+    for (const CohortAnimal& b : before.animals) {
+      const Processed* again = nullptr;
+      for (auto& a : animals)
+        if (a.meta.animal_id == b.animal_id) again = &a;
+      if (!again) {
+        kept.push_back(b);
+        if (!b.problem.empty()) log::warn(comm, "ingest: cohort ", opt.out, ": ", b.problem);
+        else if (!animals.empty() && std::fabs(b.sample_interval - animals.front().meta.sample_interval) >
+                                         1e-9 * std::max(1.0, b.sample_interval))
+          log::warn(comm, "ingest: cohort ", opt.out, ": animal ", b.animal_id, " has sample interval ",
+                    b.sample_interval, " s, ", animals.front().meta.animal_id, " ", animals.front().meta.sample_interval,
+                    " s; the fit handles each animal at its own interval, but compare with care");
+        continue;
+      }
+      std::string prov;
+      if (b.problem.empty()) {
+        h5::File f = h5::open_read(b.path, MPI_COMM_SELF);
+        if (h5::has_attr(f, "/", "provenance")) prov = h5::attr_string(f, "/", "provenance");
+      }
+      if (prov.find(" from ") == std::string::npos || prov.find(again->sum.source) == std::string::npos)
+        fail("option --input ", again->sum.source, ": animal id '", b.animal_id, "' is already in cohort ", opt.out,
+             " (", b.path, ", from another input); give it another id (--animal-id) or remove it from cohort.ini");
+      log::info(comm, "ingest: ", b.animal_id, " is ingested again from ", again->sum.source, "; it replaces ", b.path);
+    }
+  });
+  std::vector<std::string> regions = before.regions;
+  for (auto& r : cohort.regions)
+    if (std::find(regions.begin(), regions.end(), r) == regions.end()) regions.push_back(r);
+  cohort.regions = regions;
+  cohort.name = opt.name.empty() ? before.name : opt.name;
+  cohort.animals = kept;
+}
+
 }  // namespace
 
 Summary run_ingest(const Options& opt, MPI_Comm comm) {
@@ -747,6 +801,7 @@ Summary run_ingest(const Options& opt, MPI_Comm comm) {
   cohort.name = opt.name.empty() ? fs::path(opt.out).lexically_normal().filename().string() : opt.name;
   if (cohort.name.empty()) cohort.name = fs::path(opt.out).lexically_normal().parent_path().filename().string();
   cohort.regions = cohort_regions;
+  add_to_existing(opt, animals, cohort, comm);
   const std::string norm = opt.normalise;
   for (auto& a : animals) {
     const std::string final_path = a.sum.path;
@@ -768,7 +823,12 @@ Summary run_ingest(const Options& opt, MPI_Comm comm) {
       if (ec) err = cat("file ", final_path, ": cannot be renamed into place (", ec.message(), ")");
     }
     agree(comm, err);
-    cohort.animals.push_back({a.meta.animal_id, final_path, a.meta.n_units, a.meta.n_samples});
+    CohortAnimal an;
+    an.animal_id = a.meta.animal_id;
+    an.path = final_path;
+    an.n_units = a.meta.n_units;
+    an.n_samples = a.meta.n_samples;
+    cohort.animals.push_back(an);
     sum.animals.push_back(a.sum);
     log::info(comm, "ingest: ", a.meta.animal_id, " <- ", a.sum.source, ": ", a.meta.n_units, " units x ",
               a.meta.n_samples, " samples (dt ", a.meta.sample_interval, " s, ", a.meta.trial_starts.size(),
@@ -783,6 +843,7 @@ Summary run_ingest(const Options& opt, MPI_Comm comm) {
                   : std::string());
   }
   write_cohort_manifest(cohort, comm);
+  cohort_regions = cohort.regions;
   sum.regions = cohort_regions;
   sum.manifest = (fs::path(opt.out) / "cohort.ini").string();
   log::info(comm, "ingest: wrote ", animals.size(), " animal(s) and ", sum.manifest, " (regions: ", [&] {

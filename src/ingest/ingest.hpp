@@ -22,6 +22,7 @@ struct Options {
   std::string name;                 // cohort name (default: folder name)
   // npy / h5-array
   std::string labels;               // region label per unit: text, CSV or .npy strings
+  std::vector<std::string> input_labels;  // --labels once per --input (in order), else empty: `labels` for all
   std::string layout = "units-by-samples";  // or samples-by-units
   double sample_interval = 0;       // s; 0 = not given
   std::string animal_id;            // npy: one input; default the file name
@@ -86,6 +87,8 @@ Summary run_ingest(const Options& opt, MPI_Comm comm);
 
 // ---- pieces (rank-local, no MPI; used by run_ingest and the tests) ----
 void validate_options(const Options& opt);
+// The labels file of one --input: its own (--labels given once per --input) or the shared one.
+const std::string& labels_for(const Options& opt, const std::string& input);
 std::string sanitise_id(const std::string& s);
 // Region map file: fine label -> study region, in the order of the file's first appearance of
 // each region. CSV ("fine,region" lines, '#' comments, optional header) or INI ("fine = region").

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -141,6 +142,56 @@ AnimalMeta read_animal_meta(const std::string& path, MPI_Comm comm) {
   return m;
 }
 
+namespace {
+
+std::uint64_t read_limit(const fs::path& p) {
+  std::ifstream c(p);
+  std::string s;
+  if (!(c >> s) || s == "max") return 0;
+  try {
+    return std::stoull(s);
+  } catch (...) {
+    return 0;
+  }
+}
+
+}  // namespace
+
+std::vector<std::uint64_t> job_memory_limits(const std::string& proc_cgroup, const std::string& cgroup_root) {
+  std::vector<std::uint64_t> out;
+  // /proc/self/cgroup: "0::/path" (v2) or "N:memory:/path" (v1); the limit may sit on the path or a parent.
+  std::ifstream in(proc_cgroup);
+  std::string line;
+  while (std::getline(in, line)) {
+    const auto a = line.find(':'), b = line.find(':', a + 1);
+    if (a == std::string::npos || b == std::string::npos) continue;
+    const std::string controllers = line.substr(a + 1, b - a - 1);
+    fs::path rel = fs::path(line.substr(b + 1)).relative_path();
+    const bool v2 = controllers.empty();
+    bool v1 = false;
+    for (const std::string& k : split_list(controllers)) v1 |= k == "memory";
+    if (!v2 && !v1) continue;
+    const fs::path base = v2 ? fs::path(cgroup_root) : fs::path(cgroup_root) / "memory";
+    const char* file = v2 ? "memory.max" : "memory.limit_in_bytes";
+    for (fs::path p = rel;; p = p.parent_path()) {
+      if (std::uint64_t lim = read_limit(base / p / file)) out.push_back(lim);
+      if (p.empty()) break;
+    }
+  }
+  if (out.empty()) {  // no /proc/self/cgroup: the root's files
+    for (const char* f : {"memory.max", "memory/memory.limit_in_bytes"})
+      if (std::uint64_t lim = read_limit(fs::path(cgroup_root) / f)) out.push_back(lim);
+  }
+  // Slurm: --mem-per-cpu (MB) x the CPUs of this node, or --mem (MB per node).
+  const char* per_cpu = std::getenv("SLURM_MEM_PER_CPU");
+  const char* per_node = std::getenv("SLURM_MEM_PER_NODE");
+  const char* cpus = std::getenv("SLURM_CPUS_ON_NODE");
+  if (per_node && std::atoll(per_node) > 0) out.push_back(std::uint64_t(std::atoll(per_node)) << 20);
+  if (per_cpu && std::atoll(per_cpu) > 0)
+    out.push_back((std::uint64_t(std::atoll(per_cpu)) << 20) * std::uint64_t(std::max(1LL, cpus ? std::atoll(cpus) : 1LL)));
+  return out;
+}
+
 std::uint64_t available_memory_bytes() {
   std::uint64_t avail = 0;
   std::ifstream in("/proc/meminfo");
@@ -153,18 +204,10 @@ std::uint64_t available_memory_bytes() {
       break;
     }
   if (avail == 0) avail = std::uint64_t(sysconf(_SC_PHYS_PAGES)) * std::uint64_t(sysconf(_SC_PAGE_SIZE));
-  // A cgroup (Slurm job) limit may be smaller than the machine's memory.
-  for (const char* p : {"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"}) {
-    std::ifstream c(p);
-    std::string s;
-    if (c >> s && s != "max") {
-      try {
-        std::uint64_t lim = std::stoull(s);
-        if (lim > 0 && lim < avail) avail = lim;
-      } catch (...) {
-      }
-    }
-  }
+  // A job's limit may be smaller than the machine's memory: its own cgroup (not only the root's)
+  // and Slurm's per-CPU / per-node request.
+  for (const std::uint64_t lim : job_memory_limits())
+    if (lim > 0 && lim < avail) avail = lim;
   return avail;
 }
 
@@ -243,10 +286,13 @@ int Cohort::region_index(const std::string& region) const {
 namespace {
 
 // Rank 0's reading of the cohort folder.
-Cohort read_cohort_local(const std::string& dir) {
+Cohort read_cohort_local(const std::string& given) {
+  if (!fs::is_directory(given)) fail("cohort ", given, ": is not a folder");
+  fs::path abs = fs::absolute(given).lexically_normal();
+  if (!abs.has_filename()) abs = abs.parent_path();  // "cohort/" -> ".../cohort"
+  const std::string dir = abs.string();
   Cohort c;
   c.dir = dir;
-  if (!fs::is_directory(dir)) fail("cohort ", dir, ": is not a folder");
   const std::string manifest = (fs::path(dir) / "cohort.ini").string();
   std::vector<std::string> files;
   bool have_regions = false;
@@ -283,23 +329,45 @@ Cohort read_cohort_local(const std::string& dir) {
   std::set<std::string> listed(c.regions.begin(), c.regions.end());
   if (listed.size() != c.regions.size()) fail("cohort manifest ", manifest, ": a region is listed twice");
   for (auto& rel : files) {
-    std::string path = fs::path(rel).is_absolute() ? rel : (fs::path(dir) / rel).string();
-    h5::File f = h5::open_read(path, MPI_COMM_SELF);
-    AnimalMeta m = read_meta_local(f);
-    if (ids.count(m.animal_id))
-      fail("cohort ", dir, ": animal id '", m.animal_id, "' is used by both ", ids[m.animal_id], " and ", path);
-    ids[m.animal_id] = path;
-    for (auto& r : m.region_names) {
-      if (!listed.count(r)) {
-        if (have_regions)
-          fail("file ", path, ": region '", r, "' is not in the cohort's region list (", manifest, ")");
-        c.regions.push_back(r);
-        listed.insert(r);
+    const std::string path =
+        (fs::path(rel).is_absolute() ? fs::path(rel) : fs::path(c.dir) / rel).lexically_normal().string();
+    CohortAnimal an;
+    an.path = path;
+    an.animal_id = fs::path(rel).stem().string();
+    try {  // a file that cannot be used fails its animal only
+      h5::File f = h5::open_read(path, MPI_COMM_SELF);
+      AnimalMeta m = read_meta_local(f);
+      an.animal_id = m.animal_id;
+      an.n_units = m.n_units;
+      an.n_samples = m.n_samples;
+      an.n_regions = m.n_regions();
+      an.sample_interval = m.sample_interval;
+      an.n_inputs = std::int64_t(m.input_names.size());
+      for (auto& r : m.region_names) {
+        if (!listed.count(r)) {
+          if (have_regions)
+            fail("file ", path, ": region '", r, "' is not in the cohort's region list (", manifest, ")");
+          c.regions.push_back(r);
+          listed.insert(r);
+        }
       }
+    } catch (const Error& e) {
+      an.problem = e.what();
+      if (an.problem.find(path) == std::string::npos) an.problem = cat("file ", path, ": ", an.problem);
     }
-    c.animals.push_back({m.animal_id, path, m.n_units, m.n_samples, m.n_regions()});
+    if (ids.count(an.animal_id))
+      fail("cohort ", dir, ": animal id '", an.animal_id, "' is used by both ", ids[an.animal_id], " and ", path);
+    ids[an.animal_id] = path;
+    c.animals.push_back(an);
   }
   return c;
+}
+
+std::string cat_precise(double x) {
+  std::ostringstream os;
+  os.precision(17);
+  os << x;
+  return os.str();
 }
 
 std::string pack(const Cohort& c) {
@@ -313,7 +381,9 @@ std::string pack(const Cohort& c) {
   for (auto& a : c.animals) {
     put(a.animal_id);
     put(a.path);
-    os << a.n_units << ';' << a.n_samples << ';' << a.n_regions << ';';
+    put(a.problem);
+    os << a.n_units << ';' << a.n_samples << ';' << a.n_regions << ';' << a.n_inputs << ';';
+    put(cat_precise(a.sample_interval));
   }
   return os.str();
 }
@@ -342,9 +412,12 @@ Cohort unpack(const std::string& s) {
     CohortAnimal a;
     a.animal_id = get();
     a.path = get();
+    a.problem = get();
     a.n_units = num();
     a.n_samples = num();
     a.n_regions = int(num());
+    a.n_inputs = num();
+    a.sample_interval = std::strtod(get().c_str(), nullptr);
     c.animals.push_back(a);
   }
   return c;
@@ -380,9 +453,11 @@ void write_cohort_manifest(const Cohort& c, MPI_Comm comm) {
     out << "regions = ";
     for (size_t i = 0; i < c.regions.size(); ++i) out << (i ? "," : "") << c.regions[i];
     out << "\n";
+    fs::path dir = fs::absolute(c.dir).lexically_normal();
+    if (!dir.has_filename()) dir = dir.parent_path();  // "cohort/"
     for (auto& a : c.animals) {
-      fs::path p(a.path);
-      out << "animal = " << (p.parent_path() == fs::path(c.dir) ? p.filename().string() : a.path) << "\n";
+      const fs::path p = fs::absolute(a.path).lexically_normal();
+      out << "animal = " << (p.parent_path() == dir ? p.filename().string() : a.path) << "\n";
     }
     out.close();
     std::error_code ec;

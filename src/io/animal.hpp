@@ -64,13 +64,16 @@ void validate_meta(const AnimalMeta& meta, const std::string& where);
 // ---- cohorts ----
 struct CohortAnimal {
   std::string animal_id;
-  std::string path;
+  std::string path;                // absolute
   std::int64_t n_units = 0, n_samples = 0;
   int n_regions = 0;
+  double sample_interval = 0;
+  std::int64_t n_inputs = 0;       // rows of /inputs
+  std::string problem;             // why the file cannot be used (truncated, foreign, ...); "" if usable
 };
 
 struct Cohort {
-  std::string dir;
+  std::string dir;                    // absolute
   std::string name;
   std::vector<std::string> regions;   // the cohort's shared region list
   std::vector<CohortAnimal> animals;  // in manifest order
@@ -78,14 +81,21 @@ struct Cohort {
 };
 
 // Reads a cohort folder (its cohort.ini manifest, or every *.h5 animal file in it, sorted) and
-// checks it: files readable, unique animal ids, every animal's regions in the cohort list.
-// Collective on comm (rank 0 reads, every rank gets the result).
+// checks it: unique animal ids, every animal's regions in the cohort list. A file that cannot be
+// used (not HDF5, truncated, foreign, a region outside the list) costs only its animal: it stays
+// in the list (id: its animal_id, else the file's stem) with `problem` saying why, so the others
+// keep their cohort index. Paths are made absolute. Collective on comm (rank 0 reads).
 Cohort read_cohort(const std::string& dir, MPI_Comm comm);
 // Writes DIR/cohort.ini (rank 0; atomic).
 void write_cohort_manifest(const Cohort& cohort, MPI_Comm comm);
 
-// Memory this process may use, bytes (MemAvailable from /proc/meminfo, or the cgroup/Slurm
-// limit if smaller). Used to refuse sizes that cannot fit.
+// Memory this process may use, bytes: MemAvailable from /proc/meminfo, or if smaller the limit of
+// this process's own cgroup (v2 memory.max or v1 memory.limit_in_bytes of the path in
+// /proc/self/cgroup, and its parents) or Slurm's SLURM_MEM_PER_CPU x CPUs on the node /
+// SLURM_MEM_PER_NODE. Used to refuse sizes that cannot fit.
 std::uint64_t available_memory_bytes();
+// The limits available_memory_bytes() takes the smallest of (bytes; tests pass other files).
+std::vector<std::uint64_t> job_memory_limits(const std::string& proc_cgroup = "/proc/self/cgroup",
+                                             const std::string& cgroup_root = "/sys/fs/cgroup");
 
 }  // namespace cohortnet

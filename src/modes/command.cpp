@@ -1,9 +1,14 @@
 #include "modes/command.hpp"
 
+#include <signal.h>
+#include <unistd.h>
+
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <sstream>
 
+#include "core/bookkeeping.hpp"
 #include "core/error.hpp"
 #include "core/log.hpp"
 #include "core/parallel.hpp"
@@ -12,6 +17,23 @@
 namespace cohortnet {
 
 namespace modes {
+
+namespace {
+// SIGTERM (a Slurm time limit, scancel): modes writes its outputs only at the end, by rename, so
+// nothing half-written is left; it releases its lock and exits 75, and a rerun starts it again.
+char g_lock_path[4096] = {0};
+extern "C" void cohortnet_modes_on_sigterm(int) {
+  if (g_lock_path[0]) ::unlink(g_lock_path);
+  ::_exit(75);
+}
+void install_modes_stop(const std::string& lock_path) {
+  std::snprintf(g_lock_path, sizeof g_lock_path, "%s", lock_path.c_str());
+  struct sigaction sa {};
+  sa.sa_handler = cohortnet_modes_on_sigterm;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGTERM, &sa, nullptr);
+}
+}  // namespace
 
 void options_from(const po::variables_map& vm, InputSpec& in, ModesConfig& cfg) {
   auto s = [&](const char* k) { return vm[k].as<std::string>(); };
@@ -25,6 +47,9 @@ void options_from(const po::variables_map& vm, InputSpec& in, ModesConfig& cfg) 
   in.self_pairs = vm["self-pairs"].as<bool>();
   in.scale = s("scale");
   in.negative = s("negative");
+  in.max_failed = i("max-failed");
+  if (in.max_failed < -1) fail("option --max-failed: must be >= 0 animals, or -1 (a quarter of the cohort, at least 1)");
+  in.include_poor = vm["include-poor"].as<bool>();
   if (in.source != "auto" && in.source != "fits" && in.source != "truth")
     fail("option --source: unknown value '", in.source, "' (auto, fits or truth)");
   if (in.scale != "rms" && in.scale != "none") fail("option --scale: unknown value '", in.scale, "' (rms or none)");
@@ -110,6 +135,8 @@ Command make_modes_command() {
       ("self-pairs", po::bool_switch(), "include within-region pairs (target == source) as rows (default: excluded)")
       ("scale", po::value<std::string>()->default_value("rms"), "per-animal scaling: rms (divide by the rms of its observed entries) | none")
       ("negative", po::value<std::string>()->default_value("error"), "negative summary values: error | abs")
+      ("max-failed", po::value<int>()->default_value(-1), "run over the animals whose fit is ok when at most this many failed or were left out (their ids are recorded); more is an error. -1: a quarter of the animals, at least 1")
+      ("include-poor", po::bool_switch(), "also use fits whose status is 'poor' (they did not beat their baseline)")
       ("k", po::value<std::string>()->default_value("auto"), "number of modes, or 'auto' (cross-validation and stability)")
       ("k-min", po::value<int>()->default_value(1), "smallest K tried by --k auto")
       ("k-max", po::value<int>()->default_value(8), "largest K tried by --k auto")
@@ -164,8 +191,43 @@ Command make_modes_command() {
     else if (!vm.count("out")) err = "option --out is required (the results folder)";
     agree(comm, err);
     const auto t0 = std::chrono::steady_clock::now();
+    const std::string out = vm["out"].as<std::string>();
+    // Before any work: the results folder must take files, and no other run may be writing them.
+    book::OutputLock lock;
+    int locked = 0;
+    if (comm_rank(comm) == 0) {
+      err = book::check_writable(out);
+      if (err.empty()) {
+        err = lock.take((std::filesystem::path(out) / "modes.h5").string());
+        locked = err.empty() ? 0 : 1;
+      }
+    }
+    MPI_Bcast(&locked, 1, MPI_INT, 0, comm);
+    if (locked) {  // another modes run writes this folder: a documented exit code, not a crash
+      if (comm_rank(comm) == 0) std::fprintf(stderr, "cohortnet modes: error: %s\n", err.c_str());
+      return book::kExitLocked;
+    }
+    agree(comm, err);
+    if (comm_rank(comm) == 0) install_modes_stop((std::filesystem::path(out) / "modes.h5.lock").string());
+    else install_modes_stop("");
     LoadedCohort coh;
-    collective(comm, [&] { coh = load_cohort(in, comm); });
+    collective(comm, [&] {
+      coh = load_cohort(in, comm);
+      const int P = coh.layout.P();
+      int T = 0;
+      for (auto& a : coh.animals) T = T == 0 ? a.T : std::min(T, a.T);
+      // More modes than region pairs (or samples) cannot be told apart: refuse, before minutes of work.
+      if (cfg.k > 0 && (cfg.k > P || cfg.k > T))
+        fail("option --k: ", cfg.k, " modes is more than the ", cfg.k > P ? P : T,
+             cfg.k > P ? " region pairs" : " samples of the shortest animal", " (at most ", std::min(P, T), ")");
+      const int most = std::min(P, T);
+      if (cfg.k == 0 && cfg.k_max > most) {
+        if (!vm["k-max"].defaulted() || cfg.k_min > most)
+          fail("option --k-", cfg.k_min > most ? "min: " : "max: ", cfg.k_min > most ? cfg.k_min : cfg.k_max,
+               " modes is more than the ", most, " region pairs / samples of this cohort");
+        cfg.k_max = most;  // the default range, cut to what the cohort can hold
+      }
+    });
     const LoadedCohort& c = coh;
     log::info(comm, "modes: ", c.animals.size(), " animals, ", c.region_names.size(), " regions (", c.regions_from, "), ",
               c.layout.P(), " region pairs", in.self_pairs ? " (with self pairs)" : " (self pairs excluded)", ", data ",
@@ -198,11 +260,11 @@ Command make_modes_command() {
       r = run_modes(c.animals, c.layout, cfg, c.state_names, comm);
       if (!sets.empty()) ceiling(sets, c.layout, cfg, r, comm);
     });
-    const std::string out = vm["out"].as<std::string>();
     collective(comm, [&] { write_results(out, c, r, cfg, in, config_record("modes", vm), comm); });
     log::info(comm, summary_table(c, r, cfg));
     log::info(comm, "modes: wrote ", out, "/modes.h5 and ", out, "/modes_summary.txt in ",
               log::duration(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()));
+    g_lock_path[0] = 0;  // the lock goes with `lock`; a later SIGTERM must not remove another run's
     return 0;
   };
   return cmd;

@@ -9,11 +9,14 @@
 #include <map>
 #include <sstream>
 
+#include "core/bookkeeping.hpp"
 #include "core/error.hpp"
 #include "core/h5.hpp"
 #include "core/log.hpp"
 #include "core/parallel.hpp"
 #include "core/text.hpp"
+#include "fit/curbd.hpp"
+#include "io/animal.hpp"
 
 namespace fs = std::filesystem;
 
@@ -45,6 +48,43 @@ std::string animal_id_of(const h5::File& f, const std::string& path) {
 std::string names_dataset(const h5::File& f) {
   if (h5::exists(f, "/currents/region_names")) return "/currents/region_names";
   return "/region_names";
+}
+
+// Rank 0's list of usable fits and their record, to every rank.
+void share_record(std::vector<std::string>& files, InputRecord& r, MPI_Comm comm) {
+  std::vector<std::vector<std::string>*> lists = {&files, &r.fingerprints, &r.statuses, &r.left_out_ids,
+                                                  &r.left_out_reasons};
+  std::ostringstream os;
+  auto put = [&](const std::string& x) { os << x.size() << ':' << x; };
+  for (auto* l : lists) {
+    os << l->size() << ';';
+    for (auto& x : *l) put(x);
+  }
+  put(r.cohort);
+  os << (r.have_status ? 1 : 0) << ';';
+  std::string packed = os.str();
+  long len = long(packed.size());
+  MPI_Bcast(&len, 1, MPI_LONG, 0, comm);
+  packed.resize(size_t(len));
+  MPI_Bcast(packed.data(), int(len), MPI_CHAR, 0, comm);
+  std::istringstream is(packed);
+  auto num = [&] {
+    size_t n;
+    char sep;
+    is >> n >> sep;
+    return n;
+  };
+  auto get = [&] {
+    std::string x(num(), '\0');
+    is.read(x.data(), std::streamsize(x.size()));
+    return x;
+  };
+  for (auto* l : lists) {
+    l->assign(num(), "");
+    for (auto& x : *l) x = get();
+  }
+  r.cohort = get();
+  r.have_status = num() != 0;
 }
 
 }  // namespace
@@ -134,6 +174,89 @@ AnimalMatrix load_summary(const std::string& path, const std::string& dataset, c
   return a;
 }
 
+std::vector<std::string> usable_fits(const std::string& fits_dir, const InputSpec& in, InputRecord& rec) {
+  const std::vector<book::AnimalStatus> statuses = book::read_statuses(fits_dir);
+  std::vector<std::string> files;
+  for (auto& e : fs::directory_iterator(fits_dir))
+    if (e.is_regular_file() && e.path().extension() == ".h5") files.push_back(e.path().string());
+  std::sort(files.begin(), files.end());
+  rec = InputRecord{};
+  if (statuses.empty()) {  // fits of an older cohortnet: every file, as before, and say so
+    log::warn(MPI_COMM_SELF, "modes: ", fits_dir, " has no status files (<animal>.status.json); using every fit file "
+              "without checking which animals failed");
+    return files;
+  }
+  rec.have_status = true;
+  std::vector<std::string> used;
+  std::string reference_fp, reference_file;
+  auto leave_out = [&](const std::string& id, const std::string& why) {
+    rec.left_out_ids.push_back(id);
+    rec.left_out_reasons.push_back(why);
+  };
+  for (const book::AnimalStatus& st : statuses) {
+    const std::string fit = (fs::path(fits_dir) / (st.animal_id + ".h5")).string();
+    if (rec.cohort.empty()) rec.cohort = st.cohort;
+    if (st.status != "ok" && !(st.status == "poor" && in.include_poor)) {
+      leave_out(st.animal_id, st.status + (st.reason.empty() ? "" : ": " + st.reason));
+      continue;
+    }
+    if (!fs::exists(fit)) {
+      leave_out(st.animal_id, cat("status ", st.status, " but fit file ", fit, " is missing"));
+      continue;
+    }
+    std::string fp;
+    {
+      h5::File f = h5::open_read(fit, MPI_COMM_SELF);
+      if (!h5::has_attr(f, "/", "fingerprint")) fail("fit file ", fit, ": has no fingerprint attribute");
+      fp = h5::attr_string(f, "/", "fingerprint");
+    }
+    // Stale inputs are refused: the study would mix configurations or outdated data.
+    if (fp != st.fingerprint)
+      fail("fit file ", fit, " does not match its status file ", book::status_path(fits_dir, st.animal_id), " (",
+           fit::fingerprint_diff(st.fingerprint, fp), "): another run replaced it; refit the animal");
+    if (reference_fp.empty()) {
+      reference_fp = book::config_part(fp);
+      reference_file = fit;
+    } else if (book::config_part(fp) != reference_fp) {
+      fail("fit file ", fit, " was fitted with other options than ", reference_file, " (",
+           fit::fingerprint_diff(reference_fp, book::config_part(fp)), "); refit the stale animals with one configuration");
+    }
+    std::error_code e1, e2;
+    const auto t_fit = fs::last_write_time(fit, e1), t_src = fs::last_write_time(st.source, e2);
+    if (!e1 && !e2 && t_src > t_fit)
+      fail("fit file ", fit, " is older than its animal file ", st.source, "; refit the animal (fit without --resume)");
+    used.push_back(fit);
+    rec.fingerprints.push_back(fp);
+    rec.statuses.push_back(st.status);
+  }
+  // An animal of the cohort that no fit attempted (an array task that never ran) is missing too.
+  if (!rec.cohort.empty() && fs::is_directory(rec.cohort)) {
+    const Cohort cohort = read_cohort(rec.cohort, MPI_COMM_SELF);
+    for (const CohortAnimal& a : cohort.animals)
+      if (std::none_of(statuses.begin(), statuses.end(), [&](const book::AnimalStatus& st) { return st.animal_id == a.animal_id; }) &&
+          !fs::exists(fs::path(fits_dir) / (a.animal_id + ".h5")))
+        leave_out(a.animal_id, cat("in cohort ", rec.cohort, " but never fitted (no status file, no fit file)"));
+  }
+  for (const std::string& f : files) {  // a fit without a status file: unknown provenance
+    const std::string id = fs::path(f).stem().string();
+    if (std::none_of(statuses.begin(), statuses.end(), [&](const book::AnimalStatus& st) { return st.animal_id == id; }))
+      leave_out(id, cat("fit file ", f, " has no status file"));
+  }
+  const int n_all = int(used.size() + rec.left_out_ids.size());
+  const int max_failed = in.max_failed >= 0 ? in.max_failed : std::max(1, n_all / 4);
+  std::string list;
+  for (size_t i = 0; i < rec.left_out_ids.size(); ++i)
+    list += (i ? "; " : "") + rec.left_out_ids[i] + " (" + rec.left_out_reasons[i] + ")";
+  if (int(rec.left_out_ids.size()) > max_failed)
+    fail("modes: ", rec.left_out_ids.size(), " of ", n_all, " animals failed or were left out, more than --max-failed ",
+         max_failed, ": ", list);
+  if (!rec.left_out_ids.empty())
+    log::warn(MPI_COMM_SELF, "modes: leaving out ", rec.left_out_ids.size(), " of ", n_all, " animals (--max-failed ",
+              max_failed, "): ", list);
+  if (used.empty()) fail("modes: no animal of ", fits_dir, " has a usable fit (status ok)");
+  return used;
+}
+
 LoadedCohort load_cohort(const InputSpec& in, MPI_Comm comm) {
   LoadedCohort c;
   std::string err;
@@ -150,14 +273,23 @@ LoadedCohort load_cohort(const InputSpec& in, MPI_Comm comm) {
   if (err.empty()) {
     const fs::path sub = fs::path(in.dir) / c.source;
     if (!fs::is_directory(sub)) err = cat("option --input: ", sub.string(), " does not exist");
-    else
+    else if (c.source == "fits" && comm_rank(comm) == 0) {
+      try {
+        files = usable_fits(sub.string(), in, c.record);
+      } catch (const std::exception& e) {
+        err = e.what();
+      }
+    } else if (c.source != "fits") {
       for (auto& e : fs::directory_iterator(sub))
         if (e.is_regular_file() && e.path().extension() == ".h5" && e.path().filename() != "cohort.h5")
           files.push_back(e.path().string());
-    std::sort(files.begin(), files.end());
-    if (err.empty() && files.empty()) err = cat("option --input: no *.h5 files in ", sub.string());
+      std::sort(files.begin(), files.end());  // (fits: in animal-id order, aligned with their record)
+    }
+    if (err.empty() && files.empty() && (c.source != "fits" || comm_rank(comm) == 0))
+      err = cat("option --input: no *.h5 files in ", sub.string());
   }
   agree(comm, err);
+  if (c.source == "fits") share_record(files, c.record, comm);
   c.files = files;
   // The summary dataset (the same kind in every file).
   c.dataset = c.source == "fits" ? "/currents/" + in.summary : "/current_" + in.summary;
@@ -252,6 +384,8 @@ std::string summary_table(const LoadedCohort& c, const ModesResult& r, const Mod
   os << "# cohortnet modes: " << r.K << " shared modes over " << c.region_names.size() << " regions, " << r.A
      << " animals (" << c.source << " " << c.dataset << ")\n";
   if (r.have_selection) os << "# K chosen: " << r.selection.reason << "\n# rule: " << r.selection.rule << "\n";
+  for (size_t i = 0; i < c.record.left_out_ids.size(); ++i)
+    os << "# left out: " << c.record.left_out_ids[i] << " (" << c.record.left_out_reasons[i] << ")\n";
   os << "# stability across " << cfg.starts << " starts: " << std::setprecision(4) << r.stability << "\n";
   if (r.have_conservation) {
     os << "# conserved = Bonferroni-corrected p (min(1, K p)) < " << cfg.alpha << " and similarity >= "
@@ -330,6 +464,20 @@ void write_results(const std::string& out_dir, const LoadedCohort& c, const Mode
   for (auto& a : c.animals) ids.push_back(a.id);
   h5::write_strings(f, "/animal_ids", ids);
   h5::write_strings(f, "/animal_files", c.files);
+  // What the modes were made from (the report compares it with the fits it finds).
+  if (c.record.have_status) {
+    h5::write_strings(f, "/animal_fingerprints", c.record.fingerprints);
+    h5::write_strings(f, "/animal_status", c.record.statuses);
+    h5::set_attr(f, "/", "cohort", c.record.cohort);
+  }
+  std::string left;
+  for (size_t i = 0; i < c.record.left_out_ids.size(); ++i) left += (i ? "," : "") + c.record.left_out_ids[i];
+  h5::set_attr(f, "/", "left_out", left);
+  if (!c.record.left_out_ids.empty()) {
+    h5::ensure_group(f, "/left_out");
+    h5::write_strings(f, "/left_out/animal_ids", c.record.left_out_ids);
+    h5::write_strings(f, "/left_out/reasons", c.record.left_out_reasons);
+  }
   put(f, "/scale", c.scales, {uA});
   std::vector<int> pairs, present(size_t(A) * size_t(R), 0);
   for (auto& [q, s] : c.layout.pairs) {
@@ -449,16 +597,11 @@ void write_results(const std::string& out_dir, const LoadedCohort& c, const Mode
   const std::string table = summary_table(c, r, cfg);
   err.clear();
   if (comm_rank(comm) == 0) {
-    const fs::path final_path = fs::path(out_dir) / "modes_summary.txt";
-    const fs::path tmp = final_path.string() + ".partial";
-    {
-      std::ofstream o(tmp);
-      o << table;
-      if (!o) err = cat("file ", tmp.string(), ": cannot be written");
+    try {
+      book::write_text_atomic((fs::path(out_dir) / "modes_summary.txt").string(), table);
+    } catch (const std::exception& e) {
+      err = e.what();
     }
-    std::error_code ec;
-    if (err.empty()) fs::rename(tmp, final_path, ec);
-    if (ec) err = cat("file ", final_path.string(), ": cannot be renamed into place");
   }
   agree(comm, err);
 }

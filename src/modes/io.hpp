@@ -20,6 +20,16 @@ struct InputSpec {
   bool self_pairs = false;
   std::string scale = "rms";     // rms | none
   std::string negative = "error";  // error | abs
+  int max_failed = -1;           // --max-failed: most animals left out (failed, ...); -1: a quarter, at least 1
+  bool include_poor = false;     // --include-poor: use fits whose status is 'poor'
+};
+
+// What a modes result was made from (fits with status files; docs/modes.md "Inputs").
+struct InputRecord {
+  std::vector<std::string> fingerprints, statuses;  // per used file (as LoadedCohort::files)
+  std::vector<std::string> left_out_ids, left_out_reasons;
+  std::string cohort;                               // absolute cohort folder, from the status files
+  bool have_status = false;                         // false: no status files (truth, or old fits)
 };
 
 struct LoadedCohort {
@@ -32,7 +42,14 @@ struct LoadedCohort {
   std::vector<double> scales;    // per animal: the data were divided by this
   std::vector<AnimalMatrix> animals;
   std::vector<std::string> state_names;  // behaviour states (empty if none)
+  InputRecord record;
 };
+
+// The fit files of FITS_DIR that modes may use, from the status files: those with status ok
+// (and poor with --include-poor). Refuses stale inputs (a fit whose fingerprint differs from its
+// status file's or from the other fits' options, a fit older than its animal file) and more than
+// --max-failed animals left out; both errors name the files and animals. Rank 0's view (no MPI).
+std::vector<std::string> usable_fits(const std::string& fits_dir, const InputSpec& in, InputRecord& rec);
 
 // Collective on comm (every rank reads every animal's summaries: they are small).
 LoadedCohort load_cohort(const InputSpec& in, MPI_Comm comm);

@@ -848,8 +848,14 @@ void simulate_cohort(const SimulateParams& params, const std::string& out_dir, M
   c.name = p.name.empty() ? dir.filename().string() : p.name;
   c.regions = plan.regions;
   for (int a = 0; a < plan.n_animals(); ++a)
-    c.animals.push_back({plan.animal_ids[size_t(a)], (dir / (plan.animal_ids[size_t(a)] + ".h5")).string(),
-                         plan.n_units(a), std::int64_t(p.samples) * p.trials});
+  {
+    CohortAnimal an;
+    an.animal_id = plan.animal_ids[size_t(a)];
+    an.path = (dir / (an.animal_id + ".h5")).string();
+    an.n_units = plan.n_units(a);
+    an.n_samples = std::int64_t(p.samples) * p.trials;
+    c.animals.push_back(an);
+  }
   write_cohort_manifest(c, comm);
   log::info(comm, "simulate: wrote ", plan.n_animals(), " animal file(s), ", out_dir, "/cohort.ini and ",
             truth.string(), "/ in ", log::duration(MPI_Wtime() - t0));

@@ -1,10 +1,12 @@
 #include "validate/command.hpp"
 
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
 
+#include "core/bookkeeping.hpp"
 #include "core/error.hpp"
 #include "core/log.hpp"
 #include "core/parallel.hpp"
@@ -69,6 +71,11 @@ Command make_validate_command() {
     collective(comm, [&] {
       if (!vm.count("out")) fail("option --out is required (the table file)");
       out = vm["out"].as<std::string>();
+      if (comm_rank(comm) == 0) {  // before the fits, not after: the table must have somewhere to go
+        const std::string dir = std::filesystem::path(out).parent_path().string();
+        const std::string why = book::check_writable(dir.empty() ? "." : dir);
+        if (!why.empty()) fail(why);
+      }
       seeds = vm["seeds"].as<int>();
       if (seeds < 1) fail("option --seeds must be >= 1, is ", seeds);
       seed0 = vm["seed0"].as<long long>();
@@ -182,15 +189,7 @@ Command make_validate_command() {
     }
     const std::string table = validate::format_table(groups, header);
     collective(comm, [&] {
-      if (comm_rank(comm) == 0) {
-        std::ofstream f(out + ".partial");
-        f << table;
-        if (!f) fail("cannot write ", out + ".partial");
-      }
-    });
-    collective(comm, [&] {
-      if (comm_rank(comm) == 0 && std::rename((out + ".partial").c_str(), out.c_str()) != 0)
-        fail("cannot rename ", out, ".partial to ", out);
+      if (comm_rank(comm) == 0) book::write_text_atomic(out, table);
     });
     validate::write_h5(out + ".h5", groups, config, comm);
     if (comm_rank(comm) == 0) std::printf("%s", table.c_str());

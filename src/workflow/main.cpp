@@ -55,19 +55,26 @@ int main(int argc, char** argv) {
   }
   args.erase(args.begin());
   int status = 0;
+  bool parsed = false;  // errors before this are usage errors (exit kExitUsage)
   try {
     po::variables_map vm;
     bool go = false;
-    collective(MPI_COMM_WORLD, [&] { go = parse_command(*cmd, args, vm, MPI_COMM_WORLD); });
+    collective(MPI_COMM_WORLD, [&] {
+      go = parse_command(*cmd, args, vm, MPI_COMM_WORLD);
+      if (go) check_petsc_options(*cmd, args);
+    });
+    parsed = true;
     if (go) status = cmd->run(vm, MPI_COMM_WORLD);
   } catch (const AgreedError& e) {
     // Every rank has the same error: rank 0 reports it and all exit together.
     if (rank == 0) std::fprintf(stderr, "cohortnet %s: error: %s\n", cmd->name.c_str(), e.what());
-    status = 1;
+    status = parsed ? 1 : kExitUsage;
   } catch (const std::exception& e) {
-    // Seen on this rank only: the others may be waiting in a collective, so abort the job.
-    std::fprintf(stderr, "cohortnet %s: error on rank %d: %s\n", cmd->name.c_str(), rank, e.what());
+    std::fprintf(stderr, "cohortnet %s: error%s: %s\n", cmd->name.c_str(),
+                 comm_size(MPI_COMM_WORLD) > 1 ? cat(" on rank ", rank).c_str() : "", e.what());
     std::fflush(stderr);
+    // Alone, this process can just exit; with others, they may be waiting in a collective.
+    if (comm_size(MPI_COMM_WORLD) == 1) return 1;
     MPI_Abort(MPI_COMM_WORLD, 1);
   }
   return status;

@@ -1,5 +1,8 @@
 #include "workflow/run.hpp"
 
+#include <signal.h>
+#include <unistd.h>
+
 #include <chrono>
 #include <fstream>
 #include <set>
@@ -30,6 +33,11 @@ std::set<std::string> config_sections(const std::string& path) {
   return out;
 }
 
+// SIGTERM between or inside stages that have no checkpoint of their own: every output is written
+// by rename, so nothing half-written is left; exit 75 (as the fit does), and a rerun redoes the
+// stage. The fit and modes stages install their own handlers while they run.
+extern "C" void cohortnet_run_on_sigterm(int) { ::_exit(75); }
+
 }  // namespace
 
 Command make_run_command(const std::vector<Command>& stages) {
@@ -41,17 +49,20 @@ Command make_run_command(const std::vector<Command>& stages) {
                     "comma-separated stages to run (default: every stage with a [section] in the config)");
   };
   c.run = [stages](const po::variables_map& vm, MPI_Comm comm) {
-    if (!vm.count("config")) fail("cohortnet run needs --config FILE (see configs/demo.ini)");
-    const std::string cfg = vm["config"].as<std::string>();
-    std::set<std::string> present;
-    collective(comm, [&] { present = config_sections(cfg); });
-    std::set<std::string> wanted;
-    for (const std::string& s : split_list(vm["stages"].as<std::string>())) {
-      bool known = false;
-      for (auto& p : kPipeline) known |= p == s;
-      if (!known) fail("option --stages: unknown stage '", s, "' (stages: simulate, ingest, fit, modes, report)");
-      wanted.insert(s);
-    }
+    std::string cfg;
+    std::set<std::string> present, wanted;
+    collective(comm, [&] {  // agreed: the message and exit 1, no MPI_Abort
+      if (!vm.count("config")) fail("cohortnet run needs --config FILE (see configs/demo.ini)");
+      cfg = vm["config"].as<std::string>();
+      present = config_sections(cfg);
+      for (const std::string& s : split_list(vm["stages"].as<std::string>())) {
+        bool known = false;
+        for (auto& p : kPipeline) known |= p == s;
+        if (!known) fail("option --stages: unknown stage '", s, "' (stages: simulate, ingest, fit, modes, report)");
+        wanted.insert(s);
+      }
+    });
+    signal(SIGTERM, cohortnet_run_on_sigterm);
     const auto t0 = std::chrono::steady_clock::now();
     int ran = 0;
     for (const auto& name : kPipeline) {
@@ -75,7 +86,9 @@ Command make_run_command(const std::vector<Command>& stages) {
         return status;
       }
     }
-    if (ran == 0) fail("config file ", cfg, ": has none of the sections [simulate], [ingest], [fit], [modes], [report]");
+    collective(comm, [&] {
+      if (ran == 0) fail("config file ", cfg, ": has none of the sections [simulate], [ingest], [fit], [modes], [report]");
+    });
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     log::info(comm, "run: ", ran, " stages done in ", log::duration(s));
     return 0;

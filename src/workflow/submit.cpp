@@ -7,12 +7,16 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <sstream>
 
+#include "core/bookkeeping.hpp"
 #include "core/error.hpp"
 #include "core/log.hpp"
 #include "core/parallel.hpp"
 #include "fit/cohort.hpp"
+#include "fit/command.hpp"
+#include "core/h5.hpp"
 #include "io/animal.hpp"
 
 namespace cohortnet {
@@ -42,10 +46,12 @@ int run_capture(const std::string& cmd, std::string& out) {
   return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
 }
 
+// Modes and report depend with afterany: a fit array with a failed animal still ends, and modes
+// itself decides (--max-failed, the status files) whether the animals that succeeded suffice.
 std::string sbatch(const std::string& script, const std::vector<std::string>& deps) {
   std::string cmd = "sbatch --parsable";
   if (!deps.empty()) {
-    cmd += " --kill-on-invalid-dep=yes --dependency=afterok";
+    cmd += " --kill-on-invalid-dep=yes --dependency=afterany";
     for (auto& d : deps) cmd += ":" + d;
   }
   cmd += " " + quote(script);
@@ -80,6 +86,32 @@ const char* kEnv =
     "set -uo pipefail\n"
     "export OPENBLAS_NUM_THREADS=1   # one BLAS thread per MPI rank\n"
     "if [ \"$(id -u)\" -eq 0 ]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi\n";
+
+// "done" when the fit output belongs to this configuration (status ok, fingerprint equal to the
+// one the fit would record now), else what fit --resume will do with it.
+std::string fit_state(const std::string& fits_dir, const CohortAnimal& a, const std::string& expected, bool& done) {
+  done = false;
+  const std::string out = fits_dir + "/" + a.animal_id + ".h5";
+  std::optional<book::AnimalStatus> st;
+  try {
+    st = book::read_status(fits_dir, a.animal_id);
+  } catch (const Error& e) {
+    return cat("to fit (", e.what(), ")");
+  }
+  if (!fs::exists(out)) return st && st->status != "ok" ? "to fit (was " + st->status + ")" : "to fit";
+  std::string fp;
+  try {
+    h5::File f = h5::open_read(out, MPI_COMM_SELF);
+    fp = h5::attr_string(f, "/", "fingerprint");
+  } catch (const Error& e) {
+    return cat("to fit (", out, " unreadable)");
+  }
+  if (fp != expected)
+    return "fitted with other options (" + fit::fingerprint_diff(fp, expected) + "): fit --resume will fail it; remove " + out;
+  if (st && st->status != "ok") return "to fit (status " + st->status + ")";
+  done = true;
+  return st ? "done" : "done (no status file)";
+}
 
 }  // namespace
 
@@ -232,6 +264,8 @@ std::vector<BatchScript> render_scripts(const SubmitSettings& s, const SubmitPla
   return out;
 }
 
+int submit_study(const std::vector<Command>& stages, const po::variables_map& vm, MPI_Comm comm);
+
 Command make_submit_command(const std::vector<Command>& stages) {
   Command c;
   c.name = "submit";
@@ -260,6 +294,16 @@ Command make_submit_command(const std::vector<Command>& stages) {
         "binary", po::value<std::string>()->default_value(""), "cohortnet executable for the jobs (default: this one)");
   };
   c.run = [stages](const po::variables_map& vm, MPI_Comm comm) {
+    // Every rank plans the same study; an error is agreed (its message and exit 1, no MPI_Abort).
+    int rc = 0;
+    collective(comm, [&] { rc = submit_study(stages, vm, comm); });
+    return rc;
+  };
+  return c;
+}
+
+int submit_study(const std::vector<Command>& stages, const po::variables_map& vm, MPI_Comm comm) {
+  {
     if (!vm.count("config")) fail("cohortnet submit needs --config FILE (the study's config)");
     SubmitSettings s;
     s.config = fs::absolute(vm["config"].as<std::string>()).lexically_normal().string();
@@ -327,16 +371,20 @@ Command make_submit_command(const std::vector<Command>& stages) {
              {"option --time-report", s.time_report}})
       check_shell_safe(what, v);
 
+    const fit::CohortOptions fit_opts = fit::cohort_options_from(fit_vm);
     Cohort cohort = read_cohort(s.cohort_dir, comm);
     std::vector<PlannedAnimal> animals;
-    for (auto& a : cohort.animals) {
+    std::vector<std::string> why;  // per animal: its state, as fit --resume would judge it
+    for (size_t i = 0; i < cohort.animals.size(); ++i) {
+      const CohortAnimal& a = cohort.animals[i];
       PlannedAnimal p;
       p.id = a.animal_id;
       check_shell_safe("animal id", p.id);
       p.n_units = a.n_units;
       p.n_samples = a.n_samples;
       p.n_regions = a.n_regions;
-      p.done = fs::exists(s.fit_out + "/fits/" + p.id + ".h5");
+      why.push_back(a.problem.empty() ? fit_state(s.fit_out + "/fits", a, fit::animal_fingerprint(fit_opts.params, a, i), p.done)
+                                      : "unreadable, will fail: " + a.problem);
       animals.push_back(p);
     }
     SubmitPlan plan = make_submit_plan(s, animals);
@@ -369,14 +417,14 @@ Command make_submit_command(const std::vector<Command>& stages) {
     for (auto& a : plan.animals) {
       char line[256];
       std::snprintf(line, sizeof line, "%-20s %6lld %8lld %6d %8.3f  %s\n", a.id.c_str(), (long long)a.n_units,
-                    (long long)a.n_samples, a.ranks, a.bytes_per_rank / 1e9, a.done ? "done" : "to fit");
+                    (long long)a.n_samples, a.ranks, a.bytes_per_rank / 1e9, why[size_t(&a - plan.animals.data())].c_str());
       os << line;
     }
     auto scripts = render_scripts(s, plan);
     os << "jobs: ";
     for (auto& arr : plan.arrays) os << "fit array of " << arr.animals.size() << " tasks x " << arr.ranks << " ranks; ";
-    if (plan.run_modes) os << "modes (afterok fits); ";
-    if (plan.run_report) os << "report (afterok modes); ";
+    if (plan.run_modes) os << "modes (afterany fits; modes checks the animals' status files); ";
+    if (plan.run_report) os << "report (afterany modes); ";
     if (scripts.empty()) os << "none: the study is complete";
     os << "\nscripts and logs: " << s.script_dir << "\n";
     log::info(comm, os.str());
@@ -422,8 +470,7 @@ Command make_submit_command(const std::vector<Command>& stages) {
     done << "; job ids in " << s.script_dir << "/jobs.txt";
     log::info(comm, done.str());
     return 0;
-  };
-  return c;
+  }
 }
 
 }  // namespace cohortnet

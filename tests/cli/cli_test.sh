@@ -19,16 +19,20 @@ run;                        expect_rc 2 no-args
 run --version;              expect_rc 0 version; expect_text out "cohortnet 0." version
 run bogus;                  expect_rc 2 unknown-subcommand; expect_text err "unknown subcommand 'bogus'" unknown-subcommand
 run simulate --help;        expect_rc 0 sub-help; expect_text out "--seed" sub-help; expect_text out "--out" sub-help
-run simulate --sedd 3;      expect_rc 1 unknown-option; expect_text err "unknown option --sedd" unknown-option
+run simulate --sedd 3;      expect_rc 2 unknown-option; expect_text err "unknown option --sedd" unknown-option
                             expect_count err "unknown option --sedd" 1 "error once (rank 0 only)"
-run simulate stray;         expect_rc 1 stray; expect_text err "unexpected argument 'stray'" stray
+run simulate stray;         expect_rc 2 stray; expect_text err "unexpected argument 'stray'" stray
 printf '[simulate]\nsede = 1\n' >"$tmp/bad.ini"
-run simulate --config "$tmp/bad.ini"; expect_rc 1 bad-key; expect_text err "unknown key 'sede' in [simulate]" bad-key; expect_text err "bad.ini" bad-key
+run simulate --config "$tmp/bad.ini"; expect_rc 2 bad-key; expect_text err "unknown key 'sede' in [simulate]" bad-key; expect_text err "bad.ini" bad-key
 printf '[simulat]\nseed = 1\n' >"$tmp/bad2.ini"
-run simulate --config "$tmp/bad2.ini"; expect_rc 1 bad-section; expect_text err "unknown section [simulat]" bad-section
-run simulate --config "$tmp/none.ini"; expect_rc 1 missing-config; expect_text err "none.ini" missing-config
+run simulate --config "$tmp/bad2.ini"; expect_rc 2 bad-section; expect_text err "unknown section [simulat]" bad-section
+run simulate --config "$tmp/none.ini"; expect_rc 2 missing-config; expect_text err "none.ini" missing-config
 # PETSc's own options pass through (and do not trip our parser).
 run simulate --help -options_left no; expect_rc 0 petsc-passthrough
+# A single-dash option PETSc does not use is a usage error naming it (and the --option meant).
+run fit -runs-train 1;      expect_rc 2 single-dash; expect_text err "unknown option -runs-train (did you mean --runs-train?)" single-dash
+                            expect_count err "unknown option -runs-train" 1 "single-dash error once"
+run simulate -mat_typo 3;   expect_rc 2 petsc-unused; expect_text err "unknown option -mat_typo" petsc-unused
 
 echo "$passes passed, $fails failed"
 [ "$fails" -eq 0 ]

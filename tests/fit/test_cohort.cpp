@@ -8,6 +8,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "core/bookkeeping.hpp"
 #include "core/h5.hpp"
 #include "fit/cohort.hpp"
 #include "fit_test_data.hpp"
@@ -67,6 +68,19 @@ TEST(FitCohort, DivergingAnimalFailsOthersFinish) {
   EXPECT_EQ(h5::dims(f, "/currents/mean"), (std::vector<hsize_t>{2, 2, 200}));
   EXPECT_EQ(h5::read_doubles(f, "/pvar").size(), 4u);
   EXPECT_EQ(h5::attr_string(f, "/", "animal_id"), "good1");
+  // Status files: one per animal attempted, what later stages read (the fingerprint as recorded).
+  const auto bad = book::read_status(out + "/fits", "xbad");
+  ASSERT_TRUE(bad.has_value());
+  EXPECT_EQ(bad->status, "failed");
+  EXPECT_NE(bad->reason.find("diverged"), std::string::npos) << bad->reason;
+  const auto good = book::read_status(out + "/fits", "good1");
+  ASSERT_TRUE(good.has_value());
+  EXPECT_EQ(good->status, "ok");
+  EXPECT_EQ(good->reason, "");
+  EXPECT_EQ(good->fingerprint, h5::attr_string(f, "/", "fingerprint"));
+  EXPECT_TRUE(fs::path(good->output).is_absolute()) << good->output;
+  EXPECT_TRUE(fs::path(good->source).is_absolute()) << good->source;
+  EXPECT_EQ(good->final_pvar, h5::attr_double(f, "/", "final_pvar"));
 
   // --animals: one animal alone (as a Slurm array task does) gives the same fit as within the
   // cohort (it keeps its cohort index, hence its J0 and noise), with its own summary file.
@@ -95,7 +109,13 @@ TEST(FitCohort, DivergingAnimalFailsOthersFinish) {
 
 TEST(FitCohort, AssignmentBalancesWork) {
   std::vector<CohortAnimal> an;
-  for (int i = 0; i < 6; ++i) an.push_back(CohortAnimal{"a" + std::to_string(i), "", 100 + 100 * i, 1000});
+  for (int i = 0; i < 6; ++i) {
+    CohortAnimal a;
+    a.animal_id = "a" + std::to_string(i);
+    a.n_units = 100 + 100 * i;
+    a.n_samples = 1000;
+    an.push_back(a);
+  }
   fit::Params p;
   // 4 ranks, 2 per animal: 2 groups of 2.
   fit::Assignment a = fit::assign_animals(an, p, 4, 2, 1e12);

@@ -44,6 +44,29 @@ expect_error ingest --bin-widht   --format nwb --input x.nwb --out "$W/x" --bin-
 expect_error ingest "$W/none.nwb" --format nwb --input "$W/none.nwb" --out "$W/x"
 expect_error ingest "timeseries_regions_fish6.npy" --format npy --input "$D/zebrafish-fish6/timeseries_regions_fish6.npy" \
   --labels "$D/zebrafish-fish6/region_acronyms.npy" --sample-interval 1 --layout samples-by-units --out "$W/x"
+# A lab ingesting mice one at a time, each with its own labels: the cohort grows (region list the
+# union), an id already there from another input is refused, and --labels once per --input works.
+/usr/bin/python3 - "$W" <<'PYEOF'
+import numpy as np, sys
+w = sys.argv[1]
+rng = np.random.default_rng(1)
+for name, regs in (("m1", ["A", "B"]), ("m2", ["B", "C"]), ("m3", ["A", "C"])):
+    np.save("%s/%s.npy" % (w, name), rng.standard_normal((6, 50)))
+    open("%s/%s.labels" % (w, name), "w").write("\n".join(regs[i % 2] for i in range(6)) + "\n")
+PYEOF
+expect_ok --format npy --input "$W/m1.npy" --labels "$W/m1.labels" --sample-interval 0.1 --out "$W/lab"
+expect_ok --format npy --input "$W/m2.npy" --labels "$W/m2.labels" --sample-interval 0.1 --out "$W/lab"
+[ "$(grep -c '^animal = ' "$W/lab/cohort.ini")" = 2 ] || { echo "FAIL: the second ingest rewrote the cohort"; cat "$W/lab/cohort.ini"; status=1; }
+grep -q "^regions = A,B,C$" "$W/lab/cohort.ini" || { echo "FAIL: regions are not the union"; cat "$W/lab/cohort.ini"; status=1; }
+cp "$W/m3.npy" "$W/m1x.npy"
+expect_error ingest "animal id 'm1' is already in cohort" --format npy --input "$W/m1x.npy" --animal-id m1 \
+  --labels "$W/m3.labels" --sample-interval 0.1 --out "$W/lab"
+expect_ok --format npy --input "$W/m1.npy" --labels "$W/m1.labels" --sample-interval 0.1 --out "$W/lab"   # again: replaces
+expect_ok --format npy --input "$W/m1.npy" --input "$W/m3.npy" --labels "$W/m1.labels" --labels "$W/m3.labels" \
+  --sample-interval 0.1 --out "$W/two"
+[ "$(grep -c '^animal = ' "$W/two/cohort.ini")" = 2 ] || { echo "FAIL: per-input labels"; cat "$W/two/cohort.ini"; status=1; }
+expect_error ingest "option --labels: given 2 times for 3" --format npy --input "$W/m1.npy" --input "$W/m2.npy" \
+  --input "$W/m3.npy" --labels "$W/m1.labels" --labels "$W/m3.labels" --sample-interval 0.1 --out "$W/three"
 # At 2 ranks the same errors come back once, with no hang.
 if command -v mpirun >/dev/null; then
   out=$(timeout 60 mpirun -n 2 --oversubscribe "$BIN" ingest --format nwb --input "$W/none.nwb" --out "$W/x" 2>&1); code=$?

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# usage: slurm_study.sh COHORTNET MODE     (MODE: study | preempt)
+# usage: slurm_study.sh COHORTNET MODE     (MODE: study | preempt | faults)
 # Runs a cohort study through a real single-node Slurm cluster started by this test (cluster.sh):
 #  study:   `cohortnet submit` of simulate->fit->modes; every job COMPLETED, outputs present, fits
 #           equal to the same fits run locally under mpirun; a second submit finds nothing to do.
 #  preempt: a running fit is sent SIGTERM through Slurm (scancel --signal=TERM), checkpoints,
 #           requeues itself and resumes; its result equals an uninterrupted fit.
+#  faults:  one animal's file truncated: its array task fails, modes (afterany) and report still
+#           run over the others and name the failure; then a finished task is requeued and
+#           keeps its fit (COMPLETED, nothing fails).
 # Needs root, slurm-wlm and munge (scripts/install-deps.sh); skips (exit 77) without them.
 set -u
 bin=$1; mode=$2
@@ -23,7 +26,7 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_TH
 
 cluster_start "$work/cluster" || { echo "FAIL: cluster did not start"; exit 1; }
 
-if [ "$mode" = study ]; then
+if [ "$mode" = study ] || [ "$mode" = faults ]; then
   animals=3; runs=3; regions=3; units=12; samples=201
 else
   animals=1; runs=150; regions=3; units=40; samples=401
@@ -63,9 +66,11 @@ signal-lead = 60
 modes-ranks = 1
 INI
 if [ "$mode" = preempt ]; then sed -i '/^\[modes\]/,/^loo-null/d' "$work/study.ini"; fi
+if [ "$mode" = faults ]; then printf '[report]\n' >> "$work/study.ini"; fi
 
 mpirun -n 1 "$bin" simulate --config "$work/study.ini" >"$work/simulate.log" 2>&1
 check "simulate" '[ -f "$work/cohort/cohort.ini" ]'
+if [ "$mode" = faults ]; then head -c 3000 "$work/cohort/a01.h5" > "$work/a01.cut"; mv "$work/a01.cut" "$work/cohort/a01.h5"; fi
 "$bin" submit --config "$work/study.ini" --dry-run >"$work/dry.log" 2>&1
 check "dry run submits nothing" '[ ! -f "$work/results/slurm/jobs.txt" ] && grep -q "to fit" "$work/dry.log"'
 "$bin" submit --config "$work/study.ini" >"$work/submit.log" 2>&1
@@ -87,10 +92,24 @@ fi
 
 state=$(wait_job "$last_job" 900)
 echo "last job $last_job: $state"
-check "last job completed" '[ "$state" = COMPLETED ]'
+check "last job completed" '[ "$state" = COMPLETED ]'   # faults: the report, after a failed array task
 for f in "$work"/results/slurm/logs/*.out; do echo "== $f"; tail -5 "$f"; done
 n_fits=$(ls "$work"/results/fits/*.h5 2>/dev/null | wc -l)
-check "all $animals fits written ($n_fits)" '[ "$n_fits" -eq "$animals" ]'
+if [ "$mode" = faults ]; then
+  check "the two good fits written ($n_fits)" '[ "$n_fits" -eq 2 ] && [ ! -f "$work/results/fits/a01.h5" ]'
+  check "a01's status file says failed, naming the file" 'grep -q "\"status\": \"failed\"" "$work/results/fits/a01.status.json" && grep -q "a01.h5" "$work/results/fits/a01.status.json"'
+  check "modes ran over the others" '[ -f "$work/results/modes.h5" ] && grep -q "left out: a01" "$work/results/modes_summary.txt"'
+  check "the report names the failure" '/usr/bin/python3 -c "import json,sys; s=json.load(open(sys.argv[1])); f=[a[\"id\"] for a in s[\"animals\"] if a[\"status\"]==\"failed\"]; sys.exit(0 if f==[\"a01\"] else 1)" "$work/results/report/summary.json"'
+  # A requeue of a finished task (task 0: a00): it keeps the fit, nothing fails.
+  before=$(md5sum "$work/results/fits/a00.h5")
+  scontrol requeue "${fit_job}_0"
+  sleep 2
+  state=$(wait_job "${fit_job}_0" 300)
+  check "requeued finished task completed ($state)" '[ "$state" = COMPLETED ]'
+  check "requeued task kept the fit" '[ "$(md5sum "$work/results/fits/a00.h5")" = "$before" ] && grep -q "finished before" "$work"/results/slurm/logs/fit-*_0.out'
+elif [ "$mode" != faults ]; then
+  check "all $animals fits written ($n_fits)" '[ "$n_fits" -eq "$animals" ]'
+fi
 if [ "$mode" = study ]; then
   check "modes written" '[ -f "$work/results/modes.h5" ]'
   # The same fits locally, uninterrupted, same rank count (1: what the plan chose for small animals).
@@ -101,7 +120,7 @@ if [ "$mode" = study ]; then
   done
   "$bin" submit --config "$work/study.ini" >"$work/resubmit.log" 2>&1
   check "resubmit of a finished study submits nothing" 'grep -q "the study is complete" "$work/resubmit.log" && ! grep -q "submitted" "$work/resubmit.log"'
-else
+elif [ "$mode" = preempt ]; then
   check "SIGTERM reached the fit inside a run" 'grep -q "stop requested (SIGTERM) inside run" "$work"/results/slurm/logs/fit-*.out'
   check "the fit was interrupted and resumed" 'grep -q "restart 1" "$work"/results/slurm/logs/fit-*.out && grep -qi "resum" "$work"/results/slurm/logs/fit-*.out'
   mpirun -n 1 "$bin" fit --config "$work/study.ini" --out "$work/local" >"$work/local.log" 2>&1

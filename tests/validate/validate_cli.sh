@@ -19,6 +19,12 @@ done
 grep -qE "^cohort:0.3 +region\+inputs +2 " "$W/table.txt" || die "no summary line for cohort/region+inputs"
 grep -qE "^three-region:0.2 +region\+inputs" "$W/table.txt" && die "region+inputs run on the three-region preset (no inputs)"
 h5dump -A "$W/table.txt.h5" | grep -q "auc_pooled" || die "HDF5 summary attributes missing"
+# An --out that cannot take the table fails before any fit, naming --out.
+touch "$W/afile"
+"$BIN" validate --out "$W/afile/table.txt" --cases three-region:0.2 --seeds 1 --units-per-region 8 --samples 60 \
+  --runs-train 2 > "$W/unwritable.log" 2>&1 && die "validate into an unwritable --out succeeded"
+grep -q "option --out: cannot create folder $W/afile" "$W/unwritable.log" || die "unwritable --out not named"
+grep -q "run 1" "$W/unwritable.log" && die "validate fitted before finding --out unwritable"
 # A case with its own link pattern (preset:STRENGTH:LINKS), and the ratio at the receiving units.
 "$BIN" validate --out "$W/links.txt" --cases three-region:0.2:random --methods region --seeds 1 --units-per-region 8 \
   --samples 60 --runs-train 2 > "$W/links.log" 2>&1 || die "validate with :random failed"
