@@ -318,9 +318,16 @@ int fit_cohort(const CohortOptions& o, MPI_Comm world) {
         // resolves and checks).
         if (!o.params.dt_factor_auto && !o.params.tau_rnn_auto) {
           try {
-            check_time_step(data.meta.sample_interval, o.params.dt_factor, o.params.tau_rnn);
+            check_time_step(data.meta.sample_interval, o.params.dt_factor, o.params.tau_rnn, o.params.dt_factor_given,
+                            o.params.tau_rnn_given);
           } catch (const Error& e) {
-            fail("animal ", an.animal_id, ": ", e.what());
+            if (o.params.dt_factor_given || o.params.tau_rnn_given) fail("animal ", an.animal_id, ": ", e.what());
+            // The defaults (the reference's): say it loudly; the status then shows what came of it.
+            log::warn(group, an.animal_id, ": the default --dt-factor ", o.params.dt_factor, " and --tau-rnn ",
+                      o.params.tau_rnn, " give dt/tau = ",
+                      data.meta.sample_interval / o.params.dt_factor / o.params.tau_rnn,
+                      " >= 0.5 at this sample interval, where the network saturates; give --tau-rnn auto "
+                      "--dt-factor auto (from the data) or settings with dt <= tau/5");
           }
         }
         Init init;

@@ -139,6 +139,7 @@ std::vector<ParamSpec> make_table() {
     s.read = [](const po::variables_map& vm, Params& p) {
       const std::string v = vm["dt-factor"].as<std::string>();
       p.dt_factor_auto = v == "auto";
+      p.dt_factor_given = !vm["dt-factor"].defaulted();
       if (!p.dt_factor_auto) p.dt_factor = int(parse_number(v, "dt-factor", true));
     };
     s.check = [](const Params& p) {
@@ -162,6 +163,7 @@ std::vector<ParamSpec> make_table() {
     s.read = [](const po::variables_map& vm, Params& p) {
       const std::string v = vm["tau-rnn"].as<std::string>();
       p.tau_rnn_auto = v == "auto";
+      p.tau_rnn_given = !vm["tau-rnn"].defaulted();
       if (!p.tau_rnn_auto) p.tau_rnn = parse_number(v, "tau-rnn", false);
     };
     s.check = [](const Params& p) {

@@ -69,6 +69,9 @@ struct Params {
   // --tau-rnn auto / --dt-factor auto: resolved per animal from the autocorrelation time
   // (resolve_time_settings); the Trainer's copy then holds the values used.
   bool tau_rnn_auto = false, dt_factor_auto = false;
+  // Given on the command line (not the defaults): a given dt/tau >= 0.5 is an error naming the
+  // option; the defaults only warn (not in the fingerprint).
+  bool tau_rnn_given = false, dt_factor_given = false;
   // Stop training when the held-out pVar (training pVar without a split) has not improved for
   // this many runs, keeping the best run's J (should_stop); 0: off.
   int stop_when_flat = 0;
