@@ -246,3 +246,25 @@ TEST(FitHeldOut, SameResultAtAnyRankCountAndMidRunResume) {
     EXPECT_NE(std::string(e.what()).find("horizon auto -> 7"), std::string::npos) << e.what();
   }
 }
+
+TEST(FitHeldOut, SaturationIsNamedWhenItHappens) {
+  // A strongly chaotic random J0 (g 8) that RLS hardly moves (p0 1e-8): its rates sit at +-1
+  // while the target's do not; the first training run already says so, naming it.
+  AnimalMeta meta = fittest::make_meta("sat", 40, 150, 2, 0.01);
+  fit::Params p = params();
+  p.start = fit::Start::Random;
+  p.g = 8;
+  p.p0 = 1e-8;
+  p.runs_train = 5;
+  AnimalData a = animal(meta, MPI_COMM_WORLD);
+  fit::Trainer tr(a, 0, p, MPI_COMM_WORLD);
+  try {
+    train(tr);
+    ADD_FAILURE() << "no failure; pVar " << tr.pvar().back();
+  } catch (const Error& e) {
+    const std::string w = e.what();
+    EXPECT_NE(w.find("sat"), std::string::npos) << w;
+    EXPECT_TRUE(w.find("saturated") != std::string::npos || w.find("diverged") != std::string::npos) << w;
+    std::printf("%s\n", w.c_str());
+  }
+}
