@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "core/h5.hpp"
+#include "core/log.hpp"
 #include "decompose/decompose.hpp"
 #include "fit/dense.hpp"
 #include "fit/events.hpp"
@@ -67,7 +68,27 @@ const FitQuality& Trainer::evaluate() {
     if (q.split) q.held_noise_free = pvar_score(D, R, split_, resets_, Part::HeldOut, comm_);
     R_ = keep;
   }
-  if (q.split) q.base = baselines(D, split_, horizon_, comm_);
+  if (q.split) {
+    // The VAR baseline's dual form holds the P x P Gram matrix of the P training pairs on every
+    // rank: above kMaxVarPairs (8000: 0.5 GB) only the unit mean is compared (recorded).
+    constexpr std::int64_t kMaxVarPairs = 8000;
+    std::int64_t pairs = 0;
+    for (const Segment& g : split_.segments)
+      if (!g.held_out) pairs += g.end - g.begin - 1;
+    if (pairs <= kMaxVarPairs) {
+      q.base = baselines(D, split_, horizon_, comm_);
+    } else {
+      Baselines b;
+      b.horizon = horizon_;
+      b.var_pairs = pairs;
+      const std::vector<double> pm = predict_mean(D, split_);
+      b.mean = pvar_score(D, Rows::row_major(pm.data(), m_, T_), split_, resets_, Part::HeldOut, comm_);
+      b.var.all = b.var.non_reset = -INFINITY;  // not computed: never the best
+      q.base = b;
+      log::warn(comm_, meta_.animal_id, ": ", pairs, " training pairs: the VAR(1) baseline (P x P Gram matrix) is left "
+                "out above ", kMaxVarPairs, "; compared with the unit mean only");
+    }
+  }
   FitEvidence e;
   e.held_out_pvar = q.split ? q.held.non_reset : NAN;
   if (q.base) {
