@@ -249,7 +249,8 @@ std::vector<ParamSpec> make_table() {
       "'trials', 'end', 'blocks' or 'none'",
       [](const std::string& s, Params& p) {
         if (s == "none") p.holdout.reset();
-        else p.holdout = parse_split_mode(s);
+        else if (s == "auto" || s == "trials" || s == "end" || s == "blocks") p.holdout = parse_split_mode(s);
+        else fail("option --holdout: unknown mode '", s, "' (use auto, trials, end, blocks or none)");
       },
       [](const Params& p) {
         return std::optional<std::string>(p.split_used() ? to_string(*p.holdout) : std::string("none"));
