@@ -28,6 +28,18 @@ void Trainer::save_checkpoint(const std::string& path, const std::string& config
   if (n_in_ > 0) h5::write_rows(f, "/W_in", hsize_t(N_), hsize_t(n_in_), rows_, Win_.data());
   h5::write_doubles(f, "/pvar", {hsize_t(pvar_.size())}, pvar_.data());
   h5::write_doubles(f, "/chi2", {hsize_t(chi2_.size())}, chi2_.data());
+  h5::write_doubles(f, "/pvar_heldout", {hsize_t(pvar_held_.size())}, pvar_held_.data());
+  if (params_.stop_when_flat > 0) {
+    // The stopping rule's state: where training ended and the best run's J (and W_in).
+    h5::set_attr(f, "/", "train_end", std::int64_t(train_end_));
+    h5::set_attr(f, "/", "best_run", std::int64_t(best_run_));
+    h5::set_attr(f, "/", "stop_reason", stop_reason_);
+    if (best_run_ >= 0) {
+      h5::ensure_group(f, "/best");
+      h5::write_rows(f, "/best/J", hsize_t(N_), hsize_t(N_), rows_, best_J_.data());
+      if (n_in_ > 0) h5::write_rows(f, "/best/W_in", hsize_t(N_), hsize_t(n_in_), rows_, best_Win_.data());
+    }
+  }
   h5::set_attr(f, "/", "mid_iter", std::int64_t(mid_iter_));
   if (mid_iter_ > 0) {
     // Inside a run: the state x, the rates so far, and each rank's partial error sums (one row
@@ -70,6 +82,17 @@ void Trainer::load_checkpoint(const std::string& path) {
   }
   pvar_ = pv;
   chi2_ = c2;
+  pvar_held_ = h5::exists(f, "/pvar_heldout") ? h5::read_doubles(f, "/pvar_heldout") : std::vector<double>(pv.size(), NAN);
+  if (pvar_held_.size() != pv.size()) fail("checkpoint ", path, ": /pvar_heldout must have runs_done = ", done, " entries");
+  if (params_.stop_when_flat > 0) {
+    train_end_ = int(h5::attr_int(f, "/", "train_end"));
+    best_run_ = int(h5::attr_int(f, "/", "best_run"));
+    stop_reason_ = h5::attr_string(f, "/", "stop_reason");
+    if (best_run_ >= 0) {
+      best_J_ = h5::read_rows(f, "/best/J", rows_);
+      if (n_in_ > 0) best_Win_ = h5::read_rows(f, "/best/W_in", rows_);
+    }
+  }
   started_ = true;
   start_r2_ = h5::has_attr(f, "/", "start_r2") ? h5::attr_double(f, "/", "start_r2") : NAN;
   mid_iter_ = h5::has_attr(f, "/", "mid_iter") ? int(h5::attr_int(f, "/", "mid_iter")) : 0;

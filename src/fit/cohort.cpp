@@ -119,10 +119,13 @@ Assignment assign_animals(const std::vector<CohortAnimal>& animals, const Params
 
 namespace {
 
-enum Status { kOk = 0, kFailed = 1, kInterrupted = 2, kKept = 3, kNotStarted = 4, kLocked = 5 };
+// kPoor: written, but its held-out pVar does not beat the best baseline (classify_fit).
+enum Status { kOk = 0, kFailed = 1, kInterrupted = 2, kKept = 3, kNotStarted = 4, kLocked = 5, kPoor = 6, kKeptPoor = 7 };
 const char* status_name(int s) {
   switch (s) {
     case kOk: return "ok";
+    case kPoor: return "poor";
+    case kKeptPoor: return "poor (kept from before)";
     case kFailed: return "failed";
     case kInterrupted: return "interrupted";
     case kKept: return "ok (kept from before)";
@@ -135,7 +138,10 @@ struct Outcome {
   int status = kNotStarted;
   int runs = 0;
   double pvar = NAN, seconds = 0;
-  std::string message;
+  // Fit quality (NaN without a split): held-out pVar over non-reset samples, the best baseline's.
+  double pvar_heldout = NAN, baseline = NAN, pvar_noise_free = NAN;
+  std::string baseline_name;
+  std::string message;  // a failure's reason, or the status reason
 };
 
 std::string one_line(std::string s) {
@@ -313,6 +319,15 @@ int fit_cohort(const CohortOptions& o, MPI_Comm world) {
             fail("existing output ", out_path, " was fitted with other parameters (", fingerprint_diff(fp, now),
                  "); remove it, or run without --resume to refit");
           oc.pvar = h5::attr_double(f, "/", "final_pvar");
+          auto attr = [&](const char* a) { return h5::has_attr(f, "/", a) ? h5::attr_double(f, "/", a) : NAN; };
+          oc.pvar_heldout = attr("pvar_heldout_nonreset");
+          oc.baseline = attr("baseline_best");
+          oc.pvar_noise_free = attr("pvar_noise_free");
+          if (h5::has_attr(f, "/", "baseline_best_name")) oc.baseline_name = h5::attr_string(f, "/", "baseline_best_name");
+          if (h5::has_attr(f, "/", "status") && h5::attr_string(f, "/", "status") == "poor") {
+            oc.status = kKeptPoor;
+            oc.message = h5::attr_string(f, "/", "status_reason");
+          }
           oc.runs = int(h5::read_doubles(f, "/pvar").size());
         });
       } catch (const Error& e) {
@@ -320,8 +335,9 @@ int fit_cohort(const CohortOptions& o, MPI_Comm world) {
         oc.message = cat("--resume: ", e.what());
         if (grank == 0) std::fprintf(stderr, "cohortnet fit: error: animal %s: %s\n", an.animal_id.c_str(), oc.message.c_str());
       }
-      if (oc.status == kKept) log::info(group, an.animal_id, ": finished before (", out_path, "), kept");
-      record(oc.status == kKept ? "ok" : "failed", oc.status == kKept ? "" : oc.message);
+      if (oc.status == kKept || oc.status == kKeptPoor) log::info(group, an.animal_id, ": finished before (", out_path, "), kept");
+      record(oc.status == kKept ? "ok" : oc.status == kKeptPoor ? "poor" : "failed",
+             oc.status == kKept ? "" : oc.message);
       continue;
     }
     // Until this fit ends, the animal has no result (a kill -9 leaves this, not an old "ok").
@@ -333,13 +349,25 @@ int fit_cohort(const CohortOptions& o, MPI_Comm world) {
           fs::remove(out_path, ec);  // a stale result must not pass for this run's
         }
         AnimalData data = read_animal(an.path, group);
-        const double step_ratio = data.meta.sample_interval / o.params.dt_factor / o.params.tau_rnn;
-        if (step_ratio > 0.5)
-          log::warn(group, an.animal_id, ": RNN step dt = ", data.meta.sample_interval / o.params.dt_factor,
-                    " s is ", step_ratio, " x --tau-rnn; Euler needs dt well below tau (the reference's example "
-                    "uses --dt-factor 5 --tau-rnn 0.1 at dtData 0.01)");
+        // Given settings the data make unstable are an error naming them (with auto, the Trainer
+        // resolves and checks).
+        if (!o.params.dt_factor_auto && !o.params.tau_rnn_auto) {
+          try {
+            check_time_step(data.meta.sample_interval, o.params.dt_factor, o.params.tau_rnn, o.params.dt_factor_given,
+                            o.params.tau_rnn_given);
+          } catch (const Error& e) {
+            if (o.params.dt_factor_given || o.params.tau_rnn_given) fail("animal ", an.animal_id, ": ", e.what());
+            // The defaults (the reference's): say it loudly; the status then shows what came of it.
+            log::warn(group, an.animal_id, ": the default --dt-factor ", o.params.dt_factor, " and --tau-rnn ",
+                      o.params.tau_rnn, " give dt/tau = ",
+                      data.meta.sample_interval / o.params.dt_factor / o.params.tau_rnn,
+                      " >= 0.5 at this sample interval, where the network saturates; give --tau-rnn auto "
+                      "--dt-factor auto (from the data) or settings with dt <= tau/5");
+          }
+        }
         Init init;
         if (!o.init_file.empty()) {
+          if (o.params.dt_factor_auto) fail("option --init needs a given --dt-factor (the noise has one column per RNN step)");
           const std::int64_t L = (data.meta.n_samples - 1) * o.params.dt_factor + 1;
           init = read_init(o.init_file, data.rows, data.meta.n_units, L, group);
         }
@@ -351,7 +379,6 @@ int fit_cohort(const CohortOptions& o, MPI_Comm world) {
           log::info(group, an.animal_id, ": resuming from ", ckpt_path, " after run ", tr.runs_done(),
                     tr.inside_run() ? " (inside the next run)" : "");
         }
-        const int total = o.params.total_runs();
         const int start = tr.runs_done();
         // SIGTERM is also looked at inside runs (every 100 RNN steps; one small reduction), so a
         // stop does not wait for the end of a long run.
@@ -364,9 +391,10 @@ int fit_cohort(const CohortOptions& o, MPI_Comm world) {
             100);
         while (!tr.finished()) {
           RunStats s = tr.run_next();
+          const int total = tr.total_runs();
           if (!s.complete) {
             tr.save_checkpoint(ckpt_path, o.config_text);
-            log::info(group, an.animal_id, ": stop requested (SIGTERM) inside run ", s.run + 1, "/", total,
+            log::info(group, an.animal_id, ": stop requested (SIGTERM) inside run ", s.run + 1, "/", tr.total_runs(),
                       ": checkpoint ", ckpt_path, "; rerun with --resume");
             interrupted = true;
             break;
@@ -375,8 +403,11 @@ int fit_cohort(const CohortOptions& o, MPI_Comm world) {
           const int done_here = tr.runs_done() - start;
           const double left = done_here > 0 ? el / done_here * (total - tr.runs_done()) : 0;
           log::info(group, an.animal_id, ": run ", s.run + 1, "/", total, s.train ? " train" : " free ", " pVar ",
-                    std::fixed, std::setprecision(5), s.pvar, " chi2 ", std::setprecision(4), s.chi2, " elapsed ",
-                    log::duration(el), " left ", log::duration(left));
+                    std::fixed, std::setprecision(5), s.pvar,
+                    s.complete && std::isfinite(tr.pvar_heldout().back()) ? cat(" held out ", tr.pvar_heldout().back()) : "",
+                    " chi2 ", std::setprecision(4), s.chi2, " elapsed ", log::duration(el), " left ", log::duration(left));
+          if (!tr.stop_reason().empty() && s.train && s.run + 1 == tr.runs_train_used())
+            log::info(group, an.animal_id, ": ", tr.stop_reason(), "; its J is kept");
           int stop = g_stop_requested ? 1 : 0;
           MPI_Allreduce(MPI_IN_PLACE, &stop, 1, MPI_INT, MPI_MAX, group);
           if (stop && !tr.finished()) {
@@ -393,13 +424,37 @@ int fit_cohort(const CohortOptions& o, MPI_Comm world) {
         oc.runs = tr.runs_done();
         oc.pvar = tr.pvar().empty() ? NAN : tr.pvar().back();
         if (tr.finished()) {
+          const FitQuality& q = tr.evaluate();
+          oc.pvar_noise_free = q.pvar_noise_free;
+          {
+            std::ostringstream os;
+            os << std::fixed << std::setprecision(4) << "in sample pVar " << q.train.all << " (non-reset "
+               << q.train.non_reset << "), without the training noise " << q.pvar_noise_free;
+            if (q.split) {
+              oc.pvar_heldout = q.held.non_reset;
+              oc.baseline = q.base->best_non_reset();
+              oc.baseline_name = q.base->best_name();
+              os << "; held out (" << q.split_description << ", horizon " << q.horizon << ") pVar " << q.held.all
+                 << " (non-reset " << q.held.non_reset << ", without noise " << q.held_noise_free.non_reset
+                 << "); baselines: " << describe(*q.base);
+            }
+            log::info(group, an.animal_id, ": ", os.str());
+          }
+          if (q.verdict.status == FitStatus::Failed)
+            fail("animal ", an.animal_id, ": the fit failed (", q.verdict.reason, "); no output written");
           tr.write_result(out_path, o.config_text, o.per_unit_currents);
           if (grank == 0) {
             std::error_code ec;
             fs::remove(ckpt_path, ec);
           }
-          oc.status = kOk;
-          log::info(group, an.animal_id, ": done, pVar ", std::fixed, std::setprecision(5), oc.pvar, " -> ", out_path);
+          const bool poor = q.verdict.status == FitStatus::Poor;
+          oc.status = poor ? kPoor : kOk;
+          oc.message = q.verdict.reason;
+          if (poor)
+            log::warn(group, an.animal_id, ": POOR FIT, status poor: ", q.verdict.reason,
+                      "; its currents are not evidence (written to ", out_path, " with status poor)");
+          log::info(group, an.animal_id, ": done, status ", to_string(q.verdict.status), " (", q.verdict.reason,
+                    "), pVar ", std::fixed, std::setprecision(5), oc.pvar, " -> ", out_path);
         } else {
           oc.status = kInterrupted;
         }
@@ -410,6 +465,7 @@ int fit_cohort(const CohortOptions& o, MPI_Comm world) {
       if (grank == 0) std::fprintf(stderr, "cohortnet fit: error: %s (other animals continue)\n", e.what());
     }
     if (oc.status == kOk) record("ok", "");
+    else if (oc.status == kPoor) record("poor", oc.message);  // modes leaves it out by default
     else if (oc.status == kFailed) record("failed", oc.message);
     else record("interrupted", "stopped by SIGTERM; checkpoint written, rerun with --resume");
     oc.seconds = elapsed();
@@ -424,6 +480,7 @@ int fit_cohort(const CohortOptions& o, MPI_Comm world) {
         std::ostringstream os;
         os.precision(10);
         os << i << "\t" << oc.status << "\t" << oc.runs << "\t" << oc.pvar << "\t" << oc.seconds << "\t"
+           << oc.pvar_heldout << "\t" << oc.baseline << "\t" << oc.pvar_noise_free << "\t" << oc.baseline_name << "\t"
            << one_line(oc.message) << "\n";
         mine += os.str();
       }
@@ -439,41 +496,55 @@ int fit_cohort(const CohortOptions& o, MPI_Comm world) {
     std::string line;
     while (std::getline(in, line)) {
       std::istringstream ls(line);
-      std::string f[6];
-      for (int c = 0; c < 5; ++c) std::getline(ls, f[c], '\t');
-      std::getline(ls, f[5]);
+      std::string f[10];
+      for (int c = 0; c < 9; ++c) std::getline(ls, f[c], '\t');
+      std::getline(ls, f[9]);
       Outcome& oc = outcomes[size_t(std::stoi(f[0]))];
       oc.status = std::stoi(f[1]);
       oc.runs = std::stoi(f[2]);
       oc.pvar = std::strtod(f[3].c_str(), nullptr);
       oc.seconds = std::strtod(f[4].c_str(), nullptr);
-      oc.message = f[5];
+      oc.pvar_heldout = std::strtod(f[5].c_str(), nullptr);
+      oc.baseline = std::strtod(f[6].c_str(), nullptr);
+      oc.pvar_noise_free = std::strtod(f[7].c_str(), nullptr);
+      oc.baseline_name = f[8];
+      oc.message = f[9];
     }
     std::ostringstream txt, csv;
     txt << "# cohortnet fit summary: " << o.cohort_dir << " -> " << fits_dir << "\n";
-    csv << "animal_id,n_units,n_samples,group,status,runs_done,final_pvar,seconds,message\n";
-    int n_ok = 0, n_failed = 0, n_other = 0, n_locked = 0;
+    csv << "animal_id,n_units,n_samples,group,status,runs_done,final_pvar,pvar_heldout_nonreset,baseline_best,"
+           "baseline_name,pvar_noise_free,seconds,message\n";
+    int n_ok = 0, n_poor = 0, n_failed = 0, n_other = 0, n_locked = 0;
     for (int i = 0; i < n_animals; ++i) {
       const auto& an = cohort.animals[size_t(i)];
       const Outcome& oc = outcomes[size_t(i)];
       if (oc.status == kOk || oc.status == kKept) ++n_ok;
+      else if (oc.status == kPoor || oc.status == kKeptPoor) ++n_poor;
       else if (oc.status == kFailed) ++n_failed;
       else if (oc.status == kLocked) ++n_locked;
       else ++n_other;
       txt << std::left << std::setw(16) << an.animal_id << " N=" << std::setw(6) << an.n_units << " group "
           << asg.animal_group[size_t(i)] << "  " << status_name(oc.status) << "  runs " << oc.runs << "  pVar "
-          << std::fixed << std::setprecision(5) << oc.pvar << "  " << std::setprecision(1) << oc.seconds << " s";
+          << std::fixed << std::setprecision(5) << oc.pvar;
+      if (std::isfinite(oc.pvar_heldout))
+        txt << "  held out " << oc.pvar_heldout << " vs " << oc.baseline_name << " " << oc.baseline;
+      txt << "  " << std::setprecision(1) << oc.seconds << " s";
       if (!oc.message.empty()) txt << "  reason: " << oc.message;
       txt << "\n";
       std::string msg = oc.message;
       std::replace(msg.begin(), msg.end(), '"', '\'');
       csv << an.animal_id << "," << an.n_units << "," << an.n_samples << "," << asg.animal_group[size_t(i)] << ","
           << status_name(oc.status) << "," << oc.runs << "," << std::setprecision(10) << oc.pvar << ","
+          << oc.pvar_heldout << "," << oc.baseline << "," << oc.baseline_name << "," << oc.pvar_noise_free << ","
           << std::setprecision(2) << oc.seconds << ",\"" << msg << "\"\n";
     }
-    txt << "# " << n_ok << " ok, " << n_failed << " failed, " << n_other << " interrupted or not started";
+    txt << "# " << n_ok << " ok, " << n_poor << " poor, " << n_failed << " failed, " << n_other
+        << " interrupted or not started";
     if (n_locked) txt << ", " << n_locked << " locked by another run";
     txt << "\n";
+    if (n_poor > 0)
+      txt << "# POOR FITS: " << n_poor << " animal(s) do not beat their best baseline held out; their currents are "
+             "not evidence\n";
     codes[0] = n_failed > 0;
     codes[1] = n_other > 0;  // a SIGTERM that came after the last run changes nothing
     codes[2] = n_locked > 0;

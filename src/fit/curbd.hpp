@@ -22,6 +22,7 @@
 #include "core/error.hpp"
 #include "core/parallel.hpp"
 #include "fit/params.hpp"
+#include "fit/quality.hpp"
 #include "fit/rls.hpp"
 #include "io/animal.hpp"
 
@@ -45,6 +46,22 @@ struct RunStats {
   bool complete = true;  // false: stopped inside the run by the stop check (checkpoint, resume)
 };
 
+// The fit's quality after training (Trainer::evaluate; docs/fit.md "Fit quality").
+struct FitQuality {
+  bool evaluated = false;
+  bool split = false;             // a held-out split was used (--holdout)
+  std::string split_description;  // make_split's, or "none"
+  std::int64_t horizon = 0;       // reset every K samples (0: trial starts and split edges only)
+  Autocorrelation ac;             // of the training samples (computed when something needs it)
+  Score train, held;              // the last run (as /rates): training samples, held-out samples
+  // The same J run freely once more without the input noise (training fits the noise too).
+  double pvar_noise_free = NAN;   // over all samples, as the per-run pVar
+  Score train_noise_free, held_noise_free;
+  std::optional<Baselines> base;  // with a split: on the same split and horizon
+  Saturation sat;                 // of the last run's rates (held out, else training samples)
+  Verdict verdict;
+};
+
 class Trainer {
  public:
   // data: this rank's rows of the animal (rows must be PETSc's split of N over comm, which is what
@@ -66,7 +83,25 @@ class Trainer {
   }
   bool inside_run() const { return mid_iter_ > 0; }
   int runs_done() const { return int(pvar_.size()); }
-  bool finished() const { return runs_done() >= params_.total_runs(); }
+  // Training runs: --runs-train, or fewer when --stop-when-flat ended training early.
+  int runs_train_used() const { return train_end_ >= 0 ? train_end_ : params_.runs_train; }
+  int total_runs() const { return runs_train_used() + params_.runs_free; }
+  bool finished() const { return runs_done() >= total_runs(); }
+  // Per run: the held-out pVar over non-reset samples (NaN without a split).
+  const std::vector<double>& pvar_heldout() const { return pvar_held_; }
+  // --stop-when-flat: why training stopped and which run's J is kept ("" / -1 when it did not act).
+  const std::string& stop_reason() const { return stop_reason_; }
+  int best_run() const { return best_run_; }
+  // After the last run (collective): in-sample and held-out pVar of the last run, the noise-free
+  // free run, the baselines on the same split and horizon, saturation and the status. The result
+  // is also written by write_result. Does not change J or the recorded rates.
+  const FitQuality& evaluate();
+  const FitQuality& quality() const { return quality_; }
+  const Split& split() const { return split_; }
+  const std::vector<std::int64_t>& resets() const { return resets_; }  // every reset sample
+  std::int64_t horizon() const { return horizon_; }
+  // The parameters in use (tau-rnn / dt-factor resolved from the data when auto).
+  const Params& params() const { return params_; }
   const std::vector<double>& pvar() const { return pvar_; }
   const std::vector<double>& chi2() const { return chi2_; }
 
@@ -105,6 +140,9 @@ class Trainer {
 
  private:
   void setup(const AnimalData& data, const Init* init);  // trainer.cpp
+  void setup_quality(const AnimalData& data);             // split, horizon, time settings from the data
+  RunStats run(bool noise_free_eval);                     // one run; noise_free_eval: no noise, no learning, no history
+  void after_training_run(int run);                       // --stop-when-flat
   void make_target(const AnimalData& data);
   void draw_start_and_noise(const Init* init);
   void build_schedule();
@@ -143,6 +181,18 @@ class Trainer {
   bool started_ = false;  // J holds the start (regression_start done, or loaded from a checkpoint)
   double start_r2_ = NAN;  // regression start: R^2 of the implied input currents (in sample)
   std::vector<double> mid_x_, mid_err_;
+  // Fit quality: the split, every reset sample (segment starts and every horizon_ samples inside).
+  Split split_;
+  std::vector<std::int64_t> resets_;
+  std::int64_t horizon_ = 0;
+  Autocorrelation ac_;
+  std::string time_note_;  // where tau-rnn / dt-factor came from
+  std::vector<double> pvar_held_;
+  int train_end_ = -1;     // --stop-when-flat: training ended after this many runs
+  int best_run_ = -1;
+  std::vector<double> best_J_, best_Win_;  // the best training run's J and W_in (this rank's rows)
+  std::string stop_reason_;
+  FitQuality quality_;
 };
 
 }  // namespace cohortnet::fit

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "core/h5.hpp"
+#include "core/log.hpp"
 #include "decompose/decompose.hpp"
 #include "fit/dense.hpp"
 #include "fit/events.hpp"
@@ -41,6 +42,66 @@ std::vector<double> Trainer::full_rates() const {
   }
   MPI_Allgatherv(loc.data(), int(loc.size()), MPI_DOUBLE, full.data(), c.data(), o.data(), MPI_DOUBLE, comm_);
   return full;
+}
+
+const FitQuality& Trainer::evaluate() {
+  FitQuality q;
+  q.evaluated = true;
+  q.split = params_.split_used();
+  q.split_description = split_.description;
+  q.horizon = horizon_;
+  q.ac = ac_;
+  const Rows D = Rows::time_major_of(D_.data(), m_, T_);
+  {
+    const Rows R = Rows::time_major_of(R_.data(), m_, T_);
+    q.train = pvar_score(D, R, split_, resets_, Part::Train, comm_);
+    if (q.split) q.held = pvar_score(D, R, split_, resets_, Part::HeldOut, comm_);
+    q.sat = saturation(R, D, split_, q.split ? Part::HeldOut : Part::Train, comm_);
+  }
+  // The honest free run: the same J without the input noise it was trained with (and fitted).
+  {
+    const std::vector<double> keep = R_;
+    const RunStats s = run(true);
+    const Rows R = Rows::time_major_of(R_.data(), m_, T_);
+    q.pvar_noise_free = s.pvar;
+    q.train_noise_free = pvar_score(D, R, split_, resets_, Part::Train, comm_);
+    if (q.split) q.held_noise_free = pvar_score(D, R, split_, resets_, Part::HeldOut, comm_);
+    R_ = keep;
+  }
+  if (q.split) {
+    // The VAR baseline's dual form holds the P x P Gram matrix of the P training pairs on every
+    // rank: above kMaxVarPairs (8000: 0.5 GB) only the unit mean is compared (recorded).
+    constexpr std::int64_t kMaxVarPairs = 8000;
+    std::int64_t pairs = 0;
+    for (const Segment& g : split_.segments)
+      if (!g.held_out) pairs += g.end - g.begin - 1;
+    if (pairs <= kMaxVarPairs) {
+      q.base = baselines(D, split_, horizon_, comm_);
+    } else {
+      Baselines b;
+      b.horizon = horizon_;
+      b.var_pairs = pairs;
+      const std::vector<double> pm = predict_mean(D, split_);
+      b.mean = pvar_score(D, Rows::row_major(pm.data(), m_, T_), split_, resets_, Part::HeldOut, comm_);
+      b.var.all = b.var.non_reset = -INFINITY;  // not computed: never the best
+      q.base = b;
+      log::warn(comm_, meta_.animal_id, ": ", pairs, " training pairs: the VAR(1) baseline (P x P Gram matrix) is left "
+                "out above ", kMaxVarPairs, "; compared with the unit mean only");
+    }
+  }
+  FitEvidence e;
+  e.held_out_pvar = q.split ? q.held.non_reset : NAN;
+  if (q.base) {
+    e.best_baseline = q.base->best_non_reset();
+    e.baseline_name = q.base->best_name();
+  }
+  e.run_pvar.assign(pvar_.begin(), pvar_.begin() + std::min<size_t>(pvar_.size(), size_t(runs_train_used())));
+  e.sat = q.sat;
+  q.verdict = classify_fit(e);
+  if (!q.split && q.verdict.status == FitStatus::Poor)
+    q.verdict.reason = "no held-out split (--holdout none): not compared with any baseline";
+  quality_ = q;
+  return quality_;
 }
 
 void Trainer::write_result(const std::string& path, const std::string& config_text, bool per_unit_currents) const {
@@ -112,6 +173,43 @@ void Trainer::write_result(const std::string& path, const std::string& config_te
   h5::set_attr(f, "/", "runs_train", std::int64_t(params_.runs_train));
   h5::set_attr(f, "/", "runs_free", std::int64_t(params_.runs_free));
   h5::set_attr(f, "/", "final_pvar", pvar_.empty() ? 0.0 : pvar_.back());
+  h5::set_attr(f, "/", "tau_rnn", params_.tau_rnn);
+  h5::set_attr(f, "/", "tau_rnn_from_data", std::int64_t(params_.tau_rnn_auto ? 1 : 0));
+  h5::set_attr(f, "/", "dt_factor_from_data", std::int64_t(params_.dt_factor_auto ? 1 : 0));
+  if (ac_.units > 0) {
+    h5::set_attr(f, "/", "autocorrelation_time", ac_.tau_samples);  // samples, median over units
+    h5::set_attr(f, "/", "autocorrelation_time_mean", ac_.mean_samples);
+  }
+  h5::set_attr(f, "/", "holdout", split_.description);
+  h5::set_attr(f, "/", "horizon", std::int64_t(horizon_));
+  h5::write_doubles(f, "/pvar_heldout", {hsize_t(pvar_held_.size())}, pvar_held_.data());
+  if (params_.stop_when_flat > 0) {
+    h5::set_attr(f, "/", "runs_train_done", std::int64_t(runs_train_used()));
+    h5::set_attr(f, "/", "best_run", std::int64_t(best_run_ + 1));
+    h5::set_attr(f, "/", "stop_reason", stop_reason_);
+  }
+  if (quality_.evaluated) {
+    const FitQuality& q = quality_;
+    h5::set_attr(f, "/", "status", to_string(q.verdict.status));
+    h5::set_attr(f, "/", "status_reason", q.verdict.reason);
+    h5::set_attr(f, "/", "pvar_train", q.train.all);
+    h5::set_attr(f, "/", "pvar_train_nonreset", q.train.non_reset);
+    h5::set_attr(f, "/", "pvar_noise_free", q.pvar_noise_free);
+    h5::set_attr(f, "/", "saturation", q.sat.model);
+    if (q.split) {
+      h5::set_attr(f, "/", "pvar_heldout", q.held.all);
+      h5::set_attr(f, "/", "pvar_heldout_nonreset", q.held.non_reset);
+      h5::set_attr(f, "/", "pvar_noise_free_heldout_nonreset", q.held_noise_free.non_reset);
+    }
+    if (q.base) {
+      h5::set_attr(f, "/", "baseline_mean", q.base->mean.non_reset);
+      h5::set_attr(f, "/", "baseline_var", q.base->var.non_reset);
+      h5::set_attr(f, "/", "baseline_var_ridge", q.base->var_ridge);
+      if (q.base->trial_avg) h5::set_attr(f, "/", "baseline_trial_average", q.base->trial_avg->non_reset);
+      h5::set_attr(f, "/", "baseline_best", q.base->best_non_reset());
+      h5::set_attr(f, "/", "baseline_best_name", q.base->best_name());
+    }
+  }
   h5::set_attr(f, "/", "fingerprint", fingerprint());
   h5::set_attr(f, "/", "config", config_text);
   af.commit();

@@ -68,6 +68,17 @@ void non_negative(double v, const char* opt) {
   if (!(v >= 0) || !std::isfinite(v)) fail("option --", opt, " must be a finite number >= 0, is ", v);
 }
 
+// "--opt VALUE" as a number (integer: whole numbers only), else Error naming the option.
+double parse_number(const std::string& v, const char* opt, bool integer) {
+  try {
+    size_t used = 0;
+    const double x = std::stod(v, &used);
+    if (used == v.size() && std::isfinite(x) && (!integer || x == std::floor(x))) return x;
+  } catch (const std::exception&) {
+  }
+  fail("option --", opt, " must be ", integer ? "an integer" : "a number", " or 'auto', is '", v, "'");
+}
+
 using When = std::function<bool(const Params&)>;
 const When always = [](const Params&) { return true; };
 
@@ -116,14 +127,51 @@ std::vector<ParamSpec> make_table() {
   std::vector<ParamSpec> t;
   const When random_start = [](const Params& p) { return !p.starts_from_regression(); };
   const When regression_start = [](const Params& p) { return p.starts_from_regression(); };
-  t.push_back(number<int>("dt-factor", "dt_factor", &Params::dt_factor, "RNN Euler steps per data sample",
-                          std::function<void(int, const char*)>([](int v, const char* o) {
-                            if (v < 1) fail("option --", o, " must be an integer >= 1, is ", v);
-                          })));
+  {
+    // A number, or auto: from the data's autocorrelation time (resolve_time_settings, per animal).
+    ParamSpec s;
+    s.option = "dt-factor";
+    s.key = "dt_factor";
+    s.declare = [](po::options_description& d, const Params& def) {
+      d.add_options()("dt-factor", po::value<std::string>()->default_value(def.dt_factor_auto ? "auto" : text((long long)def.dt_factor)),
+                      "RNN Euler steps per data sample, or 'auto': the smallest with dt <= tau-rnn/5");
+    };
+    s.read = [](const po::variables_map& vm, Params& p) {
+      const std::string v = vm["dt-factor"].as<std::string>();
+      p.dt_factor_auto = v == "auto";
+      p.dt_factor_given = !vm["dt-factor"].defaulted();
+      if (!p.dt_factor_auto) p.dt_factor = int(parse_number(v, "dt-factor", true));
+    };
+    s.check = [](const Params& p) {
+      if (!p.dt_factor_auto && p.dt_factor < 1) fail("option --dt-factor must be an integer >= 1 or auto, is ", p.dt_factor);
+    };
+    s.value = [](const Params& p) {
+      return std::optional<std::string>(p.dt_factor_auto ? "auto" : text((long long)p.dt_factor));
+    };
+    t.push_back(s);
+  }
   t.push_back(number<double>("g", "g", &Params::g, "gain of the initial J: J0 = g randn(N,N)/sqrt(N) (--start random)",
                              std::function<void(double, const char*)>(non_negative), random_start));
-  t.push_back(number<double>("tau-rnn", "tau_rnn", &Params::tau_rnn, "RNN time constant (s)",
-                             std::function<void(double, const char*)>(positive)));
+  {
+    ParamSpec s;
+    s.option = "tau-rnn";
+    s.key = "tau_rnn";
+    s.declare = [](po::options_description& d, const Params& def) {
+      d.add_options()("tau-rnn", po::value<std::string>()->default_value(def.tau_rnn_auto ? "auto" : text(def.tau_rnn)),
+                      "RNN time constant (s), or 'auto': the data's autocorrelation time / 10, at least 2 samples");
+    };
+    s.read = [](const po::variables_map& vm, Params& p) {
+      const std::string v = vm["tau-rnn"].as<std::string>();
+      p.tau_rnn_auto = v == "auto";
+      p.tau_rnn_given = !vm["tau-rnn"].defaulted();
+      if (!p.tau_rnn_auto) p.tau_rnn = parse_number(v, "tau-rnn", false);
+    };
+    s.check = [](const Params& p) {
+      if (!p.tau_rnn_auto) positive(p.tau_rnn, "tau-rnn");
+    };
+    s.value = [](const Params& p) { return std::optional<std::string>(p.tau_rnn_auto ? "auto" : text(p.tau_rnn)); };
+    t.push_back(s);
+  }
   t.push_back(number<double>("tau-wn", "tau_wn", &Params::tau_wn, "time constant of the input noise (s)",
                              std::function<void(double, const char*)>(positive)));
   t.push_back(number<double>("amp-in-wn", "amp_in_wn", &Params::amp_in_wn, "amplitude of the input noise",
@@ -194,6 +242,46 @@ std::vector<ParamSpec> make_table() {
                             if (v < 1 || v > kernels::kMaxPending)
                               fail("option --", o, " must be in 1..", kernels::kMaxPending, ", is ", v);
                           })));
+  // Fit quality (docs/fit.md "Fit quality: in sample and held out").
+  const When split = [](const Params& p) { return p.split_used(); };
+  t.push_back(word(
+      "holdout", "holdout", [](const Params& d) { return d.holdout ? to_string(*d.holdout) : std::string("none"); },
+      "held-out part of the recording that training never sees: 'auto' (trials when there are >= 3, else end), "
+      "'trials', 'end', 'blocks' or 'none'",
+      [](const std::string& s, Params& p) {
+        if (s == "none") p.holdout.reset();
+        else if (s == "auto" || s == "trials" || s == "end" || s == "blocks") p.holdout = parse_split_mode(s);
+        else fail("option --holdout: unknown mode '", s, "' (use auto, trials, end, blocks or none)");
+      },
+      [](const Params& p) {
+        return std::optional<std::string>(p.split_used() ? to_string(*p.holdout) : std::string("none"));
+      }));
+  t.push_back(number<double>("holdout-fraction", "holdout_fraction", &Params::holdout_fraction,
+                             "share of the samples (end, blocks) or of each condition's trials (trials) held out",
+                             std::function<void(double, const char*)>([](double v, const char* o) {
+                               if (!(v > 0 && v < 1)) fail("option --", o, " must lie in (0, 1), is ", v);
+                             }),
+                             split));
+  t.push_back(word(
+      "horizon", "horizon", [](const Params& d) { return d.horizon_auto ? std::string("auto") : text((long long)d.horizon); },
+      "reset the state to the data every K samples (on top of trial starts), in training and evaluation: "
+      "0 none, or 'auto' (one autocorrelation time of the training samples, at least 2)",
+      [](const std::string& s, Params& p) {
+        p.horizon_auto = s == "auto";
+        if (!p.horizon_auto) {
+          const double k = parse_number(s, "horizon", true);
+          if (k < 0) fail("option --horizon must be >= 0 or auto, is ", s);
+          p.horizon = std::int64_t(k);
+        }
+      },
+      [](const Params& p) -> std::optional<std::string> {
+        if (!p.horizon_used()) return std::nullopt;
+        return p.horizon_auto ? std::string("auto") : text((long long)p.horizon);
+      }));
+  t.push_back(number<int>("stop-when-flat", "stop_when_flat", &Params::stop_when_flat,
+                          "stop training when the held-out pVar (training pVar without a split) has not improved "
+                          "by 1e-3 for W runs, keeping the best run's J; 0 off",
+                          runs, [](const Params& p) { return p.stop_when_flat > 0; }));
   {
     ParamSpec s;
     s.option = "reference-compat";
@@ -235,6 +323,8 @@ Params read_fit_params(const po::variables_map& vm) {
   if (!vm["prior"].defaulted() && p.prior == Prior::Block && !p.starts_from_regression() && !p.reference_compat)
     fail("option --prior block needs --start regression (its inter-region weights come only from the start); "
          "use --prior region with --start random");
+  if (p.reference_compat && !vm["horizon"].defaulted() && p.horizon_used())
+    fail("options --reference-compat and --horizon conflict: the reference resets only at trial starts");
   check_params(p);
   return p;
 }

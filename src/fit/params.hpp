@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include "fit/quality.hpp"
+
 namespace cohortnet::fit {
 
 // Target = activity / max: one max (Global), each region's (Region), or the activity as it is
@@ -55,6 +57,26 @@ struct Params {
   Start start = Start::Regression;
   double start_p0 = 100;     // Start::Regression: prior variance of the weights (1 / ridge penalty)
   double start_ratio = 1e-2;  // ... of other regions' sources relative to start_p0 (region priors)
+  // Fit quality (docs/fit.md "Fit quality"). The held-out split training never sees: nullopt =
+  // none (--holdout none); --reference-compat never splits (the reference has no split).
+  std::optional<SplitMode> holdout = SplitMode::Auto;
+  double holdout_fraction = 1.0 / 3.0;
+  // Reset the state to the data every `horizon` samples (on top of trial starts and the split's
+  // edges), in training and evaluation alike; 0: none; horizon_auto: auto_horizon of the data's
+  // autocorrelation time on the training samples.
+  std::int64_t horizon = 0;
+  bool horizon_auto = false;
+  // --tau-rnn auto / --dt-factor auto: resolved per animal from the autocorrelation time
+  // (resolve_time_settings); the Trainer's copy then holds the values used.
+  bool tau_rnn_auto = false, dt_factor_auto = false;
+  // Given on the command line (not the defaults): a given dt/tau >= 0.5 is an error naming the
+  // option; the defaults only warn (not in the fingerprint).
+  bool tau_rnn_given = false, dt_factor_given = false;
+  // Stop training when the held-out pVar (training pVar without a split) has not improved for
+  // this many runs, keeping the best run's J (should_stop); 0: off.
+  int stop_when_flat = 0;
+  bool split_used() const { return holdout.has_value() && !reference_compat; }
+  bool horizon_used() const { return !reference_compat && (horizon_auto || horizon > 0); }
   int total_runs() const { return runs_train + runs_free; }
   // The prior actually used: --reference-compat means the reference's shared P; the block prior
   // from a random J0 (no inter-region weights to keep) is the region prior.

@@ -201,6 +201,16 @@ Split make_split(std::int64_t T, const std::vector<std::int64_t>& trial_starts, 
   return s;
 }
 
+Split whole_recording(std::int64_t T, const std::vector<std::int64_t>& trial_starts) {
+  Split s;
+  s.mode = SplitMode::End;
+  s.T = T;
+  s.held_out.assign(size_t(T), 0);
+  make_segments(s, clean_starts(T, trial_starts));
+  s.description = "none";
+  return s;
+}
+
 std::vector<std::int64_t> horizon_resets(const Split& s, std::int64_t K) {
   std::vector<std::int64_t> r;
   for (const Segment& g : s.segments)

@@ -81,6 +81,9 @@ struct Split {
 Split make_split(std::int64_t T, const std::vector<std::int64_t>& trial_starts,
                  const std::vector<int>& conditions, const SplitOptions& opt = {});
 
+// No split: every sample in training, segments = trials (the fit with --holdout none).
+Split whole_recording(std::int64_t T, const std::vector<std::int64_t>& trial_starts);
+
 // All reset points with prediction horizon K: every segment start, then every K samples inside the
 // segment (start + K, start + 2K, ...). K <= 0: segment starts only. A sample t is predicted
 // (t - last reset) steps ahead of the data.

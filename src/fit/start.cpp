@@ -58,12 +58,11 @@ void Trainer::regression_start() {
   const bool per_region = params_.per_region_p();
   const double p0 = params_.start_p0, ratio = per_region ? params_.start_ratio : 1.0;
 
-  // The samples with a derivative (no difference across a trial boundary).
-  std::vector<char> is_start(size_t(T_), 0);
-  for (auto st : meta_.trial_starts) is_start[size_t(st)] = 1;
+  // The samples with a derivative: both in training and in one segment (no difference across a
+  // trial boundary or into the held-out part; horizon resets do not cut the data).
   std::vector<std::int64_t> S;
   for (std::int64_t i = 0; i + 1 < T_; ++i)
-    if (!is_start[size_t(i) + 1]) S.push_back(i);
+    if (!split_.held_out[size_t(i)] && !split_.held_out[size_t(i) + 1] && !split_.is_reset(i + 1)) S.push_back(i);
   const PetscBLASInt Ts = blas_int(std::int64_t(S.size()), "samples");
   const PetscBLASInt mb = blas_int(m, "local rows");
   const size_t ts = size_t(Ts);

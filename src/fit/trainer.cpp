@@ -51,6 +51,7 @@ void Trainer::setup(const AnimalData& data, const Init* init) {
   const std::string& id = meta_.animal_id;
   N_ = meta_.n_units;
   T_ = meta_.n_samples;
+  setup_quality(data);  // may set tau-rnn and dt-factor from the data
   L_ = (T_ - 1) * params_.dt_factor + 1;
   dt_ = meta_.sample_interval / double(params_.dt_factor);
   if (N_ > 2000000000 || L_ > 2000000000) fail("animal ", id, ": too many units or RNN steps for this build");
@@ -229,6 +230,40 @@ void Trainer::setup(const AnimalData& data, const Init* init) {
   build_schedule();
 }
 
+// The held-out split, the reset points and, when asked for, tau-rnn, dt-factor and the horizon
+// from the autocorrelation time of the training samples (of the activity: z-scored per unit, so
+// the normalisation does not change it). Before anything depends on dt-factor.
+void Trainer::setup_quality(const AnimalData& data) {
+  const std::string& id = meta_.animal_id;
+  try {
+    split_ = params_.split_used()
+                 ? make_split(T_, meta_.trial_starts, {}, SplitOptions{*params_.holdout, params_.holdout_fraction})
+                 : whole_recording(T_, meta_.trial_starts);
+  } catch (const Error& e) {
+    fail("animal ", id, ": ", e.what());
+  }
+  const bool need_ac = params_.horizon_used() && params_.horizon_auto;
+  const bool auto_time = params_.tau_rnn_auto || params_.dt_factor_auto;
+  if (need_ac || auto_time) {
+    const Rows a = Rows::row_major(data.activity.data(), std::int64_t(data.rows.count()), T_);
+    ac_ = autocorrelation_time(a, split_, comm_);
+  }
+  if (auto_time) {
+    const TimeSettings ts =
+        resolve_time_settings(meta_.sample_interval, ac_.tau_samples,
+                              params_.tau_rnn_auto ? std::nullopt : std::optional<double>(params_.tau_rnn),
+                              params_.dt_factor_auto ? std::nullopt : std::optional<int>(params_.dt_factor));
+    params_.tau_rnn = ts.tau_rnn;
+    params_.dt_factor = ts.dt_factor;
+    if (!ts.warning.empty()) log::warn(comm_, id, ": ", ts.warning);
+    time_note_ = cat("autocorrelation time ", ac_.tau_samples, " samples: tau-rnn ", ts.tau_rnn, " s",
+                     ts.tau_from_data ? " (from the data)" : "", ", dt-factor ", ts.dt_factor,
+                     ts.dt_factor_from_data ? " (from the data)" : "");
+  }
+  horizon_ = !params_.horizon_used() ? 0 : params_.horizon_auto ? auto_horizon(ac_.tau_samples) : params_.horizon;
+  resets_ = horizon_resets(split_, horizon_);
+}
+
 Trainer::~Trainer() {
   if (J_) MatDestroy(&J_);
 }
@@ -241,8 +276,12 @@ void Trainer::build_schedule() {
   std::vector<char> is_start(size_t(T_), 0);
   for (auto s : meta_.trial_starts) is_start[size_t(s)] = 1;
   if (!params_.reference_compat) {
-    // Integer alignment: sample i is the rate at time i*dtData, i.e. iteration i*df + 1. Learning
-    // at every sample except trial starts (there the rate is the reset value, not the network's).
+    // Integer alignment: sample i is the rate at time i*dtData, i.e. iteration i*df + 1. Resets at
+    // trial starts, the split's edges and every horizon samples (resets_); learning at every
+    // other training sample (at a reset the rate is the reset value, not the network's). Held-out
+    // samples are run through and recorded, never learned from.
+    std::fill(is_start.begin(), is_start.end(), 0);
+    for (auto s : resets_) is_start[size_t(s)] = 1;
     n_iter_ = int(L_);
     reset_at_.assign(size_t(n_iter_) + 1, -1);
     record_at_.assign(size_t(n_iter_) + 1, -1);
@@ -251,7 +290,7 @@ void Trainer::build_schedule() {
       const size_t tt = size_t(i * df + 1);
       record_at_[tt] = i;
       if (is_start[size_t(i)]) reset_at_[tt] = i;
-      else learn_at_[tt] = i;
+      else if (!split_.held_out[size_t(i)]) learn_at_[tt] = i;
     }
   } else {
     // The reference: a float accumulator of dt decides when to learn, and each learning step takes
@@ -281,8 +320,25 @@ void Trainer::build_schedule() {
 }
 
 RunStats Trainer::run_next() {
+  RunStats st = run(false);
+  if (!st.complete) return st;
+  if (st.train) {
+    // A saturated network is named when it happens (training_failure on this run's rates at the
+    // training samples), not after the last run. A collapse is judged after the last run
+    // (classify_fit): early runs can dip by more than the collapse margin and recover (measured:
+    // 0.217 -> -0.548 from run 1 to 2 on tests/fit's planted-input animal).
+    const Saturation sat = saturation(Rows::time_major_of(R_.data(), m_, T_), Rows::time_major_of(D_.data(), m_, T_),
+                                      split_, Part::Train, comm_);
+    const std::string why = training_failure({}, sat, false);
+    if (!why.empty()) throw Diverged(cat("animal ", meta_.animal_id, ": the fit failed in training run ", st.run + 1, ": ", why));
+    after_training_run(st.run);
+  }
+  return st;
+}
+
+RunStats Trainer::run(bool noise_free_eval) {
   const int run = runs_done();
-  if (run >= params_.total_runs()) fail("animal ", meta_.animal_id, ": all runs are done");
+  if (run >= total_runs() && !noise_free_eval) fail("animal ", meta_.animal_id, ": all runs are done");
   if (!started_) {
     if (params_.starts_from_regression() && run == 0 && mid_iter_ == 0) {
       StageScope stage(events().start);
@@ -290,8 +346,9 @@ RunStats Trainer::run_next() {
     }
     started_ = true;
   }
-  const bool train = run < params_.runs_train;
+  const bool train = run < runs_train_used() && !noise_free_eval;
   const PetscInt N = PetscInt(N_), m = m_;
+  const std::vector<double> no_noise(noise_free_eval ? size_t(m_) : 0, 0.0);
   const double dt = dt_, tau = params_.tau_rnn;
   const size_t ms = static_cast<size_t>(m), Ns = static_cast<size_t>(N);
   std::vector<double> x(ms), y(ms), e(ms);
@@ -353,7 +410,7 @@ RunStats Trainer::run_next() {
   for (int tt = tt0; tt <= n_iter_; ++tt) {
     // A stop (checkpoint) is taken only where no update of J is pending and P's are either none
     // or a full block (Rls::quiet); such an iteration comes at least once per B learning steps.
-    if (stop_check_ && tt > tt0 && ++since_check >= stop_every_ && j_count == 0 && rls.quiet()) {
+    if (stop_check_ && !noise_free_eval && tt > tt0 && ++since_check >= stop_every_ && j_count == 0 && rls.quiet()) {
       since_check = 0;
       if (stop_check_()) {
         rls.flush();
@@ -379,7 +436,7 @@ RunStats Trainer::run_next() {
           kernels::subtract_pending(m, j_count, Ju.data(), dots.data(), G, j_segs, y.data());
         }
       }
-      const double* u = &noise_[size_t(tt) * size_t(m)];
+      const double* u = noise_free_eval ? no_noise.data() : &noise_[size_t(tt) * size_t(m)];
       if (n_in > 0) {
         const double* uin = input_at(tt);
         for (PetscInt i = 0; i < m; ++i) {
@@ -439,10 +496,46 @@ RunStats Trainer::run_next() {
   MPI_Allreduce(MPI_IN_PLACE, &dist, 1, MPI_DOUBLE, MPI_SUM, comm_);
   const double ratio = std::sqrt(dist) / (std::sqrt(double(N_) * double(T_)) * sigma_);
   const double pvar = 1.0 - ratio * ratio;
+  if (noise_free_eval) return RunStats{run, false, pvar, chi2};
   pvar_.push_back(pvar);
   chi2_.push_back(chi2);
+  // Held-out pVar of this run (non-reset samples): what the stopping rule watches.
+  pvar_held_.push_back(params_.split_used()
+                           ? pvar_score(Rows::time_major_of(D_.data(), m_, T_), Rows::time_major_of(R_.data(), m_, T_),
+                                        split_, resets_, Part::HeldOut, comm_)
+                                 .non_reset
+                           : NAN);
   check_health();
   return RunStats{run, train, pvar, chi2};
+}
+
+// --stop-when-flat W: after each training run, keep the best run's J (held-out pVar, or the
+// training pVar without a split) and end training when it has not improved for W runs; at the
+// end of training the best run's J is the one the free runs and the output use.
+void Trainer::after_training_run(int run) {
+  if (params_.stop_when_flat <= 0) return;
+  const std::vector<double>& h = params_.split_used() ? pvar_held_ : pvar_;
+  const std::vector<double> hist(h.begin(), h.begin() + run + 1);
+  StopRule rule;
+  rule.window = params_.stop_when_flat;
+  const StopDecision d = should_stop(hist, rule);
+  if (d.best_run == run) {
+    best_J_ = local_J();
+    best_Win_ = Win_;
+    best_run_ = run;
+  }
+  const bool last = run + 1 >= params_.runs_train;
+  if (!d.stop && !last) return;
+  if (d.stop && !last) {
+    train_end_ = run + 1;
+    stop_reason_ = cat("stopped after training run ", run + 1, ": ", d.reason);
+  } else {
+    stop_reason_ = cat("all ", params_.runs_train, " training runs done; best run ", best_run_ + 1, " (pVar ", d.best, ")");
+  }
+  if (best_run_ != run && !best_J_.empty()) {
+    from_row_major(J_, m_, PetscInt(N_), best_J_);
+    Win_ = best_Win_;
+  }
 }
 
 void Trainer::check_health() {

@@ -4,6 +4,7 @@
 #include <array>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -351,7 +352,12 @@ int submit_study(const std::vector<Command>& stages, const po::variables_map& vm
       fail("config file ", s.config, ": [fit] needs cohort and out");
     s.cohort_dir = fs::absolute(fit_vm["cohort"].as<std::string>()).lexically_normal().string();
     s.fit_out = fs::absolute(fit_vm["out"].as<std::string>()).lexically_normal().string();
-    s.dt_factor = fit_vm["dt-factor"].as<int>();
+    {
+      // --dt-factor auto: the data decide per animal (1-3 on the simulated and real cohorts so far);
+      // 5 keeps the memory estimate on the safe side.
+      const std::string df = fit_vm["dt-factor"].as<std::string>();
+      s.dt_factor = df == "auto" ? 5 : std::max(1, std::atoi(df.c_str()));
+    }
     s.region_prior = fit_vm.count("prior") && fit_vm["prior"].as<std::string>() == "region" &&
                      !(fit_vm.count("reference-compat") && fit_vm["reference-compat"].as<bool>());
     s.has_modes = cfg_text.find("[modes]") != std::string::npos;

@@ -37,7 +37,7 @@ TEST(FitCohort, DivergingAnimalFailsOthersFinish) {
   if (comm_rank(MPI_COMM_WORLD) == 0) fs::create_directories(cohort);
   MPI_Barrier(MPI_COMM_WORLD);
   write_test_animal(cohort, "good1", 30, 200, 0.01);
-  write_test_animal(cohort, "xbad", 20, 300, 1.0);  // dt/tau = 100: Euler explodes
+  write_test_animal(cohort, "xbad", 20, 300, 1.0);  // dt/tau = 20 with the options below: refused (Euler would explode)
   write_test_animal(cohort, "good2", 26, 150, 0.01);
 
   fit::CohortOptions o;
@@ -46,6 +46,7 @@ TEST(FitCohort, DivergingAnimalFailsOthersFinish) {
   o.params.runs_train = 3;
   o.params.runs_free = 1;
   o.params.tau_rnn = 0.05;  // good animals: dt/tau 0.2; xbad: 20
+  o.params.tau_rnn_given = true;  // as from the command line: a given unstable setting is an error
   o.config_text = "[fit]\n";
   o.ranks_per_animal = 1;
   const int code = fit::fit_cohort(o, MPI_COMM_WORLD);
@@ -56,8 +57,11 @@ TEST(FitCohort, DivergingAnimalFailsOthersFinish) {
   const std::string summary = slurp(out + "/fits/summary.txt");
   EXPECT_NE(summary.find("xbad"), std::string::npos) << summary;
   EXPECT_NE(summary.find("failed"), std::string::npos) << summary;
-  EXPECT_NE(summary.find("diverged"), std::string::npos) << summary;
-  EXPECT_NE(summary.find("2 ok, 1 failed"), std::string::npos) << summary;
+  // dt/tau = 20 given: an error naming the options, before any run (it would diverge).
+  EXPECT_NE(summary.find("--tau-rnn"), std::string::npos) << summary;
+  EXPECT_NE(summary.find("dt/tau"), std::string::npos) << summary;
+  EXPECT_NE(summary.find(" 1 failed"), std::string::npos) << summary;
+  EXPECT_NE(summary.find("held out"), std::string::npos) << summary;  // held-out pVar vs the best baseline
   const std::string csv = slurp(out + "/fits/summary.csv");
   EXPECT_NE(csv.find("xbad,20,300"), std::string::npos) << csv;
   EXPECT_TRUE(fs::exists(out + "/fits/assignment.txt"));

@@ -201,6 +201,7 @@ TEST(Fit, ReferenceAccumulatorSkipsSamplesIntegerCountingDoesNot) {
   // learns from every sample after the first.
   AnimalMeta meta = fittest::make_meta("acc", 12, 201, 2, 0.025);
   fit::Params p;
+  p.holdout.reset();  // every sample is a training sample here
   p.dt_factor = 6;
   p.runs_train = 1;
   p.runs_free = 0;
@@ -306,6 +307,7 @@ TEST(FitPrior, RegionPriorRatioZeroKeepsInterRegionWeightsZero) {
   p.start = fit::Start::Random;  // the prior's own behaviour, from the random J0
   p.prior = fit::Prior::Region;
   p.prior_ratio = 0;
+  p.holdout.reset();  // the in-sample pVar improves (held-out samples would not)
   fit::Trainer z(data, 0, p, MPI_COMM_WORLD);
   EXPECT_EQ(z.n_p(), 3);
   EXPECT_EQ(max_inter(z, meta), 0.0);  // J0's inter-region blocks are zero
@@ -739,6 +741,7 @@ TEST(FitStart, RegressionStartIsTheRidgeRegressionOfTheImpliedCurrents) {
   for (const Case& c : {Case{"region", fit::Prior::Region, false}, Case{"shared", fit::Prior::Shared, false},
                         Case{"region + inputs", fit::Prior::Region, true}}) {
     fit::Params p = small_params();
+    p.holdout.reset();  // the direct formula uses every sample (FitHeldOut checks the split's)
     p.start = fit::Start::Regression;
     p.start_p0 = 3;
     p.start_ratio = 0.05;
@@ -769,6 +772,7 @@ TEST(FitStart, RegressionStartTrainsAndResumesTheSameAtAnyRankCount) {
   AnimalMeta meta = fittest::make_meta("rt", 31, 100, 3, 0.01);
   fit::Params p = small_params();
   p.start = fit::Start::Regression;
+  p.holdout.reset();  // pVar over samples it trained on
   AnimalData one = fittest::make_animal(meta, MPI_COMM_SELF);
   fit::Trainer ref(one, 2, p, MPI_COMM_SELF);
   while (!ref.finished()) ref.run_next();
