@@ -449,7 +449,7 @@ int fit_cohort(const CohortOptions& o, MPI_Comm world) {
           }
           const bool poor = q.verdict.status == FitStatus::Poor;
           oc.status = poor ? kPoor : kOk;
-          oc.message = q.verdict.reason;
+          oc.message = poor ? q.verdict.reason : "";  // the summary's message column says what is wrong
           if (poor)
             log::warn(group, an.animal_id, ": POOR FIT, status poor: ", q.verdict.reason,
                       "; its currents are not evidence (written to ", out_path, " with status poor)");

@@ -151,6 +151,9 @@ Command make_validate_command() {
         m.fit.start_ratio = vm["start-ratio"].as<double>();
         m.fit.runs_train = vm["runs-train"].as<int>();
         m.fit.runs_free = vm["runs-free"].as<int>();
+        // The currents are compared with the truth over the whole recording: no held-out part
+        // (held-out quality is the fit's own report, docs/fit.md).
+        m.fit.holdout = std::nullopt;
         fit::check_params(m.fit);
         m.ensemble = vm["ensemble"].as<int>();
         if (m.ensemble < 1) fail("option --ensemble must be >= 1, is ", m.ensemble);

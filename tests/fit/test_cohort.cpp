@@ -76,11 +76,13 @@ TEST(FitCohort, DivergingAnimalFailsOthersFinish) {
   const auto bad = book::read_status(out + "/fits", "xbad");
   ASSERT_TRUE(bad.has_value());
   EXPECT_EQ(bad->status, "failed");
-  EXPECT_NE(bad->reason.find("diverged"), std::string::npos) << bad->reason;
+  EXPECT_NE(bad->reason.find("dt/tau"), std::string::npos) << bad->reason;
   const auto good = book::read_status(out + "/fits", "good1");
   ASSERT_TRUE(good.has_value());
-  EXPECT_EQ(good->status, "ok");
-  EXPECT_EQ(good->reason, "");
+  // Written, ok or poor (these tiny synthetic animals do not beat their VAR(1) held out); a poor
+  // fit says why.
+  EXPECT_TRUE(good->status == "ok" || good->status == "poor") << good->status;
+  EXPECT_EQ(good->reason.empty(), good->status == "ok") << good->reason;
   EXPECT_EQ(good->fingerprint, h5::attr_string(f, "/", "fingerprint"));
   EXPECT_TRUE(fs::path(good->output).is_absolute()) << good->output;
   EXPECT_TRUE(fs::path(good->source).is_absolute()) << good->source;

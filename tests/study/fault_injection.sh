@@ -77,12 +77,13 @@ grep -q "a02.h5: not a cohortnet animal file" r2.log || die "foreign: the error 
 grep -q "a00.h5: dataset /activity has NaN at unit 3, sample 7" r2.log || die "NaN: not named"
 same r2 a01
 modes_ok r2 --max-failed 2; report_failed r2 "a02=not a cohortnet animal file" "a00=NaN at unit 3"
-# 4. A diverging animal (sample interval 20 x tau).
+# 4. A diverging animal (sample interval 20 x tau): refused before it runs (the Euler-stepped
+# network would saturate or diverge), naming dt/tau.
 cohort_copy c4
 "$PY" -c "import h5py; f=h5py.File('c4/a01.h5','r+'); f.attrs['sample_interval']=2.0"
 rc=$(fit r4 --cohort c4); [ "$rc" = 1 ] || die "diverging: fit exited $rc"
-grep -q "a01.*diverged" r4.log || die "diverging: not named"
-same r4 a00 a02; modes_ok r4; report_failed r4 "a01=diverged"
+grep -q "a01.*dt/tau" r4.log || die "diverging: not named"
+same r4 a00 a02; modes_ok r4; report_failed r4 "a01=dt/tau"
 # More failures than --max-failed: modes refuses, naming them.
 "$B" modes --input r4 --out r4 "${MODES[@]}" --max-failed 0 > r4.refuse.log 2>&1 && die "--max-failed 0 accepted a failed animal"
 grep -q "more than --max-failed 0: a01" r4.refuse.log || die "--max-failed refusal does not name a01"

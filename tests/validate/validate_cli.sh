@@ -11,13 +11,13 @@ die() { echo "FAIL: $*"; cat "$W"/*.log 2>/dev/null | tail -30; exit 1; }
 [ -f "$W/table.txt" ] || die "no table"
 [ -f "$W/table.txt.h5" ] || die "no HDF5 table"
 # Default methods: the reference (shared@random), the region prior from the random J0, and the
-# default (region prior, regression start), with and without inputs.
-for m in shared@random region@random region; do
+# default (block prior, regression start), with and without inputs.
+for m in shared@random region@random block; do
   grep -qE "^three-region:0.2 +$m +2 " "$W/table.txt" || die "no summary line for three-region/$m"
   grep -qE "^cohort:0.3 +$m +2 " "$W/table.txt" || die "no summary line for cohort/$m"
 done
-grep -qE "^cohort:0.3 +region\+inputs +2 " "$W/table.txt" || die "no summary line for cohort/region+inputs"
-grep -qE "^three-region:0.2 +region\+inputs" "$W/table.txt" && die "region+inputs run on the three-region preset (no inputs)"
+grep -qE "^cohort:0.3 +block\+inputs +2 " "$W/table.txt" || die "no summary line for cohort/block+inputs"
+grep -qE "^three-region:0.2 +block\+inputs" "$W/table.txt" && die "block+inputs run on the three-region preset (no inputs)"
 h5dump -A "$W/table.txt.h5" | grep -q "auc_pooled" || die "HDF5 summary attributes missing"
 # An --out that cannot take the table fails before any fit, naming --out.
 touch "$W/afile"
