@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <memory>
 
 #include "core/h5.hpp"
 #include "fit/curbd.hpp"
@@ -477,6 +478,27 @@ AnimalData planted_data(const Planted& p, MPI_Comm comm) {
   d.inputs = p.inputs;
   return d;
 }
+// A fit stopped inside its second run, checkpointed and resumed by a new Trainer ends bit for bit
+// as the uninterrupted `full` (J, W_in, P, pVar); returns the resumed Trainer.
+std::unique_ptr<fit::Trainer> expect_mid_run_resume_equals(const AnimalData& data, const fit::Params& p,
+                                                           const std::string& ckpt, const fit::Trainer& full) {
+  int calls = 0;
+  {
+    fit::Trainer a(data, 1, p, MPI_COMM_WORLD);
+    a.run_next();
+    a.set_stop_check([&] { return ++calls == 2; }, 60);
+    EXPECT_FALSE(a.run_next().complete);
+    a.save_checkpoint(ckpt, "[fit]\n");
+  }
+  auto b = std::make_unique<fit::Trainer>(data, 1, p, MPI_COMM_WORLD);
+  b->load_checkpoint(ckpt);
+  while (!b->finished()) b->run_next();
+  EXPECT_EQ(b->local_J(), full.local_J());
+  EXPECT_EQ(b->local_W_in(), full.local_W_in());
+  EXPECT_EQ(b->local_P(), full.local_P());
+  EXPECT_EQ(b->pvar(), full.pvar());
+  return b;
+}
 fit::Params input_params() {
   fit::Params p;
   p.dt_factor = 5;
@@ -581,21 +603,7 @@ TEST(FitInputs, SameResultAtAnyRankCountAndMidRunResume) {
     while (!full.finished()) full.run_next();
     EXPECT_LT(j_rel_diff(full.local_J(), full.rows(), ref.local_J(), 23), 1e-9);
     EXPECT_LT(j_rel_diff(full.local_W_in(), full.rows(), ref.local_W_in(), 2), 1e-9);
-    int calls = 0;
-    {
-      fit::Trainer a(data, 1, p, MPI_COMM_WORLD);
-      a.run_next();
-      a.set_stop_check([&] { return ++calls == 2; }, 60);
-      EXPECT_FALSE(a.run_next().complete);
-      a.save_checkpoint(dir + "/mid.h5", "[fit]\n");
-    }
-    fit::Trainer b(data, 1, p, MPI_COMM_WORLD);
-    b.load_checkpoint(dir + "/mid.h5");
-    while (!b.finished()) b.run_next();
-    EXPECT_EQ(b.local_J(), full.local_J());
-    EXPECT_EQ(b.local_W_in(), full.local_W_in());
-    EXPECT_EQ(b.local_P(), full.local_P());
-    EXPECT_EQ(b.pvar(), full.pvar());
+    expect_mid_run_resume_equals(data, p, dir + "/mid.h5", full);
   }
 }
 
@@ -941,21 +949,8 @@ TEST(FitBlock, StopInsideARunAndResumeGivesTheUninterruptedResult) {
   fit::Trainer full(data, 1, p, MPI_COMM_WORLD);
   EXPECT_EQ(full.n_p(), 2);
   while (!full.finished()) full.run_next();
-  int calls = 0;
-  {
-    fit::Trainer a(data, 1, p, MPI_COMM_WORLD);
-    a.run_next();
-    a.set_stop_check([&] { return ++calls == 2; }, 60);
-    EXPECT_FALSE(a.run_next().complete);
-    a.save_checkpoint(dir + "/mid.h5", "[fit]\n");
-  }
-  fit::Trainer b(data, 1, p, MPI_COMM_WORLD);
-  b.load_checkpoint(dir + "/mid.h5");
-  while (!b.finished()) b.run_next();
-  EXPECT_EQ(b.local_J(), full.local_J());
-  EXPECT_EQ(b.local_W_in(), full.local_W_in());
-  EXPECT_EQ(b.local_P(), full.local_P());
-  EXPECT_EQ(b.pvar(), full.pvar());
+  const std::unique_ptr<fit::Trainer> resumed = expect_mid_run_resume_equals(data, p, dir + "/mid.h5", full);
+  const fit::Trainer& b = *resumed;
   // P_Q is n_Q x n_Q: this rank's rows of each block, not N columns.
   size_t expect = 0;
   for (PetscInt i = 0; i < b.rows().count(); ++i) {
