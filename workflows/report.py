@@ -145,6 +145,26 @@ def read_statuses(fits_dir):
     return out
 
 
+def quality_warnings(animals, poor, m):
+    """Sentences for the top of the page: fits that do not beat their baselines, and whether the
+    cohort's modes were computed from them (modes --include-poor) or without them."""
+    out = []
+    if not poor:
+        return out
+    ids = [a["id"] for a in poor]
+    used = set(m["animal_ids"]) if m is not None else set()
+    in_modes = [i for i in ids if i in used]
+    desc = ", ".join("%s (held-out pVar %s, best baseline %s)" % (a["id"], fmt(a["pvar_heldout"]), fmt(a["baseline_best"]))
+                     for a in poor)
+    out.append("%d of %d fits do not beat their baselines on held-out data (status poor): %s." % (len(poor), len(animals), desc))
+    if in_modes:
+        out.append("WARNING: the cohort's currents and modes include fits that do not beat their baselines (%s; "
+                   "modes ran with --include-poor): read the modes with that in mind." % ", ".join(in_modes))
+    elif m is not None:
+        out.append("They are left out of the modes (modes.h5 lists them under left_out).")
+    return out
+
+
 def load_animals(results, cohort):
     """One record per animal: its status file (else its fit summary row) + the numbers of its fit file."""
     fits_dir = os.path.join(results, "fits")
@@ -182,11 +202,14 @@ def load_animals(results, cohort):
                             "runs_done": None, "fit_file": None, "fingerprint": None})
     for a in animals:
         path = files.get(a["id"])
-        a.update(final_pvar=None, final_chi2=None, regions=[], runs_train=None, runs_free=None)
+        a.update(final_pvar=None, final_chi2=None, regions=[], runs_train=None, runs_free=None,
+                 pvar_train=None, pvar_heldout=None, pvar_noise_free=None, baseline_best=None,
+                 baseline_best_name=None, status_reason=None)
         if a["status"] in ("ok", "ok (kept from before)") and path is None:
             note("animal " + a["id"], "summary says %s but fits/%s.h5 is missing" % (a["status"], a["id"]))
             a["status"] += " (fit file missing)"
-        if path is None or not a["status"].startswith("ok"):
+        # A poor fit (held-out pVar below its best baseline) is read too: its numbers are the evidence.
+        if path is None or not (a["status"].startswith("ok") or a["status"] == "poor"):
             continue
         try:
             with h5py.File(path, "r") as f:
@@ -206,6 +229,13 @@ def load_animals(results, cohort):
                 a["sample_interval"] = attr(f, "sample_interval")
                 a["source"] = attr(f, "source")
                 a["fingerprint"] = attr(f, "fingerprint")
+                # Held out and in sample both over the non-reset samples (what the status compares).
+                for k, name in (("pvar_train", "pvar_train_nonreset"), ("pvar_heldout", "pvar_heldout_nonreset"),
+                                ("pvar_noise_free", "pvar_noise_free"), ("baseline_best", "baseline_best")):
+                    v = attr(f, name)
+                    a[k] = float(v) if v is not None else None
+                a["baseline_best_name"] = attr(f, "baseline_best_name")
+                a["status_reason"] = attr(f, "status_reason")
         except Exception as e:  # unreadable file: say so, go on
             note("fits/%s.h5" % a["id"], "cannot be read: %s" % e)
             a["fit_file"] = None
@@ -727,6 +757,7 @@ table{border-collapse:collapse;margin:0.5em 0}
 td,th{border:1px solid #bbb;padding:3px 8px;text-align:left;font-size:14px}
 th{background:#eee}
 tr.failed td{background:#fde2e2}
+p.warning{background:#fde2e2;border:2px solid #c00;padding:6px;font-weight:bold}
 figure{margin:1em 0}
 figure img{max-width:100%;border:1px solid #ddd}
 figcaption{font-size:13px;color:#444;max-width:1100px}
@@ -802,10 +833,12 @@ def main(argv=None):
 
     figs = Figures(out)
     # ---- numbers of the summary table (summary.json holds them exactly)
-    ok = [a for a in animals if a["final_pvar"] is not None]
+    ok = [a for a in animals if a["final_pvar"] is not None and a["status"].startswith("ok")]
     failed = [a for a in animals if a["status"] == "failed"]
+    poor = [a for a in animals if a["status"] == "poor"]
     stale = stale_inputs(m, animals) if m is not None else []
-    other = [a for a in animals if a not in ok and a not in failed]
+    other = [a for a in animals if a not in ok and a not in failed and a not in poor]
+    warnings = quality_warnings(animals, poor, m)
     cons = (m or {}).get("conservation")
     mt = (m or {}).get("mode_test")
     index_of = {}
@@ -814,11 +847,15 @@ def main(argv=None):
     summary = {
         "results": os.path.abspath(results), "cohort": os.path.abspath(cohort) if cohort else None,
         "generated": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
-        "n_animals": len(animals), "n_ok": len(ok), "n_failed": len(failed), "n_other": len(other),
+        "n_animals": len(animals), "n_ok": len(ok), "n_failed": len(failed), "n_poor": len(poor),
+        "n_other": len(other), "warnings": warnings,
         "mean_final_pvar": num(np.mean([a["final_pvar"] for a in ok])) if ok else None,
         "animals": [{"id": a["id"], "status": a["status"], "reason": a["reason"], "n_units": a["n_units"],
                      "n_samples": a["n_samples"], "regions": a["regions"], "runs_done": a["runs_done"],
                      "final_pvar": num(a["final_pvar"]), "final_chi2": num(a["final_chi2"]),
+                     "pvar_train": num(a["pvar_train"]), "pvar_heldout": num(a["pvar_heldout"]),
+                     "pvar_noise_free": num(a["pvar_noise_free"]), "baseline_best": num(a["baseline_best"]),
+                     "baseline_best_name": a["baseline_best_name"],
                      "conservation_index": num(index_of[a["id"]]) if a["id"] in index_of else None}
                     for a in animals],
         "modes": None,
@@ -857,6 +894,9 @@ def main(argv=None):
              "read from the HDF5 outputs (docs/fit.md, docs/modes.md); <a href=\"summary.json\">summary.json</a> "
              "holds the table's numbers exactly.</p>\n" % (esc(title), esc(summary["results"]),
                                                           esc(summary["cohort"] or "not found"), esc(summary["generated"])))
+    # What must not be missed comes first: fits that do not beat their baselines.
+    for w in warnings:
+        H.append("<p class=\"warning\" data-key=\"warning\">%s</p>\n" % esc(w))
     # Summary table
     H.append("<h2 id=\"summary\">Summary</h2>\n<table>\n<tr><th>animals</th>%s</tr>\n" % cell(
         len(animals), "%d (%d fitted, %d failed%s)" % (len(animals), len(ok), len(failed),
@@ -894,17 +934,23 @@ def main(argv=None):
     H.append("</table>\n")
     # Per-animal table
     H.append("<table>\n<tr><th>animal</th><th>status</th><th>units</th><th>samples</th><th>regions</th><th>runs</th>"
-             "<th>final pVar</th><th>final chi2</th><th>conservation index</th><th>reason</th></tr>\n")
+             "<th>final pVar</th><th>in-sample pVar (non-reset)</th><th>held-out pVar (non-reset)</th>"
+             "<th>best baseline, held out</th><th>final chi2</th><th>conservation index</th><th>reason</th></tr>\n")
     for a in animals:
         cls = ' class="failed"' if not a["status"].startswith("ok") else ""
-        H.append("<tr%s>%s%s%s%s%s%s%s%s%s%s</tr>\n" % (
+        base = fmt(a["baseline_best"]) + (" (%s)" % a["baseline_best_name"] if a["baseline_best_name"] else "")
+        reason = a["reason"] or (a["status_reason"] if a["status"] == "poor" else "") or ""
+        H.append("<tr%s>%s%s%s%s%s%s%s%s%s%s%s%s%s</tr>\n" % (
             cls, cell(None, a["id"]), cell(None, a["status"], None), cell(a["n_units"], a["n_units"], "units:" + a["id"]),
             cell(a["n_samples"], a["n_samples"], "samples:" + a["id"]), cell(None, ", ".join(a["regions"])),
             cell(a["runs_done"], a["runs_done"], "runs:" + a["id"]),
             cell(a["final_pvar"], fmt(a["final_pvar"]), "pvar:" + a["id"]),
+            cell(a["pvar_train"], fmt(a["pvar_train"]), "pvar_train:" + a["id"]),
+            cell(a["pvar_heldout"], fmt(a["pvar_heldout"]), "pvar_heldout:" + a["id"]),
+            cell(a["baseline_best"], base, "baseline:" + a["id"]),
             cell(a["final_chi2"], fmt(a["final_chi2"], "%.4g"), "chi2:" + a["id"]),
             cell(index_of.get(a["id"]), fmt(index_of.get(a["id"]), "%.3f"), "index:" + a["id"]),
-            cell(None, a["reason"])))
+            cell(None, reason)))
     H.append("</table>\n")
     if m is not None:
         H.append("<table>\n<tr><th>mode</th><th>conserved</th><th>statistic</th><th>p</th><th>corrected p</th>"

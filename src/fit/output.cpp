@@ -35,12 +35,12 @@ std::vector<double> Trainer::local_rates() const {
 
 std::vector<double> Trainer::full_rates() const {
   std::vector<double> loc = local_rates(), full(size_t(N_) * size_t(T_));
-  std::vector<int> c(counts_.size()), o(offsets_.size());
-  for (size_t r = 0; r < c.size(); ++r) {
-    c[r] = counts_[r] * int(T_);
-    o[r] = offsets_[r] * int(T_);
-  }
-  MPI_Allgatherv(loc.data(), int(loc.size()), MPI_DOUBLE, full.data(), c.data(), o.data(), MPI_DOUBLE, comm_);
+  // Counted in rows of T doubles, so the counts stay ints when N T exceeds 2^31 (80k units x 30k samples).
+  MPI_Datatype row;
+  MPI_Type_contiguous(int(T_), MPI_DOUBLE, &row);
+  MPI_Type_commit(&row);
+  MPI_Allgatherv(loc.data(), int(m_), row, full.data(), counts_.data(), offsets_.data(), row, comm_);
+  MPI_Type_free(&row);
   return full;
 }
 

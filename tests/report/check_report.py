@@ -103,6 +103,9 @@ def main():
             continue
         check(x["status"] == r["status"], "%s: status %s, summary.csv %s" % (aid, x["status"], r["status"]))
         check(x["reason"] == r["message"], "%s: reason %r, summary.csv %r" % (aid, x["reason"], r["message"]))
+        if r["status"] == "poor":  # read and shown (the evidence), not counted among the ok fits
+            check(x["pvar_heldout"] is not None, "%s: poor fit without its held-out pVar" % aid)
+            continue
         if r["status"] != "ok":
             check(x["final_pvar"] is None, "%s: failed animal with a pVar" % aid)
             continue

@@ -54,6 +54,18 @@ modes_ok clean
 cp -r clean rp; sed -i 's/"status": "ok"/"status": "poor"/' rp/fits/a02.status.json
 modes_ok rp; grep -q "left out: a02 (poor" rp/modes_summary.txt || die "poor: a02 not left out"
 modes_ok rp --include-poor; grep -q "left out" rp/modes_summary.txt && die "poor: --include-poor still left a02 out"
+# ... and the report says at the top that the modes include a fit that does not beat its baseline.
+"$B" report --results rp --python "$PY" > rp.report.log 2>&1 || die "report of rp exited $?"
+"$PY" - rp/report/summary.json rp/report/index.html <<'PYEOF' || die "report of rp does not warn about the poor fit a02"
+import json, sys
+s = json.load(open(sys.argv[1])); page = open(sys.argv[2]).read()
+assert s["n_poor"] == 1 and s["n_ok"] == 2, (s["n_poor"], s["n_ok"])
+w = " ".join(s["warnings"])
+assert "a02" in w and "include fits that do not beat their baselines" in w, w
+a02 = [a for a in s["animals"] if a["id"] == "a02"][0]
+assert a02["pvar_heldout"] is not None and a02["baseline_best"] is not None, a02
+assert page.find('class="warning"') < page.find('id="summary"'), "warning is not at the top"
+PYEOF
 # An animal no fit attempted (a Slurm task that never ran) is named as missing, not silently absent.
 rm rp/fits/a01.h5 rp/fits/a01.status.json
 modes_ok rp --include-poor; grep -q "left out: a01 (in cohort .* but never fitted" rp/modes_summary.txt || die "never fitted: a01 not named"
