@@ -899,8 +899,9 @@ def main(argv=None):
         H.append("<p class=\"warning\" data-key=\"warning\">%s</p>\n" % esc(w))
     # Summary table
     H.append("<h2 id=\"summary\">Summary</h2>\n<table>\n<tr><th>animals</th>%s</tr>\n" % cell(
-        len(animals), "%d (%d fitted, %d failed%s)" % (len(animals), len(ok), len(failed),
-                                                     ", %d other" % len(other) if other else ""), "n_animals"))
+        len(animals), "%d (%d fitted, %d failed%s%s)" % (len(animals), len(ok), len(failed),
+                                                       ", %d poor" % len(poor) if poor else "",
+                                                       ", %d other" % len(other) if other else ""), "n_animals"))
     H.append("<tr><th>fit quality</th>%s</tr>\n" % cell(
         summary["mean_final_pvar"], "mean final pVar %s over %d fitted animals" % (fmt(summary["mean_final_pvar"]), len(ok))
         if ok else "no fitted animal", "mean_final_pvar"))
