@@ -144,8 +144,9 @@ void run_once(std::int64_t N, std::int64_t T, const Variant& v, MPI_Comm comm, d
   {
     AnimalData data = synthetic(N, T, comm);
     fit::Params p;
-    p.dt_factor = 5;
-    p.tau_rnn = 0.1;
+    p.set_time(0.1, 5);
+    p.horizon_auto = false;
+    p.stop_when_flat = 0;
     p.runs_train = 1;
     p.runs_free = 0;
     p.prior = v.prior;

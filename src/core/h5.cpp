@@ -154,22 +154,45 @@ void ensure_group(const File& f, const std::string& group) {
   }
 }
 
+namespace {
+// Selects the rows of `runs` (ascending, disjoint [begin, end) ranges; empty ones skipped) of a
+// 2-D dataspace with n_cols columns; none when there are none. Returns the rows selected.
+hsize_t select_row_runs(hid_t space, const std::vector<RowRange>& runs, hsize_t n_cols) {
+  hsize_t total = 0;
+  bool first = true;
+  for (const RowRange& r : runs) {
+    if (r.count() <= 0 || n_cols == 0) continue;
+    hsize_t start[2] = {hsize_t(r.begin), 0}, count[2] = {hsize_t(r.count()), n_cols};
+    H5Sselect_hyperslab(space, first ? H5S_SELECT_SET : H5S_SELECT_OR, start, nullptr, count, nullptr);
+    first = false;
+    total += hsize_t(r.count());
+  }
+  if (first) H5Sselect_none(space);
+  return total;
+}
+}  // namespace
+
 std::vector<double> read_rows(const File& f, const std::string& name, RowRange rows) {
+  return read_row_runs(f, name, {rows});
+}
+
+std::vector<double> read_row_runs(const File& f, const std::string& name, const std::vector<RowRange>& runs) {
   Handle d = open_dataset(f, name);
   check_numeric(f, name, d);
   auto shape = dims(f, name);
   if (shape.size() != 2) fail("file ", f.path, ": dataset ", name, " must be 2-D, has ", shape.size(), " dimensions");
-  if (hsize_t(rows.end) > shape[0])
-    fail("file ", f.path, ": dataset ", name, " has ", shape[0], " rows, need ", rows.end);
-  std::vector<double> out(size_t(rows.count()) * shape[1]);
+  hsize_t n = 0;
+  for (const RowRange& r : runs) {
+    if (r.count() <= 0) continue;
+    if (hsize_t(r.end) > shape[0]) fail("file ", f.path, ": dataset ", name, " has ", shape[0], " rows, need ", r.end);
+    n += hsize_t(r.count());
+  }
+  std::vector<double> out(size_t(n) * shape[1]);
   Handle fspace(H5Dget_space(d), H5Sclose);
-  hsize_t start[2] = {hsize_t(rows.begin), 0}, count[2] = {hsize_t(rows.count()), shape[1]};
-  if (rows.count() > 0)
-    H5Sselect_hyperslab(fspace, H5S_SELECT_SET, start, nullptr, count, nullptr);
-  else
-    H5Sselect_none(fspace);
+  select_row_runs(fspace, runs, shape[1]);
+  hsize_t count[2] = {n, shape[1]};
   Handle mspace(H5Screate_simple(2, count, nullptr), H5Sclose);
-  if (rows.count() == 0) H5Sselect_none(mspace);
+  if (n == 0 || shape[1] == 0) H5Sselect_none(mspace);
   Handle xfer = transfer(f);
   herr_t st = H5Dread(d, H5T_NATIVE_DOUBLE, mspace, fspace, xfer, out.data());
   int ok = st >= 0, all = 0;
@@ -242,6 +265,11 @@ std::vector<std::string> read_strings(const File& f, const std::string& name) {
 
 void write_rows(const File& f, const std::string& name, hsize_t n_rows, hsize_t n_cols, RowRange rows,
                 const double* local) {
+  write_row_runs(f, name, n_rows, n_cols, {rows}, local);
+}
+
+void write_row_runs(const File& f, const std::string& name, hsize_t n_rows, hsize_t n_cols,
+                    const std::vector<RowRange>& runs, const double* local) {
   hsize_t shape[2] = {n_rows, n_cols};
   Handle fspace(H5Screate_simple(2, shape, nullptr), H5Sclose);
   Handle dcpl(H5Pcreate(H5P_DATASET_CREATE), H5Pclose);
@@ -255,14 +283,10 @@ void write_rows(const File& f, const std::string& name, hsize_t n_rows, hsize_t 
   hid_t did = H5Dcreate2(f.id(), name.c_str(), H5T_IEEE_F64LE, fspace, H5P_DEFAULT, dcpl, H5P_DEFAULT);
   if (did < 0) fail("file ", f.path, ": cannot create dataset ", name);
   Handle d(did, H5Dclose);
-  hsize_t start[2] = {hsize_t(rows.begin), 0}, count[2] = {hsize_t(rows.count()), n_cols};
+  const hsize_t n = select_row_runs(fspace, runs, n_cols);
+  hsize_t count[2] = {n, n_cols};
   Handle mspace(H5Screate_simple(2, count, nullptr), H5Sclose);
-  if (rows.count() > 0 && n_cols > 0) {
-    H5Sselect_hyperslab(fspace, H5S_SELECT_SET, start, nullptr, count, nullptr);
-  } else {
-    H5Sselect_none(fspace);
-    H5Sselect_none(mspace);
-  }
+  if (n == 0 || n_cols == 0) H5Sselect_none(mspace);
   Handle xfer = transfer(f);
   herr_t st = H5Dwrite(d, H5T_NATIVE_DOUBLE, mspace, fspace, xfer, local);
   int ok = st >= 0, all = 0;

@@ -57,6 +57,9 @@ void ensure_group(const File& f, const std::string& group);  // collective; crea
 // ---- reads (collective on f.comm) ----
 // Rows [rows.begin, rows.end) of a 2-D float dataset as doubles, row-major (rows x cols).
 std::vector<double> read_rows(const File& f, const std::string& dataset, RowRange rows);
+// The rows of several ascending, disjoint ranges, concatenated in that order (a rank's units
+// when the fit orders them by region: docs/performance.md, "Unit order").
+std::vector<double> read_row_runs(const File& f, const std::string& dataset, const std::vector<RowRange>& runs);
 // Whole dataset (any rank count; meant for small data), converted to double / int64.
 std::vector<double> read_doubles(const File& f, const std::string& dataset);
 std::vector<std::int64_t> read_ints(const File& f, const std::string& dataset);
@@ -68,6 +71,9 @@ std::vector<std::string> read_strings(const File& f, const std::string& dataset)
 // rows (row-major, rows.count() x n_cols) collectively.
 void write_rows(const File& f, const std::string& dataset, hsize_t n_rows, hsize_t n_cols,
                 RowRange rows, const double* local);
+// The same for rows in several ascending, disjoint ranges (local: their rows in that order).
+void write_row_runs(const File& f, const std::string& dataset, hsize_t n_rows, hsize_t n_cols,
+                    const std::vector<RowRange>& runs, const double* local);
 // Creates a dataset of the given shape; data (identical on all ranks) is written by rank 0.
 void write_doubles(const File& f, const std::string& dataset, const std::vector<hsize_t>& shape,
                    const double* data);

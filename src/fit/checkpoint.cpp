@@ -29,12 +29,14 @@ void Trainer::save_checkpoint(const std::string& path, const std::string& config
   h5::write_doubles(f, "/pvar", {hsize_t(pvar_.size())}, pvar_.data());
   h5::write_doubles(f, "/chi2", {hsize_t(chi2_.size())}, chi2_.data());
   h5::write_doubles(f, "/pvar_heldout", {hsize_t(pvar_held_.size())}, pvar_held_.data());
-  if (params_.stop_when_flat > 0) {
-    // The stopping rule's state: where training ended and the best run's J (and W_in).
+  if (params_.stop_used()) {
+    // The stopping rule's state: where training ended, the start's score and the best run's J
+    // (and W_in; best_run -1 with /best: the regression start).
     h5::set_attr(f, "/", "train_end", std::int64_t(train_end_));
     h5::set_attr(f, "/", "best_run", std::int64_t(best_run_));
     h5::set_attr(f, "/", "stop_reason", stop_reason_);
-    if (best_run_ >= 0) {
+    h5::set_attr(f, "/", "start_score", start_score_);
+    if (!best_J_.empty()) {
       h5::ensure_group(f, "/best");
       h5::write_rows(f, "/best/J", hsize_t(N_), hsize_t(N_), rows_, best_J_.data());
       if (n_in_ > 0) h5::write_rows(f, "/best/W_in", hsize_t(N_), hsize_t(n_in_), rows_, best_Win_.data());
@@ -56,6 +58,8 @@ void Trainer::save_checkpoint(const std::string& path, const std::string& config
   h5::set_attr(f, "/", "runs_done", std::int64_t(runs_done()));
   h5::set_attr(f, "/", "start_r2", start_r2_);
   h5::set_attr(f, "/", "fingerprint", fingerprint());
+  // J, P and the rates are stored in the fit's unit order (UnitOrder), which load_checkpoint checks.
+  h5::set_attr(f, "/", "unit_order", order_.is_file_order() ? "file" : "region");
   h5::set_attr(f, "/", "config", config_text);
   af.commit();
 }
@@ -70,6 +74,14 @@ void Trainer::load_checkpoint(const std::string& path) {
   if (fp != fingerprint())
     fail("checkpoint ", path, " of animal ", id, " was written with other parameters (", fingerprint_diff(fp, fingerprint()),
          "); resume with the same options or start without --resume");
+  {
+    // A checkpoint from before units were grouped by region holds them in file order.
+    const std::string was = h5::has_attr(f, "/", "unit_order") ? h5::attr_string(f, "/", "unit_order") : "file";
+    const std::string now = order_.is_file_order() ? "file" : "region";
+    if (was != now)
+      fail("checkpoint ", path, " of animal ", id, " holds its units in ", was, " order, this fit in ", now,
+           " order; start without --resume");
+  }
   const std::int64_t done = h5::attr_int(f, "/", "runs_done");
   std::vector<double> pv = h5::read_doubles(f, "/pvar"), c2 = h5::read_doubles(f, "/chi2");
   if (std::int64_t(pv.size()) != done || std::int64_t(c2.size()) != done)
@@ -84,11 +96,12 @@ void Trainer::load_checkpoint(const std::string& path) {
   chi2_ = c2;
   pvar_held_ = h5::exists(f, "/pvar_heldout") ? h5::read_doubles(f, "/pvar_heldout") : std::vector<double>(pv.size(), NAN);
   if (pvar_held_.size() != pv.size()) fail("checkpoint ", path, ": /pvar_heldout must have runs_done = ", done, " entries");
-  if (params_.stop_when_flat > 0) {
+  if (params_.stop_used()) {
     train_end_ = int(h5::attr_int(f, "/", "train_end"));
     best_run_ = int(h5::attr_int(f, "/", "best_run"));
     stop_reason_ = h5::attr_string(f, "/", "stop_reason");
-    if (best_run_ >= 0) {
+    start_score_ = h5::has_attr(f, "/", "start_score") ? h5::attr_double(f, "/", "start_score") : NAN;
+    if (h5::exists(f, "/best/J")) {
       best_J_ = h5::read_rows(f, "/best/J", rows_);
       if (n_in_ > 0) best_Win_ = h5::read_rows(f, "/best/W_in", rows_);
     }

@@ -348,7 +348,7 @@ int fit_cohort(const CohortOptions& o, MPI_Comm world) {
           std::error_code ec;
           fs::remove(out_path, ec);  // a stale result must not pass for this run's
         }
-        AnimalData data = read_animal(an.path, group);
+        AnimalData data = read_animal(an.path, group, /*by_region=*/true);  // outputs stay in file order
         // Given settings the data make unstable are an error naming them (with auto, the Trainer
         // resolves and checks).
         if (!o.params.dt_factor_auto && !o.params.tau_rnn_auto) {

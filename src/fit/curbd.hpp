@@ -89,9 +89,11 @@ class Trainer {
   bool finished() const { return runs_done() >= total_runs(); }
   // Per run: the held-out pVar over non-reset samples (NaN without a split).
   const std::vector<double>& pvar_heldout() const { return pvar_held_; }
-  // --stop-when-flat: why training stopped and which run's J is kept ("" / -1 when it did not act).
+  // --stop-when-flat: why training stopped and which run's J is kept ("" when it did not act;
+  // best_run: 0-based, -1 = the regression start or none).
   const std::string& stop_reason() const { return stop_reason_; }
   int best_run() const { return best_run_; }
+  double start_score() const { return start_score_; }
   // After the last run (collective): in-sample and held-out pVar of the last run, the noise-free
   // free run, the baselines on the same split and horizon, saturation and the status. The result
   // is also written by write_result. Does not change J or the recorded rates.
@@ -143,6 +145,7 @@ class Trainer {
   void setup_quality(const AnimalData& data);             // split, horizon, time settings from the data
   RunStats run(bool noise_free_eval);                     // one run; noise_free_eval: no noise, no learning, no history
   void after_training_run(int run);                       // --stop-when-flat
+  void score_start();                                     // --stop-when-flat: the start as run 0
   void make_target(const AnimalData& data);
   void draw_start_and_noise(const Init* init);
   void build_schedule();
@@ -151,7 +154,8 @@ class Trainer {
   void set_prior(double p0, double ratio) { rls_->set_prior(p0, ratio); }
 
   MPI_Comm comm_;
-  AnimalMeta meta_;
+  AnimalMeta meta_;  // unit_region in the fit's unit order
+  UnitOrder order_;  // the fit's unit order (rows and columns of J, P, rates); outputs are in file order
   std::uint64_t animal_index_;
   Params params_;
   std::int64_t N_ = 0, T_ = 0, L_ = 0;
@@ -189,8 +193,13 @@ class Trainer {
   std::string time_note_;  // where tau-rnn / dt-factor came from
   std::vector<double> pvar_held_;
   int train_end_ = -1;     // --stop-when-flat: training ended after this many runs
+  // --stop-when-flat: the best run so far (0-based; -1 = the regression start, when scored) and
+  // its J and W_in (this rank's rows; empty: none kept).
   int best_run_ = -1;
-  std::vector<double> best_J_, best_Win_;  // the best training run's J and W_in (this rank's rows)
+  std::vector<double> best_J_, best_Win_;
+  // The regression start's score, the stopping rule's "run 0" (NaN: not scored): held-out pVar
+  // over non-reset samples of a noise-free run of the start (in-sample pVar without a split).
+  double start_score_ = NAN;
   std::string stop_reason_;
   FitQuality quality_;
 };

@@ -26,6 +26,7 @@ MemoryPlan plan_fit_memory(const FitSizes& s, const Params& p) {
   if (prior == Prior::Shared) add("always", "P rows (m N)", m * N);
   else if (prior == Prior::Region) add("always", "P_Q rows, every region (M m N)", M * m * N);
   else add("always", "P_Q blocks, own region's sources (m n_max)", m * (nmax + nin));
+  if (p.stop_used()) add("always", "best run's J rows, --stop-when-flat (m N)", m * N);
   add("always", "input noise rows (m L)", m * L);
   add("always", "target and rates rows (2 m T)", 2 * m * T);
   add("always", "pending RLS terms (B (m + S N))", B * (m + slots * N) +

@@ -111,18 +111,29 @@ void Trainer::write_result(const std::string& path, const std::string& config_te
   h5::File& f = af.file();
   const int M = meta_.n_regions();
   std::vector<double> jr = local_J();
-  h5::write_rows(f, "/J", hsize_t(N_), hsize_t(N_), rows_, jr.data());
+  // Everything per unit is written in the file's unit order (the fit may hold its units grouped
+  // by region: UnitOrder); the region-level results do not depend on the order.
+  const UnitOrder::FileRows fr = order_.file_rows(rows_);
+  auto write_units = [&](const char* name, std::int64_t cols, const double* local, bool cols_are_units) {
+    if (order_.is_file_order()) h5::write_rows(f, name, hsize_t(N_), hsize_t(cols), rows_, local);
+    else h5::write_row_runs(f, name, hsize_t(N_), hsize_t(cols), fr.runs,
+                            order_.to_file_order(fr, local, cols, cols_are_units).data());
+  };
+  write_units("/J", N_, jr.data(), true);
   {
     std::vector<double> rl = local_rates();
-    h5::write_rows(f, "/rates", hsize_t(N_), hsize_t(T_), rows_, rl.data());
+    write_units("/rates", T_, rl.data(), false);
   }
   h5::write_doubles(f, "/pvar", {hsize_t(pvar_.size())}, pvar_.data());
   h5::write_doubles(f, "/chi2", {hsize_t(chi2_.size())}, chi2_.data());
   h5::write_doubles(f, "/target_scale", {hsize_t(M)}, scale_.data());
   h5::write_strings(f, "/region_names", meta_.region_names);
   {
-    std::vector<std::int64_t> ur(meta_.unit_region.begin(), meta_.unit_region.end());
+    std::vector<std::int64_t> ur(meta_.unit_region.size());
+    for (size_t k = 0; k < ur.size(); ++k) ur[size_t(order_.file_index(std::int64_t(k)))] = meta_.unit_region[k];
     h5::write_ints(f, "/unit_region", {hsize_t(ur.size())}, ur.data());
+    // How the fit held its units (the output is in file order either way).
+    h5::set_attr(f, "/", "unit_order", order_.is_file_order() ? "file" : "region");
     h5::write_ints(f, "/trial_starts", {hsize_t(meta_.trial_starts.size())}, meta_.trial_starts.data());
   }
   {
@@ -131,11 +142,14 @@ void Trainer::write_result(const std::string& path, const std::string& config_te
     decompose::RegionCurrents c = decompose::region_currents(jr.data(), rows_, N_, full.data(), T_, meta_.unit_region,
                                                               M, comm_, per_unit_currents ? &per_unit : nullptr);
     decompose::write_currents(f, c, meta_.region_names);
-    if (per_unit_currents) decompose::write_per_unit(f, per_unit, rows_, N_, M, T_);
+    if (per_unit_currents) {
+      write_units("/currents/per_unit", std::int64_t(M) * T_, per_unit.data(), false);
+      h5::set_attr(f, "/currents/per_unit", "layout", "[unit, source region * T + sample]");
+    }
   }
   if (n_in_ > 0) {
     // Input channels: their weights and the input currents W_in[i,c] u_c(t), per target region.
-    h5::write_rows(f, "/W_in", hsize_t(N_), hsize_t(n_in_), rows_, Win_.data());
+    write_units("/W_in", n_in_, Win_.data(), false);
     h5::write_strings(f, "/input_names", meta_.input_names);
     std::vector<double> inputs(size_t(n_in_) * size_t(T_));
     for (int c = 0; c < n_in_; ++c)
@@ -146,7 +160,7 @@ void Trainer::write_result(const std::string& path, const std::string& config_te
                                   per_unit_currents ? &per_unit : nullptr);
     decompose::write_input_currents(f, ic, meta_.input_names);
     if (per_unit_currents) {
-      h5::write_rows(f, "/currents/input_per_unit", hsize_t(N_), hsize_t(n_in_) * hsize_t(T_), rows_, per_unit.data());
+      write_units("/currents/input_per_unit", std::int64_t(n_in_) * T_, per_unit.data(), false);
       h5::set_attr(f, "/currents/input_per_unit", "layout", "[unit, input * T + sample]");
     }
   }
@@ -183,9 +197,11 @@ void Trainer::write_result(const std::string& path, const std::string& config_te
   h5::set_attr(f, "/", "holdout", split_.description);
   h5::set_attr(f, "/", "horizon", std::int64_t(horizon_));
   h5::write_doubles(f, "/pvar_heldout", {hsize_t(pvar_held_.size())}, pvar_held_.data());
-  if (params_.stop_when_flat > 0) {
+  if (params_.stop_used()) {
     h5::set_attr(f, "/", "runs_train_done", std::int64_t(runs_train_used()));
+    // 1-based; 0: the regression start was kept (training did not beat it).
     h5::set_attr(f, "/", "best_run", std::int64_t(best_run_ + 1));
+    h5::set_attr(f, "/", "start_score", start_score_);
     h5::set_attr(f, "/", "stop_reason", stop_reason_);
   }
   if (quality_.evaluated) {

@@ -265,7 +265,7 @@ std::vector<ParamSpec> make_table() {
   t.push_back(word(
       "horizon", "horizon", [](const Params& d) { return d.horizon_auto ? std::string("auto") : text((long long)d.horizon); },
       "reset the state to the data every K samples (on top of trial starts), in training and evaluation: "
-      "0 none, or 'auto' (one autocorrelation time of the training samples, at least 2)",
+      "0 none, or 'auto' (the default: one autocorrelation time of the training samples, at least 2)",
       [](const std::string& s, Params& p) {
         p.horizon_auto = s == "auto";
         if (!p.horizon_auto) {
@@ -280,8 +280,8 @@ std::vector<ParamSpec> make_table() {
       }));
   t.push_back(number<int>("stop-when-flat", "stop_when_flat", &Params::stop_when_flat,
                           "stop training when the held-out pVar (training pVar without a split) has not improved "
-                          "by 1e-3 for W runs, keeping the best run's J; 0 off",
-                          runs, [](const Params& p) { return p.stop_when_flat > 0; }));
+                          "by 1e-3 for W runs, keeping the best run's J (the regression start counts as run 0); 0 off",
+                          runs, [](const Params& p) { return p.stop_used(); }));
   {
     ParamSpec s;
     s.option = "reference-compat";

@@ -64,17 +64,27 @@ struct Params {
   // Reset the state to the data every `horizon` samples (on top of trial starts and the split's
   // edges), in training and evaluation alike; 0: none; horizon_auto: auto_horizon of the data's
   // autocorrelation time on the training samples.
+  // The default is auto (issue 15: the defaults come from the data; docs/fit.md).
   std::int64_t horizon = 0;
-  bool horizon_auto = false;
-  // --tau-rnn auto / --dt-factor auto: resolved per animal from the autocorrelation time
-  // (resolve_time_settings); the Trainer's copy then holds the values used.
-  bool tau_rnn_auto = false, dt_factor_auto = false;
+  bool horizon_auto = true;
+  // --tau-rnn auto / --dt-factor auto (the defaults): resolved per animal from the
+  // autocorrelation time (resolve_time_settings); the Trainer's copy then holds the values used.
+  // tau_rnn / dt_factor above are the values used when these are false (set_time).
+  bool tau_rnn_auto = true, dt_factor_auto = true;
   // Given on the command line (not the defaults): a given dt/tau >= 0.5 is an error naming the
   // option; the defaults only warn (not in the fingerprint).
   bool tau_rnn_given = false, dt_factor_given = false;
   // Stop training when the held-out pVar (training pVar without a split) has not improved for
-  // this many runs, keeping the best run's J (should_stop); 0: off.
-  int stop_when_flat = 0;
+  // this many runs, keeping the best run's J (should_stop); the regression start counts as run 0,
+  // so training that only makes the held-out pVar worse gives back the start's J; 0: off.
+  int stop_when_flat = 5;
+  // Fixed time settings (not from the data): what `--tau-rnn X --dt-factor K` means.
+  void set_time(double tau, int dt_factor_) {
+    tau_rnn = tau;
+    dt_factor = dt_factor_;
+    tau_rnn_auto = dt_factor_auto = false;
+  }
+  bool stop_used() const { return stop_when_flat > 0 && !reference_compat; }
   bool split_used() const { return holdout.has_value() && !reference_compat; }
   bool horizon_used() const { return !reference_compat && (horizon_auto || horizon > 0); }
   int total_runs() const { return runs_train + runs_free; }

@@ -583,13 +583,18 @@ Verdict classify_fit(const FitEvidence& e, const StatusRule& rule) {
   return {FitStatus::Ok, cat("held-out pVar ", num(e.held_out_pvar), " > ", e.baseline_name, " ", num(e.best_baseline))};
 }
 
+std::string stop_run_name(int number) {
+  return number == 0 ? std::string("run 0, the regression start") : cat("run ", number);
+}
+
 StopDecision should_stop(const std::vector<double>& pvar, const StopRule& rule) {
   StopDecision d;
   int last_gain = -1;
+  const int f = rule.first_label;
   for (size_t r = 0; r < pvar.size(); ++r) {
     if (!std::isfinite(pvar[r])) {
       d.stop = true;
-      d.reason = cat("pVar of run ", r + 1, " is not finite; keeping run ", d.best_run + 1);
+      d.reason = cat("pVar of ", stop_run_name(int(r) + f), " is not finite; keeping ", stop_run_name(d.best_run + f));
       return d;
     }
     if (d.best_run < 0 || pvar[r] > d.best + rule.epsilon) last_gain = int(r);
@@ -598,8 +603,8 @@ StopDecision should_stop(const std::vector<double>& pvar, const StopRule& rule) 
   const int n = int(pvar.size());
   if (n >= rule.min_runs && last_gain >= 0 && n - 1 - last_gain >= rule.window) {
     d.stop = true;
-    d.reason = cat("no gain > ", rule.epsilon, " in pVar over the last ", n - 1 - last_gain, " runs; best run ",
-                   d.best_run + 1, " (pVar ", num(d.best), ")");
+    d.reason = cat("no gain > ", rule.epsilon, " in pVar over the last ", n - 1 - last_gain, " runs; best ",
+                   stop_run_name(d.best_run + f), " (pVar ", num(d.best), ")");
   }
   return d;
 }

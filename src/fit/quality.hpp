@@ -244,7 +244,10 @@ struct StopRule {
   int window = 10;        // stop after this many runs without an improvement
   double epsilon = 1e-3;  // an improvement beats the best so far by more than this
   int min_runs = 1;
+  int first_label = 1;    // the number of the first entry in reasons (0: it is the regression start)
 };
+// "run 3", or "run 0, the regression start" for 0.
+std::string stop_run_name(int number);
 struct StopDecision {
   bool stop = false;
   int best_run = -1;      // 0-based index of the best (highest) pVar: keep its J

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <numeric>
 #include <cstdlib>
 #include <cmath>
 #include <filesystem>
@@ -211,7 +212,51 @@ std::uint64_t available_memory_bytes() {
   return avail;
 }
 
-AnimalData read_animal(const std::string& path, MPI_Comm comm) {
+UnitOrder UnitOrder::by_region(const std::vector<int>& unit_region) {
+  UnitOrder o;
+  if (std::is_sorted(unit_region.begin(), unit_region.end())) return o;
+  o.file_unit.resize(unit_region.size());
+  std::iota(o.file_unit.begin(), o.file_unit.end(), std::int64_t(0));
+  std::stable_sort(o.file_unit.begin(), o.file_unit.end(),
+                   [&](std::int64_t a, std::int64_t b) { return unit_region[size_t(a)] < unit_region[size_t(b)]; });
+  return o;
+}
+
+UnitOrder::FileRows UnitOrder::file_rows(RowRange rows) const {
+  FileRows fr;
+  if (rows.count() <= 0) return fr;
+  if (is_file_order()) {
+    fr.runs = {rows};
+    fr.fit_row.resize(size_t(rows.count()));
+    std::iota(fr.fit_row.begin(), fr.fit_row.end(), PetscInt(0));
+    return fr;
+  }
+  std::vector<std::pair<std::int64_t, PetscInt>> f;
+  for (PetscInt i = 0; i < rows.count(); ++i) f.emplace_back(file_unit[size_t(rows.begin + i)], i);
+  std::sort(f.begin(), f.end());
+  for (const auto& [file, local] : f) {
+    if (!fr.runs.empty() && fr.runs.back().end == PetscInt(file)) ++fr.runs.back().end;
+    else fr.runs.push_back(RowRange{PetscInt(file), PetscInt(file) + 1});
+    fr.fit_row.push_back(local);
+  }
+  return fr;
+}
+
+std::vector<double> UnitOrder::to_file_order(const FileRows& fr, const double* local, std::int64_t cols,
+                                             bool cols_are_units) const {
+  std::vector<double> out(fr.fit_row.size() * size_t(cols));
+  for (size_t r = 0; r < fr.fit_row.size(); ++r) {
+    const double* in = local + size_t(fr.fit_row[r]) * size_t(cols);
+    double* o = &out[r * size_t(cols)];
+    if (cols_are_units && !is_file_order())
+      for (std::int64_t j = 0; j < cols; ++j) o[file_unit[size_t(j)]] = in[j];
+    else
+      std::copy_n(in, size_t(cols), o);
+  }
+  return out;
+}
+
+AnimalData read_animal(const std::string& path, MPI_Comm comm, bool by_region) {
   h5::File f = h5::open_read(path, comm);
   AnimalData a;
   collective(comm, [&] { a.meta = read_meta_local(f); });
@@ -225,8 +270,30 @@ AnimalData read_animal(const std::string& path, MPI_Comm comm) {
     err = cat("file ", path, ": this rank's share of /activity needs ", need / 1e9, " GB but only ", have / 1e9,
               " GB are available; run with more ranks or nodes");
   agree(comm, err);
-  a.activity = h5::read_rows(f, "/activity", a.rows);
-  collective(comm, [&] { check_finite(a.activity, a.meta.n_samples, a.rows.begin, path, "/activity"); });
+  if (by_region) a.order = UnitOrder::by_region(a.meta.unit_region);
+  if (a.order.is_file_order()) {
+    a.activity = h5::read_rows(f, "/activity", a.rows);
+    collective(comm, [&] { check_finite(a.activity, a.meta.n_samples, a.rows.begin, path, "/activity"); });
+  } else {
+    // This rank's units in the fit's order: the file rows they come from (ascending runs), read
+    // once, checked naming the file row, then put in fit order; unit_region in that order.
+    const UnitOrder::FileRows fr = a.order.file_rows(a.rows);
+    const std::vector<double> raw = h5::read_row_runs(f, "/activity", fr.runs);
+    const size_t T = size_t(a.meta.n_samples);
+    collective(comm, [&] {
+      size_t r = 0;
+      for (const RowRange& run : fr.runs) {
+        const std::vector<double> part(raw.begin() + std::ptrdiff_t(r * T), raw.begin() + std::ptrdiff_t((r + size_t(run.count())) * T));
+        check_finite(part, a.meta.n_samples, run.begin, path, "/activity");
+        r += size_t(run.count());
+      }
+    });
+    a.activity.assign(raw.size(), 0.0);
+    for (size_t r = 0; r < fr.fit_row.size(); ++r) std::copy_n(&raw[r * T], T, &a.activity[size_t(fr.fit_row[r]) * T]);
+    std::vector<int> ur(a.meta.unit_region.size());
+    for (size_t k = 0; k < ur.size(); ++k) ur[k] = a.meta.unit_region[size_t(a.order.file_unit[k])];
+    a.meta.unit_region = ur;
+  }
   if (!a.meta.input_names.empty()) {
     a.inputs = h5::read_doubles(f, "/inputs");
     collective(comm, [&] { check_finite(a.inputs, a.meta.n_samples, 0, path, "/inputs"); });

@@ -36,19 +36,46 @@ struct AnimalMeta {
   std::vector<std::int64_t> units_of(int region) const;
 };
 
+// The order in which a fit holds an animal's units. A recording's units come in any order (real
+// atlases interleave regions); the fit groups them by region (file order inside a region), so
+// each region's units are contiguous rows and columns of J and a kernel pass over a region's
+// sources is one segment, not many (docs/performance.md, "Unit order"). Outputs are written back
+// in file order; random draws are keyed by the file index, so the result does not depend on it.
+struct UnitOrder {
+  std::vector<std::int64_t> file_unit;  // fit position k -> its unit index in the file; empty: file order
+  bool is_file_order() const { return file_unit.empty(); }
+  std::int64_t file_index(std::int64_t k) const { return file_unit.empty() ? k : file_unit[size_t(k)]; }
+  // Grouped by region, stable; empty (file order) when the file's units already are.
+  static UnitOrder by_region(const std::vector<int>& unit_region);
+  // Fit rows [rows) as ascending runs of file rows, and for the r-th row of those runs (in
+  // order) its local fit row (0-based inside rows): what read_row_runs / write_row_runs need.
+  struct FileRows {
+    std::vector<RowRange> runs;
+    std::vector<PetscInt> fit_row;
+  };
+  FileRows file_rows(RowRange rows) const;
+  // Rows x cols row-major data of fit rows `rows` reordered to file_rows(rows)'s order, and (when
+  // cols_are_units) each row's columns put into file order too (J: out[file_unit[j]] = in[j]).
+  std::vector<double> to_file_order(const FileRows& fr, const double* local, std::int64_t cols,
+                                    bool cols_are_units) const;
+};
+
 // An animal's data as one rank holds it: all metadata, and its own rows of the activity.
 struct AnimalData {
-  AnimalMeta meta;
-  RowRange rows;                // the rows of /activity this rank holds
+  AnimalMeta meta;              // with order by region: unit_region in the fit's order
+  RowRange rows;                // the rows (in the fit's unit order) of /activity this rank holds
   std::vector<double> activity; // rows.count() x n_samples, row-major
   std::vector<double> inputs;   // n_inputs x n_samples (every rank holds all; small)
+  UnitOrder order;              // the fit's unit order (empty: file order)
 };
 
 // Reads and checks the metadata (collective on comm).
 AnimalMeta read_animal_meta(const std::string& path, MPI_Comm comm);
 // Reads and checks an animal: metadata, rows given by own_rows(N, comm), inputs. Checks NaN/Inf
 // and that this rank's share fits in memory. Collective on comm.
-AnimalData read_animal(const std::string& path, MPI_Comm comm);
+// by_region: units grouped by region (UnitOrder::by_region), meta.unit_region and the activity
+// rows in that order.
+AnimalData read_animal(const std::string& path, MPI_Comm comm, bool by_region = false);
 
 // Writes an animal file atomically (collective on comm): each rank passes its rows of activity
 // (rows must be own_rows(meta.n_units, comm)). inputs: n_inputs x n_samples, identical on all

@@ -170,8 +170,7 @@ Command make_validate_command() {
         // '+inputs' method would repeat its base.
         if (m.fit.use_inputs && cs.sim.preset == sim::kPresetThreeRegion && !cs.sim.drives_as_inputs) continue;
         // The fit uses the simulation's own time constant and Euler substeps.
-        m.fit.tau_rnn = cs.sim.tau;
-        m.fit.dt_factor = cs.sim.dt_factor;
+        m.fit.set_time(cs.sim.tau, cs.sim.dt_factor);
         std::vector<validate::Run> g;
         for (int k = 0; k < seeds; ++k) {
           g.push_back(validate::run_one(cs, m, std::uint64_t(seed0 + k), comm));

@@ -11,7 +11,8 @@ launch() {
   if [ "$NP" = 1 ]; then "$BIN" "$@"; else "$MPIEXEC" -n "$NP" --oversubscribe --bind-to none "$BIN" "$@"; fi
 }
 "$BIN" simulate --preset three-region --units-per-region 30 --samples 401 --out "$W/cohort" --seed 3 > "$W/sim.log" 2>&1 || die "simulate"
-OPTS=(fit --cohort "$W/cohort" --dt-factor 5 --tau-rnn 0.1 --runs-train 40 --runs-free 1 --checkpoint-every 7)
+# --stop-when-flat 0: all 40 runs (the stopping rule would end training early; its resume is FitHeldOut.*)
+OPTS=(fit --cohort "$W/cohort" --dt-factor 5 --tau-rnn 0.1 --runs-train 40 --runs-free 1 --checkpoint-every 7 --stop-when-flat 0)
 
 launch "${OPTS[@]}" --out "$W/full" > "$W/full.log" 2>&1 || die "uninterrupted fit"
 

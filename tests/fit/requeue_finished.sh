@@ -26,5 +26,5 @@ grep -q "dt_factor 5 -> 4" "$W/other.log" || die "the mismatch does not name dt_
 grep -q "tau_rnn=" "$W/other.log" && die "the mismatch still prints the whole parameter list"
 # The fit-quality options are part of the fingerprint too (the horizon changes every run's resets).
 launch "${OPTS[@]}" --resume --dt-factor 5 --horizon 7 > "$W/horizon.log" 2>&1 && die "--resume with another --horizon accepted"
-grep -q "horizon (none) -> 7" "$W/horizon.log" || die "the mismatch does not name horizon: $(grep error "$W/horizon.log" | head -2)"
+grep -q "horizon auto -> 7" "$W/horizon.log" || die "the mismatch does not name horizon: $(grep error "$W/horizon.log" | head -2)"
 echo "requeue after completion keeps both animals with inputs; another --dt-factor or --horizon is named ($NP ranks)"

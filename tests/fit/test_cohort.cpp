@@ -2,6 +2,7 @@
 // while the others finish and are written, the exit code, and the balance of the assignment.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include <filesystem>
@@ -45,7 +46,7 @@ TEST(FitCohort, DivergingAnimalFailsOthersFinish) {
   o.out_dir = out;
   o.params.runs_train = 3;
   o.params.runs_free = 1;
-  o.params.tau_rnn = 0.05;  // good animals: dt/tau 0.2; xbad: 20
+  o.params.set_time(0.05, 1);  // good animals: dt/tau 0.2; xbad: 20
   o.params.tau_rnn_given = true;  // as from the command line: a given unstable setting is an error
   o.config_text = "[fit]\n";
   o.ranks_per_animal = 1;
@@ -138,4 +139,50 @@ TEST(FitCohort, AssignmentBalancesWork) {
   fit::Assignment c = fit::assign_animals({an[0]}, p, 3, 1, 1e12);
   EXPECT_EQ(c.group_size.size(), 1u);
   EXPECT_EQ(c.group_size[0], 3);
+}
+
+TEST(FitUnitOrder, UnitsGroupedByRegionGiveTheFileOrdersResult) {
+  // Interleaved regions (unit i in region 7i mod 3) and one input channel, fitted with the
+  // defaults (time settings, horizon and stopping rule from the data): once in file order, once
+  // with the units grouped by region as the cohort driver reads them. Every output (written in
+  // file order) is the same to rounding, at any rank count.
+  const std::string dir = testutil::scratch_dir("fit-unit-order");
+  AnimalMeta meta = fittest::make_meta("mix", 31, 160, 3, 0.01);
+  meta.input_names = {"u0"};
+  std::vector<double> u(160);
+  for (int t = 0; t < 160; ++t) u[size_t(t)] = std::sin(0.07 * t);
+  AnimalData w = fittest::make_animal(meta, MPI_COMM_WORLD);
+  write_animal(dir + "/mix.h5", meta, w.rows, w.activity, u, MPI_COMM_WORLD);
+  AnimalData file = read_animal(dir + "/mix.h5", MPI_COMM_WORLD);
+  AnimalData grouped = read_animal(dir + "/mix.h5", MPI_COMM_WORLD, true);
+  ASSERT_TRUE(file.order.is_file_order());
+  ASSERT_FALSE(grouped.order.is_file_order());
+  EXPECT_TRUE(std::is_sorted(grouped.meta.unit_region.begin(), grouped.meta.unit_region.end()));
+  for (PetscInt i = 0; i < grouped.rows.count(); ++i)  // the activity rows follow the order
+    EXPECT_EQ(grouped.activity[size_t(i) * 160 + 5],
+              fittest::rate(grouped.order.file_index(grouped.rows.begin + i), 5, 0.01));
+  fit::Params p;
+  p.runs_train = 4;
+  p.runs_free = 1;
+  p.seed = 3;
+  for (auto* d : {&file, &grouped}) {
+    fit::Trainer tr(*d, 0, p, MPI_COMM_WORLD);
+    while (!tr.finished()) tr.run_next();
+    tr.evaluate();
+    tr.write_result(dir + (d == &file ? "/file.h5" : "/grouped.h5"), "[fit]\n", true);
+  }
+  h5::File a = h5::open_read(dir + "/file.h5", MPI_COMM_WORLD), b = h5::open_read(dir + "/grouped.h5", MPI_COMM_WORLD);
+  EXPECT_EQ(h5::attr_string(a, "/", "unit_order"), "file");
+  EXPECT_EQ(h5::attr_string(b, "/", "unit_order"), "region");
+  EXPECT_EQ(h5::read_ints(a, "/unit_region"), h5::read_ints(b, "/unit_region"));
+  EXPECT_EQ(h5::attr_string(a, "/", "fingerprint"), h5::attr_string(b, "/", "fingerprint"));
+  for (const char* ds : {"/J", "/W_in", "/rates", "/pvar", "/pvar_heldout", "/currents/mean", "/currents/inh_rms",
+                         "/currents/per_unit", "/currents/input_mean", "/currents/input_per_unit"}) {
+    const std::vector<double> x = h5::read_doubles(a, ds), y = h5::read_doubles(b, ds);
+    ASSERT_EQ(x.size(), y.size()) << ds;
+    double d = 0, s = 0;
+    for (size_t k = 0; k < x.size(); ++k) d = std::max(d, std::abs(x[k] - y[k])), s = std::max(s, std::abs(x[k]));
+    EXPECT_LE(d, 1e-9 * std::max(s, 1.0)) << ds << ": max difference " << d;
+  }
+  EXPECT_EQ(h5::attr_string(a, "/", "status"), h5::attr_string(b, "/", "status"));
 }

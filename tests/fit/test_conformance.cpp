@@ -45,9 +45,8 @@ TEST(FitConformance, ReproducesReferenceJPvarChi2) {
   data.activity = h5::read_rows(f, "/activity", data.rows);
 
   fit::Params p;
-  p.dt_factor = int(h5::attr_double(f, "/", "dtFactor"));
+  p.set_time(h5::attr_double(f, "/", "tauRNN"), int(h5::attr_double(f, "/", "dtFactor")));
   p.g = h5::attr_double(f, "/", "g");
-  p.tau_rnn = h5::attr_double(f, "/", "tauRNN");
   p.tau_wn = h5::attr_double(f, "/", "tauWN");
   p.amp_in_wn = h5::attr_double(f, "/", "ampInWN");
   p.p0 = h5::attr_double(f, "/", "P0");
@@ -107,8 +106,9 @@ TEST(FitConformance, IntegerAlignmentDiffersAndIsDocumented) {
   data.rows = own_rows(60, comm);
   data.activity = h5::read_rows(f, "/activity", data.rows);
   fit::Params p;
-  p.dt_factor = 5;
-  p.tau_rnn = 0.1;
+  p.set_time(0.1, 5);
+  p.horizon_auto = false;
+  p.stop_when_flat = 0;
   p.runs_train = 2;
   p.runs_free = 0;
   fit::Init init = fit::read_init(fixture(), data.rows, 60, 6001, comm);

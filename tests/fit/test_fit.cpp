@@ -33,8 +33,9 @@ double j_rel_diff(const std::vector<double>& local, RowRange rows, const std::ve
 
 fit::Params small_params() {
   fit::Params p;
-  p.dt_factor = 3;
-  p.tau_rnn = 0.1;
+  p.set_time(0.1, 3);
+  p.horizon_auto = false;  // these tests pin the fit's mechanics, not the defaults (test_heldout)
+  p.stop_when_flat = 0;
   p.runs_train = 4;
   p.runs_free = 1;
   p.seed = 11;
@@ -147,7 +148,9 @@ TEST(Fit, DivergenceIsReportedNamingTheAnimal) {
   // Euler with dt/tau = 100 explodes: x -> inf -> NaN; the fit must say so, naming the animal.
   AnimalMeta meta = fittest::make_meta("blowup", 20, 300, 2, 1.0);
   fit::Params p;
-  p.tau_rnn = 0.01;
+  p.set_time(0.01, 1);
+  p.horizon_auto = false;  // run freely: the state blows up (resets every K samples would only saturate it)
+  p.stop_when_flat = 0;
   p.runs_train = 2;
   AnimalData data = fittest::make_animal(meta, MPI_COMM_WORLD);
   fit::Trainer tr(data, 0, p, MPI_COMM_WORLD);
@@ -171,10 +174,10 @@ TEST(Fit, BadParametersNameTheOption) {
     return std::string();
   };
   fit::Params p;
-  p.tau_rnn = -1;
+  p.set_time(-1, 1);
   EXPECT_NE(msg(p).find("--tau-rnn"), std::string::npos);
   p = fit::Params();
-  p.dt_factor = 0;
+  p.set_time(0.1, 0);
   EXPECT_NE(msg(p).find("--dt-factor"), std::string::npos);
   p = fit::Params();
   p.p0 = 0;
@@ -203,7 +206,8 @@ TEST(Fit, ReferenceAccumulatorSkipsSamplesIntegerCountingDoesNot) {
   AnimalMeta meta = fittest::make_meta("acc", 12, 201, 2, 0.025);
   fit::Params p;
   p.holdout.reset();  // every sample is a training sample here
-  p.dt_factor = 6;
+  p.set_time(0.01, 6);
+  p.horizon_auto = false;  // every sample after the first is learned (a reset sample is not)
   p.runs_train = 1;
   p.runs_free = 0;
   AnimalData data = fittest::make_animal(meta, MPI_COMM_WORLD);
@@ -501,8 +505,9 @@ std::unique_ptr<fit::Trainer> expect_mid_run_resume_equals(const AnimalData& dat
 }
 fit::Params input_params() {
   fit::Params p;
-  p.dt_factor = 5;
-  p.tau_rnn = 0.1;
+  p.set_time(0.1, 5);
+  p.horizon_auto = false;
+  p.stop_when_flat = 0;
   p.g = 0;  // J0 = 0: the inputs are the only drive to begin with
   p.runs_train = 15;
   p.runs_free = 1;

@@ -30,8 +30,9 @@ double rel_diff(const std::vector<double>& local, RowRange rows, const std::vect
 
 fit::Params params() {
   fit::Params p;
-  p.dt_factor = 3;
-  p.tau_rnn = 0.1;
+  p.set_time(0.1, 3);
+  p.horizon_auto = false;
+  p.stop_when_flat = 0;
   p.runs_train = 4;
   p.runs_free = 1;
   p.seed = 5;
@@ -178,10 +179,16 @@ TEST(FitHeldOut, StopWhenFlatKeepsTheBestRunsJ) {
   AnimalData a = animal(meta, MPI_COMM_WORLD);
   fit::Trainer tr(a, 0, p, MPI_COMM_WORLD);
   train(tr);
-  ASSERT_GE(tr.best_run(), 0);
+  ASSERT_GE(tr.best_run(), -1);
   EXPECT_FALSE(tr.stop_reason().empty());
   EXPECT_EQ(tr.runs_done(), tr.runs_train_used() + 1);
-  // The kept J is the one a fit with exactly best_run + 1 training runs ends with.
+  // The regression start is run 0 of the rule: its score is never above the kept run's, and no
+  // training run's held-out pVar is above the kept one's.
+  ASSERT_TRUE(std::isfinite(tr.start_score()));
+  const double kept = tr.best_run() < 0 ? tr.start_score() : tr.pvar_heldout()[size_t(tr.best_run())];
+  EXPECT_GE(kept, tr.start_score());
+  for (int r = 0; r < tr.runs_train_used(); ++r) EXPECT_LE(tr.pvar_heldout()[size_t(r)], kept) << r;
+  // The kept J is the one a fit with exactly best_run + 1 training runs ends with (0: the start).
   fit::Params pb = p;
   pb.stop_when_flat = 0;
   pb.runs_train = tr.best_run() + 1;

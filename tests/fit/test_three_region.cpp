@@ -24,8 +24,9 @@ TEST(FitThreeRegion, ReachesPvar095Within20Runs) {
   ASSERT_DOUBLE_EQ(a.meta.sample_interval, 0.01);
 
   fit::Params p;
-  p.dt_factor = 5;
-  p.tau_rnn = 0.1;
+  p.set_time(0.1, 5);
+  p.horizon_auto = false;
+  p.stop_when_flat = 0;
   p.runs_train = 20;
   p.runs_free = 0;
   p.holdout.reset();  // the reference's in-sample figure (pVar over samples it trained on)

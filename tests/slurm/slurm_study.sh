@@ -47,6 +47,8 @@ out = $work/results
 dt-factor = 2
 tau-rnn = 0.1
 runs-train = $runs
+# every run (the stopping rule could end a fit before the preemption below)
+stop-when-flat = 0
 runs-free = 1
 checkpoint-every = 1
 [modes]

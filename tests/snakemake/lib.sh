@@ -22,6 +22,7 @@ out = $2/results
 dt-factor = 2
 tau-rnn = 0.1
 runs-train = $7
+stop-when-flat = 0
 runs-free = 1
 seed = 1
 checkpoint-every = 1

@@ -102,7 +102,7 @@ grep -q "more than --max-failed 0: a01" r4.refuse.log || die "--max-failed refus
 
 # 5. kill -9 mid-fit, then --resume: the same result as an uninterrupted run (longer, so the
 # signals land inside a01's fit); the dead fit's lock is taken over with a warning.
-SLOW=(--cohort clean_cohort --tau-rnn 0.1 --dt-factor 2 --runs-train 30 --runs-free 1 --checkpoint-every 1)
+SLOW=(--cohort clean_cohort --tau-rnn 0.1 --dt-factor 2 --runs-train 30 --runs-free 1 --checkpoint-every 1 --stop-when-flat 0)
 "$B" fit --out slow "${SLOW[@]}" > slow.log 2>&1 || die "uninterrupted slow fit exited $?"
 wait_for() { for _ in $(seq 1500); do grep -q "$2" "$1" && return 0; sleep 0.02; done; die "never saw '$2' in $1"; }
 "$B" fit --out r5 "${SLOW[@]}" > r5.log 2>&1 &

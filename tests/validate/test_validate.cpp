@@ -38,8 +38,7 @@ validate::Method short_region_fit(const validate::Case& c) {
   m.name = "region";
   m.fit.runs_train = 2;
   m.fit.runs_free = 1;
-  m.fit.tau_rnn = c.sim.tau;
-  m.fit.dt_factor = c.sim.dt_factor;
+  m.fit.set_time(c.sim.tau, c.sim.dt_factor);
   return m;
 }
 // One tiny three-region animal at link strength 0.2 (its truth: J, rates, pair_coupled).
