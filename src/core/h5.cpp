@@ -294,6 +294,39 @@ void write_row_runs(const File& f, const std::string& name, hsize_t n_rows, hsiz
   if (!all) fail("file ", f.path, ": writing dataset ", name, " failed (disk full?)");
 }
 
+void write_slabs(const File& f, const std::string& name, const std::vector<hsize_t>& shape,
+                 const std::vector<RowRange>& runs, const double* local) {
+  if (shape.empty()) fail("write_slabs ", name, ": needs at least one dimension");
+  const int rank = int(shape.size());
+  Handle fspace(H5Screate_simple(rank, shape.data(), nullptr), H5Sclose);
+  hid_t did = H5Dcreate2(f.id(), name.c_str(), H5T_IEEE_F64LE, fspace, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  if (did < 0) fail("file ", f.path, ": cannot create dataset ", name);
+  Handle d(did, H5Dclose);
+  hsize_t per_slab = 1;
+  for (int k = 1; k < rank; ++k) per_slab *= shape[size_t(k)];
+  hsize_t n = 0;
+  bool first = true;
+  for (const RowRange& r : runs) {
+    if (r.count() <= 0 || per_slab == 0) continue;
+    std::vector<hsize_t> start(size_t(rank), 0), count = shape;
+    start[0] = hsize_t(r.begin);
+    count[0] = hsize_t(r.count());
+    H5Sselect_hyperslab(fspace, first ? H5S_SELECT_SET : H5S_SELECT_OR, start.data(), nullptr, count.data(), nullptr);
+    first = false;
+    n += hsize_t(r.count());
+  }
+  if (first) H5Sselect_none(fspace);
+  hsize_t mcount = std::max<hsize_t>(1, n * per_slab);
+  Handle mspace(H5Screate_simple(1, &mcount, nullptr), H5Sclose);
+  if (n * per_slab == 0) H5Sselect_none(mspace);
+  Handle xfer = transfer(f);
+  const double dummy = 0;  // a rank with nothing to write still passes a buffer
+  herr_t st = H5Dwrite(d, H5T_NATIVE_DOUBLE, mspace, fspace, xfer, local ? local : &dummy);
+  int ok = st >= 0, all = 0;
+  MPI_Allreduce(&ok, &all, 1, MPI_INT, MPI_LAND, f.comm);
+  if (!all) fail("file ", f.path, ": writing dataset ", name, " failed (disk full?)");
+}
+
 static void write_small(const File& f, const std::string& name, const std::vector<hsize_t>& shape,
                         hid_t filetype, hid_t memtype, const void* data) {
   Handle fspace(shape.empty() ? H5Screate(H5S_SCALAR) : H5Screate_simple(int(shape.size()), shape.data(), nullptr),

@@ -74,6 +74,10 @@ void write_rows(const File& f, const std::string& dataset, hsize_t n_rows, hsize
 // The same for rows in several ascending, disjoint ranges (local: their rows in that order).
 void write_row_runs(const File& f, const std::string& dataset, hsize_t n_rows, hsize_t n_cols,
                     const std::vector<RowRange>& runs, const double* local);
+// Creates a float64 dataset of `shape` (any rank >= 1) and writes, collectively, the slabs
+// [run.begin, run.end) x shape[1] x ... this rank holds (local: those slabs in order).
+void write_slabs(const File& f, const std::string& dataset, const std::vector<hsize_t>& shape,
+                 const std::vector<RowRange>& runs, const double* local);
 // Creates a dataset of the given shape; data (identical on all ranks) is written by rank 0.
 void write_doubles(const File& f, const std::string& dataset, const std::vector<hsize_t>& shape,
                    const double* data);

@@ -2,7 +2,9 @@
 
 #include <petscblaslapack.h>
 
+#include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include "core/error.hpp"
 
@@ -91,6 +93,121 @@ RegionCurrents region_currents(const double* J_rows, RowRange rows, std::int64_t
   return out;
 }
 
+RegionCurrentsPart region_currents_by_rows(const double* J_rows, RowRange rows, std::int64_t N, const double* rates_rows,
+                                           std::int64_t T, const std::vector<int>& unit_region, int M, MPI_Comm comm,
+                                           std::vector<double>* per_unit, std::int64_t chunk_samples) {
+  if (std::int64_t(unit_region.size()) != N) fail("decompose: unit_region has ", unit_region.size(), " entries, need ", N);
+  const PetscInt m = rows.count();
+  const size_t MT = size_t(M) * size_t(T);
+  std::vector<std::vector<std::int64_t>> units(static_cast<size_t>(M));
+  for (std::int64_t j = 0; j < N; ++j) {
+    const int s = unit_region[size_t(j)];
+    if (s < 0 || s >= M) fail("decompose: unit ", j, " has region ", s, " outside [0, ", M, ")");
+    units[size_t(s)].push_back(j);
+  }
+  // The target regions of this rank's rows, and each one's slot in the sums.
+  std::vector<int> slot(size_t(M), -1), mine;
+  for (PetscInt i = 0; i < m; ++i) {
+    const int q = unit_region[size_t(rows.begin + i)];
+    if (slot[size_t(q)] < 0) slot[size_t(q)] = 0, mine.push_back(q);
+  }
+  std::sort(mine.begin(), mine.end());
+  for (size_t k = 0; k < mine.size(); ++k) slot[size_t(mine[k])] = int(k);
+  // Sums and sums of squares over target units (total, excitatory, inhibitory) per slot: 6 x M x T.
+  std::vector<double> acc(mine.size() * 6 * MT, 0.0);
+  if (per_unit) per_unit->assign(size_t(m) * MT, 0.0);
+
+  std::vector<int> counts, offsets;
+  row_layout(PetscInt(N), comm, counts, offsets);
+  const std::int64_t tc = chunk_samples > 0 ? std::min(chunk_samples, T)
+                                            : std::clamp<std::int64_t>(std::int64_t(8e6 / double(std::max<std::int64_t>(1, N))), 1, T);
+  std::vector<double> mine_chunk(size_t(m) * size_t(tc)), chunk(size_t(N) * size_t(tc));
+  for (std::int64_t t0 = 0; t0 < T; t0 += tc) {
+    const std::int64_t n_t = std::min(tc, T - t0);
+    // All units' rates over [t0, t0 + n_t): rows of n_t doubles, so the counts are rows (ints).
+    for (PetscInt i = 0; i < m; ++i)
+      std::copy_n(rates_rows + size_t(i) * size_t(T) + size_t(t0), size_t(n_t), &mine_chunk[size_t(i) * size_t(n_t)]);
+    MPI_Datatype row;
+    MPI_Type_contiguous(int(n_t), MPI_DOUBLE, &row);
+    MPI_Type_commit(&row);
+    MPI_Allgatherv(mine_chunk.data(), int(m), row, chunk.data(), counts.data(), offsets.data(), row, comm);
+    MPI_Type_free(&row);
+    for (int s = 0; s < M && m > 0; ++s) {
+      const auto& us = units[size_t(s)];
+      const PetscInt ns = PetscInt(us.size());
+      if (ns == 0) continue;
+      std::vector<double> jp(size_t(m) * size_t(ns)), jn(size_t(m) * size_t(ns)), rs(size_t(ns) * size_t(n_t));
+      for (PetscInt c = 0; c < ns; ++c)
+        for (PetscInt i = 0; i < m; ++i) {
+          const double v = J_rows[size_t(i) * size_t(N) + size_t(us[size_t(c)])];
+          jp[size_t(i) + size_t(c) * size_t(m)] = v > 0 ? v : 0.0;
+          jn[size_t(i) + size_t(c) * size_t(m)] = v < 0 ? v : 0.0;
+        }
+      for (std::int64_t t = 0; t < n_t; ++t)
+        for (PetscInt c = 0; c < ns; ++c)
+          rs[size_t(c) + size_t(t) * size_t(ns)] = chunk[size_t(us[size_t(c)]) * size_t(n_t) + size_t(t)];
+      std::vector<double> cp(size_t(m) * size_t(n_t)), cn(size_t(m) * size_t(n_t));
+      PetscBLASInt bm = PetscBLASInt(m), bn = PetscBLASInt(n_t), bk = PetscBLASInt(ns);
+      const double one = 1.0, zero = 0.0;
+      BLASgemm_("N", "N", &bm, &bn, &bk, &one, jp.data(), &bm, rs.data(), &bk, &zero, cp.data(), &bm);
+      BLASgemm_("N", "N", &bm, &bn, &bk, &one, jn.data(), &bm, rs.data(), &bk, &zero, cn.data(), &bm);
+      for (PetscInt i = 0; i < m; ++i) {
+        const int q = unit_region[size_t(rows.begin + i)];
+        double* a = &acc[size_t(slot[size_t(q)]) * 6 * MT + size_t(s) * size_t(T) + size_t(t0)];
+        for (std::int64_t t = 0; t < n_t; ++t) {
+          const double e = cp[size_t(i) + size_t(t) * size_t(m)], h = cn[size_t(i) + size_t(t) * size_t(m)];
+          const double v = e + h;
+          a[size_t(t)] += v;
+          a[MT + size_t(t)] += v * v;
+          a[2 * MT + size_t(t)] += e;
+          a[3 * MT + size_t(t)] += e * e;
+          a[4 * MT + size_t(t)] += h;
+          a[5 * MT + size_t(t)] += h * h;
+          if (per_unit) (*per_unit)[size_t(i) * MT + size_t(s) * size_t(T) + size_t(t0 + t)] = v;
+        }
+      }
+    }
+  }
+
+  // Each target region's sums onto the lowest rank holding rows of it (one reduction per region
+  // over the ranks that hold its rows; with units grouped by region, a rank or two).
+  RegionCurrentsPart out;
+  out.M = M;
+  out.T = T;
+  const int me = comm_rank(comm);
+  std::vector<std::vector<double>> kept;
+  for (int q = 0; q < M; ++q) {
+    const bool holds = slot[size_t(q)] >= 0;
+    MPI_Comm sub = MPI_COMM_NULL;
+    MPI_Comm_split(comm, holds ? 0 : MPI_UNDEFINED, me, &sub);
+    if (!holds) continue;
+    double* a = &acc[size_t(slot[size_t(q)]) * 6 * MT];
+    const bool root = comm_rank(sub) == 0;
+    // 6 M T doubles per region (MPI_SUM is defined on MPI_DOUBLE, not on derived types).
+    if (6 * MT > size_t(std::numeric_limits<int>::max())) fail("decompose: 6 M T = ", 6 * MT, " is too large for one reduction");
+    MPI_Reduce(root ? MPI_IN_PLACE : a, a, int(6 * MT), MPI_DOUBLE, MPI_SUM, 0, sub);
+    MPI_Comm_free(&sub);
+    if (root) out.targets.push_back(q);
+  }
+  const size_t K = out.targets.size();
+  for (auto* v : {&out.mean, &out.rms, &out.exc_mean, &out.exc_rms, &out.inh_mean, &out.inh_rms}) v->assign(K * MT, 0.0);
+  for (size_t k = 0; k < K; ++k) {
+    const int q = out.targets[k];
+    const double n = double(units[size_t(q)].size());
+    const double* a = &acc[size_t(slot[size_t(q)]) * 6 * MT];
+    for (size_t z = 0; z < MT; ++z) {
+      const size_t o = k * MT + z;
+      out.mean[o] = a[z] / n;
+      out.rms[o] = std::sqrt(a[MT + z] / n);
+      out.exc_mean[o] = a[2 * MT + z] / n;
+      out.exc_rms[o] = std::sqrt(a[3 * MT + z] / n);
+      out.inh_mean[o] = a[4 * MT + z] / n;
+      out.inh_rms[o] = std::sqrt(a[5 * MT + z] / n);
+    }
+  }
+  return out;
+}
+
 InputCurrents input_currents(const double* W_in_rows, RowRange rows, std::int64_t N, int n_in, const double* inputs,
                              std::int64_t T, const std::vector<int>& unit_region, int M, MPI_Comm comm,
                              std::vector<double>* per_unit) {
@@ -150,6 +267,25 @@ void write_currents(const h5::File& f, const RegionCurrents& c, const std::vecto
   h5::write_doubles(f, "/currents/exc_rms", shape, c.exc_rms.data());
   h5::write_doubles(f, "/currents/inh_mean", shape, c.inh_mean.data());
   h5::write_doubles(f, "/currents/inh_rms", shape, c.inh_rms.data());
+  h5::write_strings(f, "/currents/region_names", region_names);
+  if (!h5::exists(f, "/region_names")) h5::write_strings(f, "/region_names", region_names);
+  h5::set_attr(f, "/currents", "layout", "[target region, source region, sample]; current into target unit i = sum over source units j of J[i,j] r[j,t], mean / root-mean-square over the target region's units");
+}
+
+void write_currents(const h5::File& f, const RegionCurrentsPart& c, const std::vector<std::string>& region_names) {
+  h5::ensure_group(f, "/currents");
+  const std::vector<hsize_t> shape = {hsize_t(c.M), hsize_t(c.M), hsize_t(c.T)};
+  std::vector<RowRange> runs;
+  for (int q : c.targets) {
+    if (!runs.empty() && runs.back().end == q) ++runs.back().end;
+    else runs.push_back(RowRange{q, q + 1});
+  }
+  h5::write_slabs(f, "/currents/mean", shape, runs, c.mean.data());
+  h5::write_slabs(f, "/currents/rms", shape, runs, c.rms.data());
+  h5::write_slabs(f, "/currents/exc_mean", shape, runs, c.exc_mean.data());
+  h5::write_slabs(f, "/currents/exc_rms", shape, runs, c.exc_rms.data());
+  h5::write_slabs(f, "/currents/inh_mean", shape, runs, c.inh_mean.data());
+  h5::write_slabs(f, "/currents/inh_rms", shape, runs, c.inh_rms.data());
   h5::write_strings(f, "/currents/region_names", region_names);
   if (!h5::exists(f, "/region_names")) h5::write_strings(f, "/region_names", region_names);
   h5::set_attr(f, "/currents", "layout", "[target region, source region, sample]; current into target unit i = sum over source units j of J[i,j] r[j,t], mean / root-mean-square over the target region's units");

@@ -35,6 +35,27 @@ RegionCurrents region_currents(const double* J_rows, RowRange rows, std::int64_t
                                std::int64_t T, const std::vector<int>& unit_region, int M, MPI_Comm comm,
                                std::vector<double>* per_unit = nullptr);
 
+// The same summaries computed by rows, for the fit's output at scale: `rates_rows` are this
+// rank's rows' rates only (rows.count() x T, row-major); the full rates are gathered one time
+// chunk at a time (at most `chunk_samples` samples, 0: about 64 MB of N x chunk), and each target
+// region's sums are reduced onto one rank (the lowest holding rows of it), never replicated. Per
+// rank: N x chunk + 12 x (target regions held) x M x T doubles instead of N T + 12 M^2 T; with
+// the units grouped by region a rank holds about M / ranks + 1 target regions. Equal to
+// region_currents to rounding (tests/decompose). Collective on comm.
+struct RegionCurrentsPart {
+  int M = 0;
+  std::int64_t T = 0;
+  std::vector<int> targets;  // the target regions whose summaries this rank holds, ascending
+  // Each targets.size() x M x T, index (k*M + s)*T + t for target targets[k].
+  std::vector<double> mean, rms, exc_mean, exc_rms, inh_mean, inh_rms;
+};
+RegionCurrentsPart region_currents_by_rows(const double* J_rows, RowRange rows, std::int64_t N,
+                                           const double* rates_rows, std::int64_t T,
+                                           const std::vector<int>& unit_region, int M, MPI_Comm comm,
+                                           std::vector<double>* per_unit = nullptr, std::int64_t chunk_samples = 0);
+// Writes the same datasets as write_currents, each rank its target regions' slabs. Collective.
+void write_currents(const h5::File& f, const RegionCurrentsPart& c, const std::vector<std::string>& region_names);
+
 // Input currents (fits with input channels): the current W_in[i,c] u_c(t) from known input c into
 // each unit i, summarised per target region as mean and root-mean-square over its units:
 // [M x n_in x T], index (q*n_in + c)*T + t. A unit's total input is the sum over source regions of

@@ -16,8 +16,11 @@ MemoryPlan plan_fit_memory(const FitSizes& s, const Params& p) {
       s.largest_region > 0 ? double(s.largest_region) : std::min(N, std::ceil(2.0 * N / M));
   const double B = double(p.update_block), nin = double(s.n_inputs);
   const Prior prior = p.prior_used();
+  // Target regions a rank's rows span: the fit holds the units grouped by region (UnitOrder), so
+  // about M m / N + 1 (a caller that hands the Trainer interleaved rows can span up to min(M, m)).
+  const double H = std::min({M, m, std::ceil(M * m / N) + 1});
   // Slots of J's pending row vectors: one per P a rank's rows use.
-  const double slots = prior == Prior::Shared ? 1.0 : prior == Prior::Region ? M : std::min(M, m);
+  const double slots = prior == Prior::Shared ? 1.0 : prior == Prior::Region ? M : H;
   MemoryPlan plan;
   auto add = [&](const char* phase, const char* name, double doubles) {
     plan.terms.push_back({phase, name, 8.0 * doubles});
@@ -37,10 +40,13 @@ MemoryPlan plan_fit_memory(const FitSizes& s, const Params& p) {
     add("start", "Z, Y, alpha and a received block (6 m Ts)", 6 * m * Ts);
     add("start", "Gram matrices and factor (4 Ts^2)", 4 * Ts * Ts);
   }
-  add("output", "row-major J for writing (m N)", m * N);
-  add("output", "rates rows and all rates (m T + N T)", m * T + N * T);
-  add("output", "current sums and summaries (12 M^2 T)", 12 * M * M * T);
-  add("output", "per-source blocks (2 m n_max + n_max T + 2 m T)", 2 * m * nmax + nmax * T + 2 * m * T);
+  // The decomposition by rows (decompose::region_currents_by_rows): rates gathered a time chunk
+  // at a time, the summaries of the target regions a rank holds (grouped units: about M m / N + 1).
+  const double Tc = std::min(T, std::max(1.0, std::floor(8e6 / N)));
+  add("output", "row-major J, put in file order in place (m N)", m * N);
+  add("output", "rates rows, file-order copy, one chunk of all rates (2 m T + N Tc)", 2 * m * T + N * Tc);
+  add("output", "current sums and summaries of held targets (12 H M T)", 12 * H * M * T);
+  add("output", "per-source blocks (2 m n_max + n_max Tc + 2 m Tc)", 2 * m * nmax + nmax * Tc + 2 * m * Tc);
   add("checkpoint", "row-major J and one P (m N + P rows)", m * N + (prior == Prior::Block ? m * nmax : m * N));
   std::map<std::string, double> by_phase;
   for (const auto& t : plan.terms) by_phase[t.phase] += t.bytes;

@@ -8,8 +8,11 @@
 //             J's and P's pending terms B (m + S N) (+ B M m region, + B S n_max block)
 //   setup     the activity rows m T (freed after the target is made)
 //   start     Z, Y, alpha, Z_g, Y_g and one other rank's Z: 6 m Ts; Gram and factor: 4 Ts^2
-//   output    row-major J m N, rates m T, all rates N T (the decomposition), its sums and
-//             summaries 12 M^2 T and per-source blocks 2 m n_max + n_max T + 2 m T
+//   output    row-major J m N (file order in place), rates m T and a file-order copy, one time
+//             chunk of all rates N Tc (Tc = min(T, 8e6 / N): the decomposition by rows), the
+//             sums and summaries 12 H M T of the H target regions a rank holds (H = min(M,
+//             ceil(M m / N) + 1), units grouped by region) and per-source blocks 2 m n_max +
+//             n_max Tc + 2 m Tc
 //   checkpoint row-major J m N and one P's rows (region: m N)
 #include <cstdint>
 #include <string>

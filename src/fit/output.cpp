@@ -119,11 +119,8 @@ void Trainer::write_result(const std::string& path, const std::string& config_te
     else h5::write_row_runs(f, name, hsize_t(N_), hsize_t(cols), fr.runs,
                             order_.to_file_order(fr, local, cols, cols_are_units).data());
   };
-  write_units("/J", N_, jr.data(), true);
-  {
-    std::vector<double> rl = local_rates();
-    write_units("/rates", T_, rl.data(), false);
-  }
+  const std::vector<double> rl = local_rates();
+  write_units("/rates", T_, rl.data(), false);
   h5::write_doubles(f, "/pvar", {hsize_t(pvar_.size())}, pvar_.data());
   h5::write_doubles(f, "/chi2", {hsize_t(chi2_.size())}, chi2_.data());
   h5::write_doubles(f, "/target_scale", {hsize_t(M)}, scale_.data());
@@ -137,16 +134,22 @@ void Trainer::write_result(const std::string& path, const std::string& config_te
     h5::write_ints(f, "/trial_starts", {hsize_t(meta_.trial_starts.size())}, meta_.trial_starts.data());
   }
   {
-    std::vector<double> full = full_rates();
+    // By rows: the rates gathered a time chunk at a time, each target region's summaries on one
+    // rank (no N T or M^2 T term on every rank: src/fit/memory.cpp).
     std::vector<double> per_unit;
-    decompose::RegionCurrents c = decompose::region_currents(jr.data(), rows_, N_, full.data(), T_, meta_.unit_region,
-                                                              M, comm_, per_unit_currents ? &per_unit : nullptr);
+    const decompose::RegionCurrentsPart c = decompose::region_currents_by_rows(
+        jr.data(), rows_, N_, rl.data(), T_, meta_.unit_region, M, comm_, per_unit_currents ? &per_unit : nullptr);
     decompose::write_currents(f, c, meta_.region_names);
     if (per_unit_currents) {
       write_units("/currents/per_unit", std::int64_t(M) * T_, per_unit.data(), false);
       h5::set_attr(f, "/currents/per_unit", "layout", "[unit, source region * T + sample]");
     }
   }
+  // J last: put into file order in place (no second m x N copy), then written.
+  order_.to_file_order_in_place(fr, jr, N_, true);
+  if (order_.is_file_order()) h5::write_rows(f, "/J", hsize_t(N_), hsize_t(N_), rows_, jr.data());
+  else h5::write_row_runs(f, "/J", hsize_t(N_), hsize_t(N_), fr.runs, jr.data());
+  jr.clear();
   if (n_in_ > 0) {
     // Input channels: their weights and the input currents W_in[i,c] u_c(t), per target region.
     write_units("/W_in", n_in_, Win_.data(), false);

@@ -256,6 +256,36 @@ std::vector<double> UnitOrder::to_file_order(const FileRows& fr, const double* l
   return out;
 }
 
+void UnitOrder::to_file_order_in_place(const FileRows& fr, std::vector<double>& local, std::int64_t cols,
+                                       bool cols_are_units) const {
+  if (is_file_order()) return;
+  const size_t c = size_t(cols), n = fr.fit_row.size();
+  std::vector<double> tmp(c);
+  if (cols_are_units)
+    for (size_t r = 0; r < n; ++r) {
+      double* row = &local[r * c];
+      for (size_t j = 0; j < c; ++j) tmp[size_t(file_unit[j])] = row[j];
+      std::copy(tmp.begin(), tmp.end(), row);
+    }
+  // Row r of the result is row fit_row[r] of the input: follow each cycle of that permutation.
+  std::vector<char> done(n, 0);
+  for (size_t start = 0; start < n; ++start) {
+    if (done[start]) continue;
+    std::copy_n(&local[start * c], c, tmp.begin());
+    size_t r = start;
+    for (;;) {
+      done[r] = 1;
+      const size_t from = size_t(fr.fit_row[r]);
+      if (from == start) {
+        std::copy(tmp.begin(), tmp.end(), &local[r * c]);
+        break;
+      }
+      std::copy_n(&local[from * c], c, &local[r * c]);
+      r = from;
+    }
+  }
+}
+
 AnimalData read_animal(const std::string& path, MPI_Comm comm, bool by_region) {
   h5::File f = h5::open_read(path, comm);
   AnimalData a;

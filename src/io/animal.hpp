@@ -58,6 +58,9 @@ struct UnitOrder {
   // cols_are_units) each row's columns put into file order too (J: out[file_unit[j]] = in[j]).
   std::vector<double> to_file_order(const FileRows& fr, const double* local, std::int64_t cols,
                                     bool cols_are_units) const;
+  // The same in place (one row of scratch): for J, whose copy would be another m x N.
+  void to_file_order_in_place(const FileRows& fr, std::vector<double>& local, std::int64_t cols,
+                              bool cols_are_units) const;
 };
 
 // An animal's data as one rank holds it: all metadata, and its own rows of the activity.

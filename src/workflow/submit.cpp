@@ -17,6 +17,7 @@
 #include "core/parallel.hpp"
 #include "fit/cohort.hpp"
 #include "fit/command.hpp"
+#include "fit/memory.hpp"
 #include "core/h5.hpp"
 #include "io/animal.hpp"
 
@@ -196,13 +197,24 @@ SubmitPlan make_submit_plan(const SubmitSettings& s, const std::vector<PlannedAn
   std::map<int, FitArray> arrays;
   for (PlannedAnimal a : animals) {
     const int n_p = s.region_prior ? std::max(1, a.n_regions) : 1;
+    auto bytes = [&](int ranks) {
+      if (!s.fit_params) return fit_peak_bytes_per_rank(a.n_units, a.n_samples, s.dt_factor, ranks, n_p);
+      fit::Params fp = *s.fit_params;
+      fp.dt_factor = s.dt_factor;
+      fit::FitSizes sz;
+      sz.n_units = a.n_units;
+      sz.n_samples = a.n_samples;
+      sz.n_regions = std::max(1, a.n_regions);
+      sz.ranks = ranks;
+      return kBaselineBytes + fit::plan_fit_memory(sz, fp).peak;
+    };
     int p = s.ranks_per_animal;
     if (p <= 0) {
       p = 1;
-      while (p < max_ranks && kHeadroom * fit_peak_bytes_per_rank(a.n_units, a.n_samples, s.dt_factor, p, n_p) > per_core) ++p;
+      while (p < max_ranks && kHeadroom * bytes(p) > per_core) ++p;
     }
     a.ranks = p;
-    a.bytes_per_rank = fit_peak_bytes_per_rank(a.n_units, a.n_samples, s.dt_factor, p, n_p);
+    a.bytes_per_rank = bytes(p);
     if (kHeadroom * a.bytes_per_rank > per_core)
       fail("animal ", a.id, " (", a.n_units, " units) needs ", a.bytes_per_rank / 1e9, " GB per rank even at ", p,
            " ranks, more than a core's share of a node (", per_core / 1e9,
@@ -378,6 +390,7 @@ int submit_study(const std::vector<Command>& stages, const po::variables_map& vm
       check_shell_safe(what, v);
 
     const fit::CohortOptions fit_opts = fit::cohort_options_from(fit_vm);
+    s.fit_params = fit_opts.params;
     Cohort cohort = read_cohort(s.cohort_dir, comm);
     std::vector<PlannedAnimal> animals;
     std::vector<std::string> why;  // per animal: its state, as fit --resume would judge it

@@ -2,8 +2,11 @@
 // `cohortnet submit`: the study as a chain of Slurm jobs (fit job arrays -> modes -> report),
 // sized from the animals' sizes and the cluster's memory, resubmitting only what is unfinished.
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
+
+#include "fit/params.hpp"
 
 #include "core/options.hpp"
 
@@ -26,6 +29,11 @@ struct SubmitSettings {
   int array_limit = 0;         // %N of the job arrays (0: no limit)
   int dt_factor = 1;
   bool region_prior = true;    // [fit] prior = region: one P per target region (M x the memory of P)
+  // The study's fit parameters ([fit]): when set, each animal is sized by the fit's own memory
+  // plan (src/fit/memory.*: the prior actually used, e.g. the default block prior's n_Q x n_Q
+  // blocks, its regions and the decomposition by rows) with dt_factor in place of auto; unset: the
+  // conservative shared/region estimate above.
+  std::optional<fit::Params> fit_params;
   std::string launcher = "srun --mpi=pmix";
   std::string script_dir;      // where scripts, lists and logs go
 };

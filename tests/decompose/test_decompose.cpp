@@ -85,3 +85,61 @@ TEST(Decompose, MatchesDirectComputation) {
   EXPECT_EQ(pu[0], hsize_t(N));
   EXPECT_EQ(pu[1], hsize_t(M * T));
 }
+
+TEST(Decompose, ByRowsEqualsReplicatedAndWritesTheSameFile) {
+  // The fit's output form: rates by rows, gathered in time chunks (7 samples here, so chunks do
+  // not divide T), each target region's summaries on one rank. Interleaved regions (every rank
+  // holds several targets) and grouped ones (each rank one or two), at 1-3 ranks.
+  const std::int64_t N = 23, T = 17;
+  const int M = 3;
+  for (bool grouped : {false, true}) {
+    std::vector<int> region(static_cast<size_t>(N));
+    for (std::int64_t i = 0; i < N; ++i) region[size_t(i)] = grouped ? int(i * M / N) : int((i * 5 + 1) % M);
+    std::vector<double> J(static_cast<size_t>(N * N)), R(static_cast<size_t>(N * T));
+    Stream s(7, {2});
+    for (auto& v : J) v = s.normal();
+    for (auto& v : R) v = std::tanh(s.normal());
+    RowRange rows = own_rows(PetscInt(N), MPI_COMM_WORLD);
+    std::vector<double> mine(J.begin() + rows.begin * N, J.begin() + rows.end * N);
+    std::vector<double> my_rates(R.begin() + rows.begin * T, R.begin() + rows.end * T);
+    std::vector<double> pu_full, pu_rows;
+    const decompose::RegionCurrents full =
+        decompose::region_currents(mine.data(), rows, N, R.data(), T, region, M, MPI_COMM_WORLD, &pu_full);
+    const decompose::RegionCurrentsPart part = decompose::region_currents_by_rows(
+        mine.data(), rows, N, my_rates.data(), T, region, M, MPI_COMM_WORLD, &pu_rows, 7);
+    ASSERT_EQ(pu_rows.size(), pu_full.size());
+    for (size_t z = 0; z < pu_rows.size(); ++z) EXPECT_NEAR(pu_rows[z], pu_full[z], 1e-12) << z;
+    // Every target region is held by exactly one rank.
+    std::vector<int> held(size_t(M), 0);
+    for (int q : part.targets) held[size_t(q)] = 1;
+    MPI_Allreduce(MPI_IN_PLACE, held.data(), M, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+    for (int q = 0; q < M; ++q) EXPECT_EQ(held[size_t(q)], 1) << q;
+    for (size_t k = 0; k < part.targets.size(); ++k)
+      for (int src = 0; src < M; ++src)
+        for (std::int64_t t = 0; t < T; ++t) {
+          const size_t o = (k * size_t(M) + size_t(src)) * size_t(T) + size_t(t);
+          const int q = part.targets[k];
+          EXPECT_NEAR(part.mean[o], full.at(full.mean, q, src, t), 1e-12);
+          EXPECT_NEAR(part.rms[o], full.at(full.rms, q, src, t), 1e-12);
+          EXPECT_NEAR(part.inh_rms[o], full.at(full.inh_rms, q, src, t), 1e-12);
+        }
+    // The file it writes has the replicated form's datasets and values.
+    const std::string dir = testutil::scratch_dir("decompose-rows");
+    {
+      h5::File f = h5::create(dir + "/a.h5", MPI_COMM_WORLD);
+      decompose::write_currents(f, full, {"A", "B", "C"});
+      h5::close(f);
+      h5::File g = h5::create(dir + "/b.h5", MPI_COMM_WORLD);
+      decompose::write_currents(g, part, {"A", "B", "C"});
+      h5::close(g);
+    }
+    h5::File a = h5::open_read(dir + "/a.h5", MPI_COMM_WORLD), b = h5::open_read(dir + "/b.h5", MPI_COMM_WORLD);
+    for (const char* ds : {"/currents/mean", "/currents/rms", "/currents/exc_mean", "/currents/exc_rms",
+                           "/currents/inh_mean", "/currents/inh_rms"}) {
+      EXPECT_EQ(h5::dims(a, ds), h5::dims(b, ds)) << ds;
+      const std::vector<double> x = h5::read_doubles(a, ds), y = h5::read_doubles(b, ds);
+      ASSERT_EQ(x.size(), y.size());
+      for (size_t z = 0; z < x.size(); ++z) EXPECT_NEAR(x[z], y[z], 1e-12) << ds << " " << z;
+    }
+  }
+}

@@ -193,3 +193,29 @@ TEST(SubmitPlan, SlurmTimeLimitsInMinutes) {
     }
   }
 }
+
+TEST(SubmitPlan, WithTheStudysFitParametersTheFitsOwnMemoryPlanSizesTheJobs) {
+  // A whole-brain animal (80,000 units, 70 regions, 3,000 samples) on 128 GB / 64-core nodes:
+  // with the study's fit parameters (the default block prior) the plan is the fit's own
+  // (src/fit/memory.*), which fits in 2 nodes; the conservative shared-P estimate does not.
+  SubmitSettings s = settings();
+  s.mem_per_node_gb = 128;
+  s.cores_per_node = 64;
+  s.max_nodes = 2;
+  PlannedAnimal a = animal("zf", 80000);
+  a.n_samples = 3000;
+  a.n_regions = 70;
+  EXPECT_THROW(make_submit_plan(s, {a}), Error);  // shared P: more than 2 GB per rank at 128 ranks
+  s.fit_params = fit::Params();
+  const SubmitPlan p = make_submit_plan(s, {a});
+  ASSERT_EQ(p.arrays.size(), 1u);
+  EXPECT_LE(p.arrays[0].ranks, 128);
+  EXPECT_GT(p.arrays[0].ranks, 64);  // one node is not enough
+  fit::Params fp;
+  fp.dt_factor = s.dt_factor;
+  fit::FitSizes sz;
+  sz.n_units = 80000, sz.n_samples = 3000, sz.n_regions = 70, sz.ranks = p.arrays[0].ranks;
+  const double planned = fit::plan_fit_memory(sz, fp).peak;
+  EXPECT_GT(p.arrays[0].mem_per_rank_mb * 1e6, planned);  // the plan plus libraries and headroom
+  EXPECT_LT(p.arrays[0].mem_per_rank_mb * 1e6, 1.5 * planned + 2e8);
+}
