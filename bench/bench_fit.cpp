@@ -125,9 +125,17 @@ AnimalData synthetic(std::int64_t N, std::int64_t T, MPI_Comm comm, bool interle
   d.meta.trial_starts = {0};
   d.rows = own_rows(PetscInt(N), comm);
   d.activity.resize(size_t(d.rows.count()) * size_t(T));
+  // Interleaved: the grouped animal with its units relabelled (unit i's signal is that of its
+  // position in the grouped order), so both fits are the same network and only the layout differs.
+  std::vector<std::int64_t> pos(static_cast<size_t>(N));
+  for (std::int64_t i = 0; i < N; ++i) pos[size_t(i)] = i;
+  if (interleaved) {
+    const UnitOrder o = UnitOrder::by_region(d.meta.unit_region);
+    for (std::int64_t k = 0; k < N; ++k) pos[size_t(o.file_index(k))] = k;
+  }
   for (PetscInt i = 0; i < d.rows.count(); ++i)
     for (std::int64_t t = 0; t < T; ++t) {
-      const double u = double(d.rows.begin + i), tt = double(t) * 0.01;
+      const double u = double(pos[size_t(d.rows.begin + i)]), tt = double(t) * 0.01;
       d.activity[size_t(i) * size_t(T) + size_t(t)] = std::sin(2.0 * tt * (1.0 + std::fmod(u * 0.37, 1.0)) + u);
     }
   return d;

@@ -10,85 +10,25 @@
 
 namespace cohortnet::decompose {
 
+// The replicated form: the by-rows computation, then every target region's slabs on every rank
+// (each held by one rank: a sum over ranks of zero-filled buffers places them).
 RegionCurrents region_currents(const double* J_rows, RowRange rows, std::int64_t N, const double* rates,
                                std::int64_t T, const std::vector<int>& unit_region, int M, MPI_Comm comm,
                                std::vector<double>* per_unit) {
-  if (std::int64_t(unit_region.size()) != N) fail("decompose: unit_region has ", unit_region.size(), " entries, need ", N);
-  const PetscInt m = rows.count();
-  const size_t MMT = size_t(M) * size_t(M) * size_t(T);
-  // Sums and sums of squares over target units: total, excitatory, inhibitory.
-  std::vector<double> acc(6 * MMT, 0.0);
-  double* s_tot = acc.data();
-  double* q_tot = s_tot + MMT;
-  double* s_exc = q_tot + MMT;
-  double* q_exc = s_exc + MMT;
-  double* s_inh = q_exc + MMT;
-  double* q_inh = s_inh + MMT;
-  if (per_unit) per_unit->assign(size_t(m) * size_t(M) * size_t(T), 0.0);
-
-  std::vector<std::vector<std::int64_t>> units(static_cast<size_t>(M));
-  for (std::int64_t j = 0; j < N; ++j) {
-    const int s = unit_region[size_t(j)];
-    if (s < 0 || s >= M) fail("decompose: unit ", j, " has region ", s, " outside [0, ", M, ")");
-    units[size_t(s)].push_back(j);
-  }
-  for (int s = 0; s < M && m > 0; ++s) {
-    const auto& us = units[size_t(s)];
-    const PetscInt ns = PetscInt(us.size());
-    if (ns == 0) continue;
-    // Column-major blocks for BLAS: Jp/Jn = positive/negative parts of J[rows, S] (m x ns),
-    // Rs = rates of S (ns x T), C = J Rs (m x T). Memory O(m*N + N*T), no N x N.
-    std::vector<double> jp(size_t(m) * size_t(ns)), jn(size_t(m) * size_t(ns)), rs(size_t(ns) * size_t(T));
-    for (PetscInt c = 0; c < ns; ++c)
-      for (PetscInt i = 0; i < m; ++i) {
-        const double v = J_rows[size_t(i) * size_t(N) + size_t(us[size_t(c)])];
-        jp[size_t(i) + size_t(c) * size_t(m)] = v > 0 ? v : 0.0;
-        jn[size_t(i) + size_t(c) * size_t(m)] = v < 0 ? v : 0.0;
-      }
-    for (std::int64_t t = 0; t < T; ++t)
-      for (PetscInt c = 0; c < ns; ++c) rs[size_t(c) + size_t(t) * size_t(ns)] = rates[size_t(us[size_t(c)]) * size_t(T) + size_t(t)];
-    std::vector<double> cp(size_t(m) * size_t(T)), cn(size_t(m) * size_t(T));
-    PetscBLASInt bm = PetscBLASInt(m), bn = PetscBLASInt(T), bk = PetscBLASInt(ns);
-    const double one = 1.0, zero = 0.0;
-    BLASgemm_("N", "N", &bm, &bn, &bk, &one, jp.data(), &bm, rs.data(), &bk, &zero, cp.data(), &bm);
-    BLASgemm_("N", "N", &bm, &bn, &bk, &one, jn.data(), &bm, rs.data(), &bk, &zero, cn.data(), &bm);
-    for (PetscInt i = 0; i < m; ++i) {
-      const int q = unit_region[size_t(rows.begin + i)];
-      const size_t base = (size_t(q) * size_t(M) + size_t(s)) * size_t(T);
-      for (std::int64_t t = 0; t < T; ++t) {
-        const double e = cp[size_t(i) + size_t(t) * size_t(m)], h = cn[size_t(i) + size_t(t) * size_t(m)];
-        const double v = e + h;
-        s_tot[base + size_t(t)] += v;
-        q_tot[base + size_t(t)] += v * v;
-        s_exc[base + size_t(t)] += e;
-        q_exc[base + size_t(t)] += e * e;
-        s_inh[base + size_t(t)] += h;
-        q_inh[base + size_t(t)] += h * h;
-        if (per_unit) (*per_unit)[(size_t(i) * size_t(M) + size_t(s)) * size_t(T) + size_t(t)] = v;
-      }
-    }
-  }
-  MPI_Allreduce(MPI_IN_PLACE, acc.data(), int(acc.size()), MPI_DOUBLE, MPI_SUM, comm);
-
+  const std::vector<double> mine(rates + size_t(rows.begin) * size_t(T), rates + size_t(rows.end) * size_t(T));
+  const RegionCurrentsPart part = region_currents_by_rows(J_rows, rows, N, mine.data(), T, unit_region, M, comm, per_unit);
   RegionCurrents out;
   out.M = M;
   out.T = T;
-  for (auto* v : {&out.mean, &out.rms, &out.exc_mean, &out.exc_rms, &out.inh_mean, &out.inh_rms}) v->assign(MMT, 0.0);
-  for (int q = 0; q < M; ++q) {
-    std::int64_t nq = 0;
-    for (std::int64_t i = 0; i < N; ++i) nq += unit_region[size_t(i)] == q;
-    if (nq == 0) continue;
-    for (int s = 0; s < M; ++s)
-      for (std::int64_t t = 0; t < T; ++t) {
-        const size_t z = (size_t(q) * size_t(M) + size_t(s)) * size_t(T) + size_t(t);
-        const double n = double(nq);
-        out.mean[z] = s_tot[z] / n;
-        out.rms[z] = std::sqrt(q_tot[z] / n);
-        out.exc_mean[z] = s_exc[z] / n;
-        out.exc_rms[z] = std::sqrt(q_exc[z] / n);
-        out.inh_mean[z] = s_inh[z] / n;
-        out.inh_rms[z] = std::sqrt(q_inh[z] / n);
-      }
+  const size_t MT = size_t(M) * size_t(T);
+  const std::vector<double>* from[6] = {&part.mean, &part.rms, &part.exc_mean, &part.exc_rms, &part.inh_mean, &part.inh_rms};
+  std::vector<double>* to[6] = {&out.mean, &out.rms, &out.exc_mean, &out.exc_rms, &out.inh_mean, &out.inh_rms};
+  for (int v = 0; v < 6; ++v) {
+    to[v]->assign(size_t(M) * MT, 0.0);
+    for (size_t k = 0; k < part.targets.size(); ++k)
+      std::copy_n(&(*from[v])[k * MT], MT, &(*to[v])[size_t(part.targets[k]) * MT]);
+    if (to[v]->size() > size_t(std::numeric_limits<int>::max())) fail("decompose: M^2 T is too large to replicate");
+    MPI_Allreduce(MPI_IN_PLACE, to[v]->data(), int(to[v]->size()), MPI_DOUBLE, MPI_SUM, comm);
   }
   return out;
 }
