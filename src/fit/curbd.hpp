@@ -151,6 +151,8 @@ class Trainer {
   void build_schedule();
   void check_health();
   void regression_start();  // start.cpp: Start::Regression, before the first run
+  // start.cpp: the primal form of the same ridge solve (T >> N); returns this rank's residual SS.
+  double primal_start(const std::vector<double>& Z, const std::vector<double>& Y, const std::vector<double>& Uz, int Ts);
   void set_prior(double p0, double ratio) { rls_->set_prior(p0, ratio); }
 
   MPI_Comm comm_;

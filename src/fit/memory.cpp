@@ -37,8 +37,18 @@ MemoryPlan plan_fit_memory(const FitSizes& s, const Params& p) {
   add("always", "input parts of P (replicated)", (prior == Prior::Shared ? 1.0 : M) * nin * (N + nin) + m * nin * 2);
   add("setup", "activity rows as read (m T)", m * T);
   if (p.starts_from_regression()) {
-    add("start", "Z, Y, alpha and a received block (6 m Ts)", 6 * m * Ts);
-    add("start", "Gram matrices and factor (4 Ts^2)", 4 * Ts * Ts);
+    const double n = N + nin;
+    // The fit chooses with its training samples (about T - held out); the terms use T (a bound).
+    const double Ts_used = p.split_used() ? T * (1.0 - p.holdout_fraction) : T;
+    const bool primal = p.start_form == StartForm::Primal || (p.start_form == StartForm::Auto && n < Ts_used);
+    if (primal) {
+      add("start", "Z, Y and the inputs' samples (2 m Ts + n_in Ts)", 2 * m * Ts + nin * Ts);
+      add("start", "primal: all sources' samples, source Gram and factor (n Ts + 2 n^2 + n m)",
+          n * Ts + 2 * n * n + n * m + n * m + m * Ts);
+    } else {
+      add("start", "Z, Y, alpha and a received block (6 m Ts)", 6 * m * Ts);
+      add("start", "Gram matrices and factor (4 Ts^2)", 4 * Ts * Ts);
+    }
   }
   // The decomposition by rows (decompose::region_currents_by_rows): rates gathered a time chunk
   // at a time, the summaries of the target regions a rank holds (grouped units: about M m / N + 1).

@@ -7,7 +7,8 @@
 //   always    J m N; P (shared m N, region M m N, block m n_max); noise m L; target and rates 2 m T;
 //             J's and P's pending terms B (m + S N) (+ B M m region, + B S n_max block)
 //   setup     the activity rows m T (freed after the target is made)
-//   start     Z, Y, alpha, Z_g, Y_g and one other rank's Z: 6 m Ts; Gram and factor: 4 Ts^2
+//   start     dual: Z, Y, alpha, Z_g, Y_g and one other rank's Z: 6 m Ts; Gram and factor: 4 Ts^2;
+//             primal (n = N + n_in < Ts): Z, Y 2 m Ts, all samples n Ts, C and its factor 2 n^2
 //   output    row-major J m N (file order in place), rates m T and a file-order copy, one time
 //             chunk of all rates N Tc (Tc = min(T, 8e6 / N): the decomposition by rows), the
 //             sums and summaries 12 H M T of the H target regions a rank holds (H = min(M,

@@ -226,6 +226,21 @@ std::vector<ParamSpec> make_table() {
       std::function<void(double, const char*)>(non_negative),
       [](const Params& p) { return p.starts_from_regression() && p.per_region_p(); }));
   t.push_back(word(
+      "start-form", "start_form",
+      [](const Params& d) {
+        return std::string(d.start_form == StartForm::Auto ? "auto" : d.start_form == StartForm::Dual ? "dual" : "primal");
+      },
+      "--start regression: 'dual' (Ts x Ts Gram matrices, for N > T), 'primal' (the (N + inputs)^2 source Gram "
+      "matrix, for T >> N) or 'auto' (primal when N + inputs < the samples); the same solution to rounding",
+      [](const std::string& s, Params& p) {
+        if (s == "auto") p.start_form = StartForm::Auto;
+        else if (s == "dual") p.start_form = StartForm::Dual;
+        else if (s == "primal") p.start_form = StartForm::Primal;
+        else fail("option --start-form: unknown form '", s, "' (use auto, dual or primal)");
+      },
+      // The same solution to rounding: outputs of either form belong to one configuration.
+      [](const Params&) { return std::nullopt; }));
+  t.push_back(word(
       "inputs", "use_inputs", [](const Params& d) { return std::string(d.use_inputs ? "use" : "ignore"); },
       "'use': the animal's known inputs (/inputs) enter through learned weights W_in (RLS on [r; u]); "
       "'ignore': no input channels (the reference)",

@@ -32,6 +32,11 @@ enum class Prior { Shared, Region, Block };
 // the target rates (and inputs), with its own prior (start_p0, start_ratio); RLS training then
 // continues from there with the usual P.
 enum class Start { Random, Regression };
+// How the regression start solves its ridge problem (docs/performance.md, "Regression start"):
+// Dual: Ts x Ts Gram matrices (no N x N; for N > T, whole-brain recordings); Primal: the n x n
+// source Gram matrix, n = N + inputs (for T >> N); Auto: primal when n < Ts. The same solution
+// to rounding, so not part of the fingerprint.
+enum class StartForm { Auto, Dual, Primal };
 
 struct Params {
   int dt_factor = 1;        // RNN Euler steps per data sample
@@ -57,6 +62,7 @@ struct Params {
   Start start = Start::Regression;
   double start_p0 = 100;     // Start::Regression: prior variance of the weights (1 / ridge penalty)
   double start_ratio = 1e-2;  // ... of other regions' sources relative to start_p0 (region priors)
+  StartForm start_form = StartForm::Auto;
   // Fit quality (docs/fit.md "Fit quality"). The held-out split training never sees: nullopt =
   // none (--holdout none); --reference-compat never splits (the reference has no split).
   std::optional<SplitMode> holdout = SplitMode::Auto;

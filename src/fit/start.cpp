@@ -51,6 +51,90 @@ void gram(PetscBLASInt n, PetscBLASInt k, const double* a, double* c) {
 
 }  // namespace
 
+// The primal form, for T >> N (n = N + n_in sources < Ts samples): with C = Zf^T Zf (n x n, Zf
+// = all units' and the inputs' samples, Ts x n) and S_g = diag(sqrt lambda_g), row i of [J W_in]
+// in region g is S_g v_i with (S_g C S_g + I) v_i = S_g Zf^T y_i: the same ridge solution as the
+// dual form. Each rank computes the columns of C of its own units (n m Ts flops) and they are
+// all-gathered; one n x n Cholesky per region a rank holds rows of (n^3 / 3 each). Memory: Zf
+// (n Ts) and 2 n^2 per rank; no Ts x Ts. Returns this rank's residual sum of squares.
+double Trainer::primal_start(const std::vector<double>& Z, const std::vector<double>& Y, const std::vector<double>& Uz,
+                             int Ts_) {
+  const PetscInt m = m_;
+  const int n_in = n_in_, M = meta_.n_regions();
+  const bool per_region = params_.per_region_p();
+  const double p0 = params_.start_p0, ratio = per_region ? params_.start_ratio : 1.0;
+  const PetscBLASInt Ts = Ts_, n = blas_int(N_ + n_in, "sources");
+  const size_t ts = size_t(Ts), ns = size_t(n);
+  // Zf: every unit's samples (gathered in columns of Ts doubles), then the inputs'.
+  std::vector<double> Zf(ts * ns);
+  {
+    MPI_Datatype col;
+    MPI_Type_contiguous(Ts, MPI_DOUBLE, &col);
+    MPI_Type_commit(&col);
+    MPI_Allgatherv(Z.data(), int(m), col, Zf.data(), counts_.data(), offsets_.data(), col, comm_);
+    MPI_Type_free(&col);
+    std::copy(Uz.begin(), Uz.end(), Zf.begin() + std::ptrdiff_t(ts * size_t(N_)));
+  }
+  // C = Zf^T Zf: this rank's units' columns, gathered; the inputs' columns on every rank.
+  std::vector<double> C(ns * ns, 0.0), Cl(ns * size_t(m));
+  const double one = 1.0, zero = 0.0;
+  const PetscBLASInt mb = blas_int(m, "local rows");
+  if (m > 0 && Ts > 0) BLASgemm_("T", "N", &n, &mb, &Ts, &one, Zf.data(), &Ts, Z.data(), &Ts, &zero, Cl.data(), &n);
+  {
+    MPI_Datatype col;
+    MPI_Type_contiguous(n, MPI_DOUBLE, &col);
+    MPI_Type_commit(&col);
+    MPI_Allgatherv(Cl.data(), int(m), col, C.data(), counts_.data(), offsets_.data(), col, comm_);
+    MPI_Type_free(&col);
+  }
+  if (n_in > 0 && Ts > 0) {
+    const PetscBLASInt ni = PetscBLASInt(n_in);
+    BLASgemm_("T", "N", &n, &ni, &Ts, &one, Zf.data(), &Ts, Uz.data(), &Ts, &zero, C.data() + ns * size_t(N_), &n);
+  }
+  std::vector<int> group(size_t(m), 0);
+  if (per_region) group = row_region_;
+  const int n_groups = per_region ? M : 1;
+  std::vector<double> A(ns * ns), s(ns), B, R;
+  DenseArray Ja(J_);
+  double res = 0;
+  for (int g = 0; g < n_groups; ++g) {
+    std::vector<PetscInt> rows;
+    for (PetscInt l = 0; l < m; ++l)
+      if (group[size_t(l)] == g) rows.push_back(l);
+    if (rows.empty()) continue;
+    for (std::int64_t j = 0; j < N_ + n_in; ++j)
+      s[size_t(j)] = std::sqrt(p0 * (!per_region || j >= N_ || meta_.unit_region[size_t(j)] == g ? 1.0 : ratio));
+    for (size_t k = 0; k < ns; ++k)
+      for (size_t j = 0; j < ns; ++j) A[j + k * ns] = s[j] * C[j + k * ns] * s[k] + (j == k ? 1.0 : 0.0);
+    PetscBLASInt info = 0;
+    LAPACKpotrf_("L", &n, A.data(), &n, &info);
+    if (info != 0)
+      fail("animal ", meta_.animal_id, ": the regression start's source Gram matrix is not positive definite (LAPACK potrf ",
+           info, "); check the data for constant or duplicated units, or lower --start-p0");
+    // B = S Zf^T Y_g (n x m_g), solved in place; W = S V.
+    const PetscBLASInt mg = PetscBLASInt(rows.size());
+    std::vector<double> Yg(ts * rows.size());
+    for (size_t c = 0; c < rows.size(); ++c) std::copy_n(&Y[size_t(rows[c]) * ts], ts, &Yg[c * ts]);
+    B.assign(ns * rows.size(), 0.0);
+    if (Ts > 0) BLASgemm_("T", "N", &n, &mg, &Ts, &one, Zf.data(), &Ts, Yg.data(), &Ts, &zero, B.data(), &n);
+    for (size_t c = 0; c < rows.size(); ++c)
+      for (size_t j = 0; j < ns; ++j) B[j + c * ns] *= s[j];
+    LAPACKpotrs_("L", &n, &mg, A.data(), &n, B.data(), &n, &info);
+    for (size_t c = 0; c < rows.size(); ++c)
+      for (size_t j = 0; j < ns; ++j) B[j + c * ns] *= s[j];
+    for (size_t c = 0; c < rows.size(); ++c) {
+      const PetscInt i = rows[c];
+      for (std::int64_t j = 0; j < N_; ++j) Ja.a[i + j * Ja.lda] = B[size_t(j) + c * ns];
+      for (int d = 0; d < n_in; ++d) Win_[size_t(i) * size_t(n_in) + size_t(d)] = B[size_t(N_ + d) + c * ns];
+    }
+    // Residual y - Zf w.
+    const double minus = -1.0;
+    if (Ts > 0) BLASgemm_("N", "N", &Ts, &mg, &n, &minus, Zf.data(), &Ts, B.data(), &n, &one, Yg.data(), &Ts);
+    for (double v : Yg) res += v * v;
+  }
+  return res;
+}
+
 void Trainer::regression_start() {
   const double t0 = MPI_Wtime();
   const PetscInt m = m_;
@@ -81,6 +165,13 @@ void Trainer::regression_start() {
     for (int c = 0; c < n_in; ++c) Uz[t + size_t(c) * ts] = U_[size_t(S[t]) * size_t(n_in) + size_t(c)];
   }
 
+  const std::int64_t n_src = N_ + n_in;
+  const bool primal = params_.start_form == StartForm::Primal ||
+                      (params_.start_form == StartForm::Auto && n_src < std::int64_t(Ts));
+  double res[2] = {0, 0};  // residual and total sums of squares of the implied currents
+  if (primal) {
+    res[0] = primal_start(Z, Y, Uz, Ts);
+  } else {
   // Gram matrices: all units' (summed over ranks), the inputs'.
   std::vector<double> G(ts * ts), Gu(ts * ts, 0.0);
   gram(Ts, mb, Z.data(), G.data());
@@ -157,15 +248,16 @@ void Trainer::regression_start() {
     }
 
   // In-sample R^2 of the implied currents: the residual of the dual solution is alpha.
-  double res[2] = {0, 0};
   for (double a : alpha) res[0] += a * a;
+  }
   for (double y : Y) res[1] += y * y;
   MPI_Allreduce(MPI_IN_PLACE, res, 2, MPI_DOUBLE, MPI_SUM, comm_);
   start_r2_ = res[1] > 0 ? 1.0 - res[0] / res[1] : 0.0;
   std::ostringstream os;
   os.precision(4);
   os << meta_.animal_id << " start: ridge regression of the implied input currents over " << Ts << " samples ("
-     << (per_region ? M : 1) << " prior group(s)): R^2 " << start_r2_ << " (" << MPI_Wtime() - t0 << " s)";
+     << (per_region ? M : 1) << " prior group(s), " << (primal ? "primal" : "dual") << " form): R^2 " << start_r2_
+     << " (" << MPI_Wtime() - t0 << " s)";
   log::info(comm_, os.str());
 }
 

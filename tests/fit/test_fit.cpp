@@ -697,7 +697,7 @@ std::vector<double> ridge_start(const AnimalData& whole, const fit::Params& p) {
       }
     }
     for (size_t a = 0; a < K; ++a) {
-      const bool other = a < size_t(N) && p.prior == fit::Prior::Region && m.unit_region[a] != q;
+      const bool other = a < size_t(N) && p.per_region_p() && m.unit_region[a] != q;
       A[a * K + a] += 1.0 / (other ? p.start_p0 * p.start_ratio : p.start_p0);
     }
     // Gaussian elimination with partial pivoting (A is symmetric positive definite).
@@ -741,8 +741,9 @@ double start_error(const fit::Trainer& tr, const std::vector<double>& expect, st
 
 TEST(FitStart, RegressionStartIsTheRidgeRegressionOfTheImpliedCurrents) {
   // With no training run, J (and W_in) after the first run is the start: the ridge solution of
-  // the direct formula, for the region prior (per-region penalties), the shared prior, with input
-  // channels, and across a trial boundary (no derivative across it), at every rank count.
+  // the direct formula, for the region prior (per-region penalties), the shared prior, the block
+  // prior, with input channels, and across a trial boundary (no derivative across it), at every
+  // rank count, in the dual (Ts x Ts) and the primal (n x n) form.
   AnimalMeta meta = fittest::make_meta("rs", 17, 90, 3, 0.01);
   meta.trial_starts = {0, 41};
   const Planted pl = planted_inputs(14, 80);
@@ -751,9 +752,11 @@ TEST(FitStart, RegressionStartIsTheRidgeRegressionOfTheImpliedCurrents) {
     fit::Prior prior;
     bool inputs;
   };
+  for (const fit::StartForm form : {fit::StartForm::Dual, fit::StartForm::Primal})
   for (const Case& c : {Case{"region", fit::Prior::Region, false}, Case{"shared", fit::Prior::Shared, false},
-                        Case{"region + inputs", fit::Prior::Region, true}}) {
+                        Case{"region + inputs", fit::Prior::Region, true}, Case{"block + inputs", fit::Prior::Block, true}}) {
     fit::Params p = small_params();
+    p.start_form = form;
     p.holdout.reset();  // the direct formula uses every sample (FitHeldOut checks the split's)
     p.start = fit::Start::Regression;
     p.start_p0 = 3;
@@ -768,7 +771,7 @@ TEST(FitStart, RegressionStartIsTheRidgeRegressionOfTheImpliedCurrents) {
     tr.run_next();
     const std::int64_t N = whole.meta.n_units;
     const std::vector<double> want = ridge_start(whole, p);
-    EXPECT_LT(start_error(tr, want, N, tr.n_inputs()), 1e-9) << c.what;
+    EXPECT_LT(start_error(tr, want, N, tr.n_inputs()), 1e-9) << c.what << (form == fit::StartForm::Dual ? " dual" : " primal");
     EXPECT_EQ(tr.n_inputs(), c.inputs ? 2 : 0) << c.what;
     // The start is not the random J0: the check above would fail against it.
     p.start = fit::Start::Random;
