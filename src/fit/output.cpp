@@ -205,6 +205,9 @@ void Trainer::write_result(const std::string& path, const std::string& config_te
     // 1-based; 0: the regression start was kept (training did not beat it).
     h5::set_attr(f, "/", "best_run", std::int64_t(best_run_ + 1));
     h5::set_attr(f, "/", "start_score", start_score_);
+    // The held-out pVar also chose which run's J is kept (a selection among the runs scored), so
+    // it is slightly optimistic for the kept J; recorded so a reader can tell (docs/fit.md).
+    h5::set_attr(f, "/", "heldout_selects_run", std::int64_t(params_.split_used() ? 1 : 0));
     h5::set_attr(f, "/", "stop_reason", stop_reason_);
   }
   if (quality_.evaluated) {

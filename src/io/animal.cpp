@@ -125,12 +125,16 @@ AnimalMeta read_meta_local(const h5::File& f) {
   return m;
 }
 
-void check_finite(const std::vector<double>& v, std::int64_t cols, std::int64_t row0, const std::string& path,
+void check_finite(const double* v, size_t n, std::int64_t cols, std::int64_t row0, const std::string& path,
                   const char* dataset) {
-  for (size_t i = 0; i < v.size(); ++i)
+  for (size_t i = 0; i < n; ++i)
     if (!std::isfinite(v[i]))
       fail("file ", path, ": dataset ", dataset, " has ", std::isnan(v[i]) ? "NaN" : "Inf", " at unit ",
            row0 + std::int64_t(i) / cols, ", sample ", std::int64_t(i) % cols);
+}
+void check_finite(const std::vector<double>& v, std::int64_t cols, std::int64_t row0, const std::string& path,
+                  const char* dataset) {
+  check_finite(v.data(), v.size(), cols, row0, path, dataset);
 }
 
 }  // namespace
@@ -313,8 +317,7 @@ AnimalData read_animal(const std::string& path, MPI_Comm comm, bool by_region) {
     collective(comm, [&] {
       size_t r = 0;
       for (const RowRange& run : fr.runs) {
-        const std::vector<double> part(raw.begin() + std::ptrdiff_t(r * T), raw.begin() + std::ptrdiff_t((r + size_t(run.count())) * T));
-        check_finite(part, a.meta.n_samples, run.begin, path, "/activity");
+        check_finite(&raw[r * T], size_t(run.count()) * T, a.meta.n_samples, run.begin, path, "/activity");
         r += size_t(run.count());
       }
     });

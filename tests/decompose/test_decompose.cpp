@@ -11,15 +11,31 @@
 
 using namespace cohortnet;
 
+namespace {
+// A random network of N units in M regions (interleaved: unit i in (5i + 1) mod M; grouped: i M / N).
+struct Case {
+  std::vector<int> region;
+  std::vector<double> J, R;  // N x N, N x T (row-major)
+};
+Case random_case(std::int64_t N, std::int64_t T, int M, bool grouped, std::uint64_t seed, std::uint64_t tag) {
+  Case c;
+  c.region.resize(static_cast<size_t>(N));
+  for (std::int64_t i = 0; i < N; ++i) c.region[size_t(i)] = grouped ? int(i * M / N) : int((i * 5 + 1) % M);
+  c.J.resize(static_cast<size_t>(N * N));
+  c.R.resize(static_cast<size_t>(N * T));
+  Stream s(seed, {tag});
+  for (auto& v : c.J) v = s.normal();
+  for (auto& v : c.R) v = std::tanh(s.normal());
+  return c;
+}
+}  // namespace
+
 TEST(Decompose, MatchesDirectComputation) {
   const std::int64_t N = 23, T = 17;
   const int M = 3;
-  std::vector<int> region(static_cast<size_t>(N));
-  for (std::int64_t i = 0; i < N; ++i) region[size_t(i)] = int((i * 5 + 1) % M);
-  std::vector<double> J(static_cast<size_t>(N * N)), R(static_cast<size_t>(N * T));
-  Stream s(5, {1});
-  for (auto& v : J) v = s.normal();
-  for (auto& v : R) v = std::tanh(s.normal());
+  const Case net = random_case(N, T, M, false, 5, 1);
+  const std::vector<int>& region = net.region;
+  const std::vector<double>&J = net.J, &R = net.R;
 
   RowRange rows = own_rows(PetscInt(N), MPI_COMM_WORLD);
   std::vector<double> mine(J.begin() + rows.begin * N, J.begin() + rows.end * N);
@@ -93,12 +109,9 @@ TEST(Decompose, ByRowsEqualsReplicatedAndWritesTheSameFile) {
   const std::int64_t N = 23, T = 17;
   const int M = 3;
   for (bool grouped : {false, true}) {
-    std::vector<int> region(static_cast<size_t>(N));
-    for (std::int64_t i = 0; i < N; ++i) region[size_t(i)] = grouped ? int(i * M / N) : int((i * 5 + 1) % M);
-    std::vector<double> J(static_cast<size_t>(N * N)), R(static_cast<size_t>(N * T));
-    Stream s(7, {2});
-    for (auto& v : J) v = s.normal();
-    for (auto& v : R) v = std::tanh(s.normal());
+    const Case net = random_case(N, T, M, grouped, 7, 2);
+    const std::vector<int>& region = net.region;
+    const std::vector<double>&J = net.J, &R = net.R;
     RowRange rows = own_rows(PetscInt(N), MPI_COMM_WORLD);
     std::vector<double> mine(J.begin() + rows.begin * N, J.begin() + rows.end * N);
     std::vector<double> my_rates(R.begin() + rows.begin * T, R.begin() + rows.end * T);

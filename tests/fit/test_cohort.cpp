@@ -185,4 +185,25 @@ TEST(FitUnitOrder, UnitsGroupedByRegionGiveTheFileOrdersResult) {
     EXPECT_LE(d, 1e-9 * std::max(s, 1.0)) << ds << ": max difference " << d;
   }
   EXPECT_EQ(h5::attr_string(a, "/", "status"), h5::attr_string(b, "/", "status"));
+  // The defaults' stopping rule: the start was scored, and the output says the held-out part chose the run.
+  EXPECT_TRUE(std::isfinite(h5::attr_double(a, "/", "start_score")));
+  EXPECT_EQ(h5::attr_int(a, "/", "heldout_selects_run"), 1);
+  EXPECT_EQ(h5::attr_int(a, "/", "best_run"), h5::attr_int(b, "/", "best_run"));
+}
+
+TEST(FitUnitOrder, ANaNIsNamedByItsFileRowWhenTheUnitsAreGrouped) {
+  const std::string dir = testutil::scratch_dir("fit-unit-order-nan");
+  AnimalMeta meta = fittest::make_meta("nan", 31, 40, 3, 0.01);  // interleaved regions
+  AnimalData w = fittest::make_animal(meta, MPI_COMM_WORLD);
+  for (PetscInt i = 0; i < w.rows.count(); ++i)
+    if (w.rows.begin + i == 7) w.activity[size_t(i) * 40 + 3] = NAN;
+  write_animal(dir + "/nan.h5", meta, w.rows, w.activity, {}, MPI_COMM_WORLD);
+  try {
+    read_animal(dir + "/nan.h5", MPI_COMM_WORLD, true);
+    ADD_FAILURE() << "NaN accepted";
+  } catch (const Error& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("nan.h5"), std::string::npos) << m;
+    EXPECT_NE(m.find("unit 7, sample 3"), std::string::npos) << m;
+  }
 }
