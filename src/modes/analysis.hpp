@@ -23,6 +23,9 @@ struct ModesConfig {
   Reduction reduction = Reduction::ordered;
   // cross-validation
   int folds = 3;
+  // How K's held-out error is measured: "animals" (W without the animal, its held-out pieces;
+  // the default) or "entries" (held-out pieces of every animal, W fitted on the rest).
+  std::string k_cv = "animals";
   int cv_block = 50;         // samples per hold-out block
   double cv_fraction = 0.1;  // fraction of (row, block) pieces held out per fold
   double cv_ridge = 0.01;    // ridge on H in cross-validation fits (columns of W have unit norm)
@@ -31,6 +34,9 @@ struct ModesConfig {
   // conservation
   bool conserve = true;
   int loo_starts = 3;        // starts of every leave-one-out and single-animal fit
+  // An animal's own fit also starts from the cohort's modes fitted without it, and that fit is kept
+  // when its R2 is within this of the best random start's (-1: random starts only; see own_fit).
+  double own_tolerance = 0.01;
   int loo_null = 20;         // label permutations for R2_null per animal
   int permutations = 999;    // label permutations for the per-mode p-values
   double alpha = 0.01;       // family-wise level (Bonferroni over K modes)
@@ -43,9 +49,12 @@ struct ModesConfig {
 
 struct KSelection {
   std::vector<int> k_values;
-  std::vector<double> cv_error;       // n_K x folds: relative held-out error
+  std::vector<int> starts_run;        // per K: random starts run (--starts, more where stability was not determined)
+  std::vector<int> starts_at_best;    // per K: starts within 1% of the best objective (stability is over them)
+  int n_folds = 0;                    // folds of cv_error: animals (--k-cv animals) or hold-out masks
+  std::vector<double> cv_error;       // n_K x n_folds: relative held-out error
   std::vector<double> cv_mean, cv_se;
-  std::vector<double> stability;      // mean matched congruence of the best start with the others
+  std::vector<double> stability;      // mean matched congruence of the best start with the others at its objective (NaN: none)
   std::vector<double> objective;      // best training objective per K
   int k_chosen = 0;
   std::string rule, reason;
@@ -57,7 +66,8 @@ struct ModesResult {
   int best_start = 0;
   std::vector<double> start_objectives;   // every start
   std::vector<std::vector<double>> start_W;
-  double stability = 0;
+  double stability = 0;  // as KSelection::stability, for the chosen K
+  int starts_at_best = 1;
   bool have_selection = false;
   KSelection selection;
   // leave-one-animal-out conservation index
@@ -65,6 +75,7 @@ struct ModesResult {
   std::vector<double> r2_shared, r2_own, r2_null, index;  // per animal
   std::vector<double> r2_null_samples;    // A x loo_null
   std::vector<std::vector<double>> loo_W; // per animal: W fitted without it, columns aligned to fit.W
+  std::vector<std::vector<double>> loo_W_start;  // the same, columns as fitted (the own fits' warm start)
   std::vector<std::vector<double>> own_W; // per animal: its own modes, columns matched to fit.W
   // per-mode similarity and permutation test
   std::vector<double> similarity;         // A x K: own mode vs leave-one-out shared mode (matched)
@@ -126,5 +137,11 @@ void ceiling(const std::vector<std::vector<AnimalMatrix>>& sets, const PairLayou
 
 // Mean matched congruence between a reference W and others (P x K each).
 double matched_congruence(const std::vector<double>& ref, const std::vector<std::vector<double>>& others, int P, int K);
+
+// Stability of a set of starts (W and objective each): the mean matched congruence of the best
+// start's W with the other starts whose objective is within 1% of the best's. NaN when no other
+// start reached it; *n_at_best (optional) counts the starts at the best objective, the best included.
+double start_stability(const std::vector<std::vector<double>>& Ws, const std::vector<double>& obj, int best, int P,
+                       int K, int* n_at_best);
 
 }  // namespace cohortnet::modes

@@ -86,6 +86,9 @@ void options_from(const po::variables_map& vm, InputSpec& in, ModesConfig& cfg) 
   else fail("option --reduction: unknown value '", red, "' (ordered or sum)");
   cfg.folds = i("folds");
   if (cfg.folds < 1) fail("option --folds: must be at least 1");
+  cfg.k_cv = vm["k-cv"].as<std::string>();
+  if (cfg.k_cv != "animals" && cfg.k_cv != "entries")
+    fail("option --k-cv: must be animals or entries (got '", cfg.k_cv, "')");
   cfg.cv_block = i("cv-block");
   if (cfg.cv_block < 2) fail("option --cv-block: must be at least 2 samples");
   cfg.cv_fraction = d("cv-fraction");
@@ -98,6 +101,9 @@ void options_from(const po::variables_map& vm, InputSpec& in, ModesConfig& cfg) 
   cfg.conserve = !vm["no-conserve"].as<bool>();
   cfg.loo_starts = i("loo-starts");
   if (cfg.loo_starts < 1) fail("option --loo-starts: must be at least 1");
+  cfg.own_tolerance = d("own-tolerance");
+  if (!(cfg.own_tolerance >= 0 || cfg.own_tolerance == -1))
+    fail("option --own-tolerance: must be >= 0, or -1 for random starts only (got ", cfg.own_tolerance, ")");
   cfg.loo_null = i("loo-null");
   if (cfg.loo_null < 1) fail("option --loo-null: must be at least 1");
   cfg.permutations = i("permutations");
@@ -144,7 +150,8 @@ Command make_modes_command() {
       ("max-iter", po::value<int>()->default_value(500), "HALS iterations at most")
       ("tol", po::value<double>()->default_value(1e-6), "stop when the objective decreases by less than this fraction")
       ("reduction", po::value<std::string>()->default_value("ordered"), "ordered (bit-identical at any rank count) | sum (smaller messages)")
-      ("folds", po::value<int>()->default_value(3), "cross-validation folds (hold-out masks) per K")
+      ("folds", po::value<int>()->default_value(3), "cross-validation hold-out masks per K (per animal with --k-cv animals)")
+      ("k-cv", po::value<std::string>()->default_value("animals"), "--k auto: held-out error of K from animals left out of W (animals: only modes that carry over to an unseen animal count) or from held-out pieces of every animal (entries)")
       ("cv-block", po::value<int>()->default_value(50), "samples per hold-out block")
       ("cv-fraction", po::value<double>()->default_value(0.1), "fraction of (pair, block) pieces held out per fold")
       ("cv-ridge", po::value<double>()->default_value(0.01), "ridge on activations in cross-validation fits (keeps H bounded where a mode's rows are held out)")
@@ -152,6 +159,7 @@ Command make_modes_command() {
       ("k-min-stability", po::value<double>()->default_value(0.9), "--k auto: and must have at least this stability across starts")
       ("no-conserve", po::bool_switch(), "skip the conservation statistics")
       ("loo-starts", po::value<int>()->default_value(3), "starts of each leave-one-out and single-animal fit")
+      ("own-tolerance", po::value<double>()->default_value(0.01), "an animal's own fit also starts from the cohort's modes fitted without it, kept when its R2 is within this of the best random start's (one animal's factorization is not unique); -1: random starts only")
       ("loo-null", po::value<int>()->default_value(20), "label permutations per animal for R2_null")
       ("permutations", po::value<int>()->default_value(999), "label permutations for the per-mode p-values (resolution 1/(n+1))")
       ("alpha", po::value<double>()->default_value(0.01), "a mode is conserved if its Bonferroni-corrected p < alpha (and --min-similarity holds)")

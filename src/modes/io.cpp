@@ -386,7 +386,7 @@ std::string summary_table(const LoadedCohort& c, const ModesResult& r, const Mod
   if (r.have_selection) os << "# K chosen: " << r.selection.reason << "\n# rule: " << r.selection.rule << "\n";
   for (size_t i = 0; i < c.record.left_out_ids.size(); ++i)
     os << "# left out: " << c.record.left_out_ids[i] << " (" << c.record.left_out_reasons[i] << ")\n";
-  os << "# stability across " << cfg.starts << " starts: " << std::setprecision(4) << r.stability << "\n";
+  os << "# stability across the " << r.starts_at_best << " starts at the best objective: " << std::setprecision(4) << r.stability << "\n";
   if (r.have_conservation) {
     os << "# conserved = Bonferroni-corrected p (min(1, K p)) < " << cfg.alpha << " and similarity >= "
        << cfg.min_similarity << "; similarity = "
@@ -501,6 +501,7 @@ void write_results(const std::string& out_dir, const LoadedCohort& c, const Mode
   h5::set_attr(f, "/W", "iterations", std::int64_t(r.fit.iterations));
   h5::set_attr(f, "/W", "best_start", std::int64_t(r.best_start));
   h5::set_attr(f, "/W", "stability", r.stability);
+  h5::set_attr(f, "/W", "starts_at_best", std::int64_t(r.starts_at_best));
   h5::ensure_group(f, "/activations");
   for (int a = 0; a < A; ++a) put(f, "/activations/" + c.animals[size_t(a)].id, r.fit.H[size_t(a)], {uK, hsize_t(c.animals[size_t(a)].T)});
   h5::ensure_group(f, "/starts");
@@ -514,13 +515,16 @@ void write_results(const std::string& out_dir, const LoadedCohort& c, const Mode
     const hsize_t nK = hsize_t(s.k_values.size());
     h5::ensure_group(f, "/select_k");
     put_ints(f, "/select_k/k", s.k_values, {nK});
-    put(f, "/select_k/cv_error", s.cv_error, {nK, hsize_t(cfg.folds)});
+    put(f, "/select_k/cv_error", s.cv_error, {nK, hsize_t(s.n_folds)});
     put(f, "/select_k/cv_error_mean", s.cv_mean, {nK});
     put(f, "/select_k/cv_error_se", s.cv_se, {nK});
     put(f, "/select_k/stability", s.stability, {nK});
+    put_ints(f, "/select_k/starts_at_best", s.starts_at_best, {nK});
+    put_ints(f, "/select_k/starts_run", s.starts_run, {nK});
     put(f, "/select_k/objective", s.objective, {nK});
     h5::set_attr(f, "/select_k", "k_chosen", std::int64_t(s.k_chosen));
     h5::set_attr(f, "/select_k", "rule", s.rule);
+    h5::set_attr(f, "/select_k", "cv", cfg.k_cv);
     h5::set_attr(f, "/select_k", "reason", s.reason);
   }
   if (r.have_conservation) {

@@ -348,7 +348,7 @@ FitResult fit_best(const std::vector<const AnimalMatrix*>& animals, int P, FitOp
 }
 
 std::vector<double> project(const AnimalMatrix& a, const std::vector<double>& W, int P, int K, int max_iter,
-                            double tol) {
+                            double tol, double ridge) {
   const int T = a.T;
   std::vector<double> H(size_t(K) * size_t(T), 0.0), G(size_t(K) * size_t(K)), A;
   for (int b = 0; b < a.n_blocks(); ++b) {
@@ -374,12 +374,12 @@ std::vector<double> project(const AnimalMatrix& a, const std::vector<double>& W,
     for (int it = 0; it < max_iter; ++it) {
       double change = 0, norm = 0;
       for (int k = 0; k < K; ++k) {
-        const double gkk = G[size_t(k) * size_t(K) + size_t(k)];
+        const double gkk = G[size_t(k) * size_t(K) + size_t(k)] + ridge;
         if (!(gkk > 0)) continue;
         for (int t = 0; t < nt; ++t) {
-          double num = A[size_t(k) * size_t(nt) + size_t(t)];
-          for (int j = 0; j < K; ++j) num -= G[size_t(k) * size_t(K) + size_t(j)] * H[size_t(j) * size_t(T) + size_t(t0 + t)];
           double& h = H[size_t(k) * size_t(T) + size_t(t0 + t)];
+          double num = A[size_t(k) * size_t(nt) + size_t(t)] - ridge * h;
+          for (int j = 0; j < K; ++j) num -= G[size_t(k) * size_t(K) + size_t(j)] * H[size_t(j) * size_t(T) + size_t(t0 + t)];
           const double nh = std::max(0.0, h + num / gkk);
           change += (nh - h) * (nh - h);
           norm += nh * nh;

@@ -117,9 +117,10 @@ FitResult fit_best(const std::vector<const AnimalMatrix*>& animals, int P, FitOp
                    MPI_Comm comm, std::vector<double>* objectives = nullptr);
 
 // Projection on fixed modes: non-negative H (K x T) minimising the masked error of one animal
-// (local, no communication). Deterministic initialisation (least squares clipped at 0).
+// (local, no communication). Deterministic initialisation (least squares clipped at 0). ridge:
+// + ridge |H|^2 (a mode seen on few kept rows of the animal cannot grow without bound).
 std::vector<double> project(const AnimalMatrix& a, const std::vector<double>& W, int P, int K,
-                            int max_iter = 500, double tol = 1e-8);
+                            int max_iter = 500, double tol = 1e-8, double ridge = 0);
 
 // Explained variance over the observed (not held-out) entries: 1 - SSE / SST, SST centred per row
 // over that row's observed samples.

@@ -69,6 +69,29 @@ TEST(ModesHungarian, KnownCases) {
   EXPECT_THROW(hungarian_min(r, 3, 2), Error);
 }
 
+// Stability counts only the starts that reach the best objective: a start stuck in a worse local
+// minimum with other modes does not make the K unstable; an equally good start with other modes does.
+TEST(ModesSelection, StabilityOverStartsAtTheBestObjective) {
+  const int P = 3, K = 2;
+  const std::vector<double> A = {1, 0, 0, 1, 0, 0};        // modes e0, e1 (P x K, row-major)
+  const std::vector<double> Aswap = {0, 1, 1, 0, 0, 0};    // the same modes, columns swapped
+  const std::vector<double> B = {0, 0, 1, 0, 0, 1};        // other modes: e1, e2
+  int n = 0;
+  // Best (start 0), a relabelled copy at the same objective, a different W 10% worse.
+  EXPECT_NEAR(start_stability({A, Aswap, B}, {100.0, 100.5, 110.0}, 0, P, K, &n), 1.0, 1e-12);
+  EXPECT_EQ(n, 2);
+  // The different W at the same objective (within 1%): not identified.
+  const double st = start_stability({A, Aswap, B}, {100.0, 100.5, 100.9}, 0, P, K, &n);
+  EXPECT_EQ(n, 3);
+  EXPECT_NEAR(st, (1.0 + 0.5) / 2, 1e-12);  // B matches A in one mode of two
+  // Only the best start reached its objective: not determined.
+  EXPECT_TRUE(std::isnan(start_stability({A, B}, {100.0, 120.0}, 0, P, K, &n)));
+  EXPECT_EQ(n, 1);
+  // The same as matched_congruence over all starts when they all reach the best objective.
+  EXPECT_DOUBLE_EQ(start_stability({A, Aswap, B}, {100.0, 100.0, 100.0}, 0, P, K, nullptr),
+                   matched_congruence(A, {Aswap, B}, P, K));
+}
+
 TEST(ModesHungarian, MatchesBruteForce) {
   Stream s(7, {99});
   for (int trial = 0; trial < 50; ++trial) {
