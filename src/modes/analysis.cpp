@@ -150,6 +150,17 @@ double start_stability(const std::vector<std::vector<double>>& Ws, const std::ve
   return matched_congruence(Ws[size_t(best)], others, P, K);
 }
 
+// One random start of the shared fit (start id j), packed as {objective, W...}.
+std::vector<double> shared_start(const std::vector<const AnimalMatrix*>& ptrs, int P, FitOptions o, int j, MPI_Comm sub) {
+  o.start = kStartShared + std::uint64_t(j);
+  MaskedHals h(ptrs, P, o, sub);
+  h.init_random();
+  FitResult r = h.run();
+  std::vector<double> v = {r.objective};
+  v.insert(v.end(), r.W.begin(), r.W.end());
+  return v;
+}
+
 KSelection select_k(const std::vector<AnimalMatrix>& animals, const PairLayout& L, const ModesConfig& cfg,
                     MPI_Comm comm) {
   KSelection sel;
@@ -172,15 +183,7 @@ KSelection select_k(const std::vector<AnimalMatrix>& animals, const PairLayout& 
   auto results = run_tasks(comm, nK * per_k, [&](int task, MPI_Comm sub) -> std::vector<double> {
     const int K = sel.k_values[size_t(task / per_k)], j = task % per_k;
     FitOptions o = fit_options(cfg, K);
-    if (j < S) {
-      o.start = kStartShared + std::uint64_t(j);
-      MaskedHals h(ptrs, P, o, sub);
-      h.init_random();
-      FitResult r = h.run();
-      std::vector<double> v = {r.objective};
-      v.insert(v.end(), r.W.begin(), r.W.end());
-      return v;
-    }
+    if (j < S) return shared_start(ptrs, P, fit_options(cfg, K), j, sub);
     const int fold = j - S;
     if (by_animal) {
       std::vector<const AnimalMatrix*> rest;
@@ -263,15 +266,8 @@ KSelection select_k(const std::vector<AnimalMatrix>& animals, const PairLayout& 
   auto determine = [&](int ik) {
     for (int round = 1; round <= 2 && S > 1 && sel.starts_at_best[size_t(ik)] < 2; ++round) {
       const int K = sel.k_values[size_t(ik)];
-      auto more = run_tasks(comm, S, [&](int j, MPI_Comm sub) -> std::vector<double> {
-        FitOptions o = fit_options(cfg, K);
-        o.start = kStartShared + std::uint64_t(round * S + j);
-        MaskedHals h(ptrs, P, o, sub);
-        h.init_random();
-        FitResult r = h.run();
-        std::vector<double> v = {r.objective};
-        v.insert(v.end(), r.W.begin(), r.W.end());
-        return v;
+      auto more = run_tasks(comm, S, [&](int j, MPI_Comm sub) {
+        return shared_start(ptrs, P, fit_options(cfg, K), round * S + j, sub);
       });
       for (auto& v : more) {
         objs[size_t(ik)].push_back(v[0]);
