@@ -304,8 +304,11 @@ KSelection select_k(const std::vector<AnimalMatrix>& animals, const PairLayout& 
   const bool stable = chosen >= 0;
   if (!stable) chosen = candidate;
   sel.k_chosen = sel.k_values[size_t(chosen)];
+  const bool undetermined = std::isnan(sel.stability[size_t(chosen)]);
   sel.reason = cat("K = ", sel.k_chosen, ": held-out error ", sel.cv_mean[size_t(chosen)], " vs lowest ", best_cv,
-                   " (tolerance ", cfg.k_cv_tolerance * 100, "%), stability ", sel.stability[size_t(chosen)], how,
+                   " (tolerance ", cfg.k_cv_tolerance * 100, "%), stability ", sel.stability[size_t(chosen)],
+                   undetermined ? cat(" (not determined: only the best of ", sel.starts_run[size_t(chosen)],
+                                      " starts reached its objective)") : std::string(), how,
                    stable ? "" : " (below the stability threshold: no K is stable)");
   if (chosen > 0)
     sel.reason += cat("; K = ", sel.k_values[size_t(chosen - 1)], " has held-out error ", sel.cv_mean[size_t(chosen - 1)],

@@ -314,6 +314,11 @@ TEST(ModesOptions, BadValuesNameTheOption) {
   EXPECT_NE(message({"--k-min", "5", "--k-max", "3"}).find("--k-min"), std::string::npos);
   EXPECT_NE(message({"--alpha", "2"}).find("--alpha"), std::string::npos);
   EXPECT_NE(message({"--startz", "3"}).find("--startz"), std::string::npos);
+  EXPECT_EQ(parse({"--input", "x"}).k_cv, "animals");
+  EXPECT_EQ(parse({"--input", "x", "--k-cv", "entries"}).k_cv, "entries");
+  EXPECT_NE(message({"--k-cv", "trials"}).find("--k-cv"), std::string::npos);
+  EXPECT_EQ(parse({"--input", "x", "--own-tolerance", "-1"}).own_tolerance, -1);
+  EXPECT_NE(message({"--own-tolerance", "-0.5"}).find("--own-tolerance"), std::string::npos);
   // The command refuses to run without --input / --out, on every rank alike.
   po::variables_map vm;
   parse_command(cmd, {"--k", "3"}, vm, MPI_COMM_WORLD);
