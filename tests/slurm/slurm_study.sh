@@ -123,7 +123,10 @@ if [ "$mode" = study ]; then
   "$bin" submit --config "$work/study.ini" >"$work/resubmit.log" 2>&1
   check "resubmit of a finished study submits nothing" 'grep -q "the study is complete" "$work/resubmit.log" && ! grep -q "submitted" "$work/resubmit.log"'
 elif [ "$mode" = preempt ]; then
-  check "SIGTERM reached the fit inside a run" 'grep -q "stop requested (SIGTERM) inside run" "$work"/results/slurm/logs/fit-*.out'
+  grep -h "stop requested\|resuming" "$work"/results/slurm/logs/fit-*.out || true
+  # The signal lands inside a run (~8 of 9 times here) or at the check between runs: both are a
+  # checkpointed stop. The stop inside a run is tested deterministically in test_fit (set_stop_check).
+  check "SIGTERM reached the fit and it checkpointed" 'grep -qE "stop requested \(SIGTERM\)( inside run [0-9]+/[0-9]+)?: checkpoint" "$work"/results/slurm/logs/fit-*.out'
   check "the fit was interrupted and resumed" 'grep -q "restart 1" "$work"/results/slurm/logs/fit-*.out && grep -qi "resum" "$work"/results/slurm/logs/fit-*.out'
   mpirun -n 1 "$bin" fit --config "$work/study.ini" --out "$work/local" >"$work/local.log" 2>&1
   id=$(basename "$(ls "$work"/results/fits/*.h5 | head -1)")
