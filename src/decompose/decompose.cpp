@@ -14,9 +14,10 @@ namespace cohortnet::decompose {
 // (each held by one rank: a sum over ranks of zero-filled buffers places them).
 RegionCurrents region_currents(const double* J_rows, RowRange rows, std::int64_t N, const double* rates,
                                std::int64_t T, const std::vector<int>& unit_region, int M, MPI_Comm comm,
-                               std::vector<double>* per_unit) {
+                               std::vector<double>* per_unit, const double* gains) {
   const std::vector<double> mine(rates + size_t(rows.begin) * size_t(T), rates + size_t(rows.end) * size_t(T));
-  const RegionCurrentsPart part = region_currents_by_rows(J_rows, rows, N, mine.data(), T, unit_region, M, comm, per_unit);
+  const RegionCurrentsPart part =
+      region_currents_by_rows(J_rows, rows, N, mine.data(), T, unit_region, M, comm, per_unit, 0, gains);
   RegionCurrents out;
   out.M = M;
   out.T = T;
@@ -35,7 +36,8 @@ RegionCurrents region_currents(const double* J_rows, RowRange rows, std::int64_t
 
 RegionCurrentsPart region_currents_by_rows(const double* J_rows, RowRange rows, std::int64_t N, const double* rates_rows,
                                            std::int64_t T, const std::vector<int>& unit_region, int M, MPI_Comm comm,
-                                           std::vector<double>* per_unit, std::int64_t chunk_samples) {
+                                           std::vector<double>* per_unit, std::int64_t chunk_samples,
+                                           const double* gains) {
   if (std::int64_t(unit_region.size()) != N) fail("decompose: unit_region has ", unit_region.size(), " entries, need ", N);
   const PetscInt m = rows.count();
   const size_t MT = size_t(M) * size_t(T);
@@ -94,8 +96,11 @@ RegionCurrentsPart region_currents_by_rows(const double* J_rows, RowRange rows, 
       for (PetscInt i = 0; i < m; ++i) {
         const int q = unit_region[size_t(rows.begin + i)];
         double* a = &acc[size_t(slot[size_t(q)]) * 6 * MT + size_t(s) * size_t(T) + size_t(t0)];
+        const double* gq = gains ? gains + (size_t(q) * size_t(M) + size_t(s)) * size_t(T) + size_t(t0) : nullptr;
         for (std::int64_t t = 0; t < n_t; ++t) {
-          const double e = cp[size_t(i) + size_t(t) * size_t(m)], h = cn[size_t(i) + size_t(t) * size_t(m)];
+          // A gated pathway's current is g_QS(t) J_QS r_S(t) (its weights' sign parts scaled alike).
+          const double gt = gq ? gq[t] : 1.0;
+          const double e = gt * cp[size_t(i) + size_t(t) * size_t(m)], h = gt * cn[size_t(i) + size_t(t) * size_t(m)];
           const double v = e + h;
           a[size_t(t)] += v;
           a[MT + size_t(t)] += v * v;

@@ -33,7 +33,9 @@ struct RegionCurrents {
 // Collective on comm.
 RegionCurrents region_currents(const double* J_rows, RowRange rows, std::int64_t N, const double* rates,
                                std::int64_t T, const std::vector<int>& unit_region, int M, MPI_Comm comm,
-                               std::vector<double>* per_unit = nullptr);
+                               std::vector<double>* per_unit = nullptr, const double* gains = nullptr);
+// gains (optional, fits with --gains inputs): M x M x T, index (q*M + s)*T + t; the current from
+// S into a unit of Q at t is then gains[q, s, t] * sum_{j in S} J[i,j] r[j,t].
 
 // The same summaries computed by rows, for the fit's output at scale: `rates_rows` are this
 // rank's rows' rates only (rows.count() x T, row-major); the full rates are gathered one time
@@ -52,7 +54,8 @@ struct RegionCurrentsPart {
 RegionCurrentsPart region_currents_by_rows(const double* J_rows, RowRange rows, std::int64_t N,
                                            const double* rates_rows, std::int64_t T,
                                            const std::vector<int>& unit_region, int M, MPI_Comm comm,
-                                           std::vector<double>* per_unit = nullptr, std::int64_t chunk_samples = 0);
+                                           std::vector<double>* per_unit = nullptr, std::int64_t chunk_samples = 0,
+                                           const double* gains = nullptr);
 // Writes the same datasets as write_currents, each rank its target regions' slabs. Collective.
 void write_currents(const h5::File& f, const RegionCurrentsPart& c, const std::vector<std::string>& region_names);
 

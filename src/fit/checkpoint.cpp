@@ -42,6 +42,7 @@ void Trainer::save_checkpoint(const std::string& path, const std::string& config
       if (n_in_ > 0) h5::write_rows(f, "/best/W_in", hsize_t(N_), hsize_t(n_in_), rows_, best_Win_.data());
     }
   }
+  if (!gains_.empty()) write_gain_model(f, gains_);
   h5::set_attr(f, "/", "mid_iter", std::int64_t(mid_iter_));
   if (mid_iter_ > 0) {
     // Inside a run: the state x, the rates so far, and each rank's partial error sums (one row
@@ -106,6 +107,7 @@ void Trainer::load_checkpoint(const std::string& path) {
       if (n_in_ > 0) best_Win_ = h5::read_rows(f, "/best/W_in", rows_);
     }
   }
+  if (!gains_.empty()) gains_ = read_gain_model(f, path, gains_.M, gains_.C);
   started_ = true;
   start_r2_ = h5::has_attr(f, "/", "start_r2") ? h5::attr_double(f, "/", "start_r2") : NAN;
   mid_iter_ = h5::has_attr(f, "/", "mid_iter") ? int(h5::attr_int(f, "/", "mid_iter")) : 0;

@@ -21,6 +21,7 @@
 
 #include "core/error.hpp"
 #include "core/parallel.hpp"
+#include "fit/gains.hpp"
 #include "fit/params.hpp"
 #include "fit/quality.hpp"
 #include "fit/rls.hpp"
@@ -138,6 +139,10 @@ class Trainer {
   // Samples a training run learns from (the schedule of the chosen alignment).
   std::int64_t learning_samples_per_run() const;
   double sigma() const { return sigma_; }
+  // --gains inputs: the pathway gains (empty without); their values at every sample, M x M x T
+  // (index (q*M + s)*T + t, the fit's region order = the animal's).
+  const PathwayGains& gains() const { return gains_; }
+  std::vector<double> gains_at_samples() const;
   Mat J() const { return J_; }
 
  private:
@@ -153,6 +158,11 @@ class Trainer {
   void regression_start();  // start.cpp: Start::Regression, before the first run
   // start.cpp: the primal form of the same ridge solve (T >> N); returns this rank's residual SS.
   double primal_start(const std::vector<double>& Z, const std::vector<double>& Y, const std::vector<double>& Uz, int Ts);
+  // gated_start.cpp: --gains inputs, the regression start with pathway gains (dual form); this
+  // rank's residual sum of squares.
+  double gated_start(const std::vector<double>& Z, const std::vector<double>& Y, const std::vector<double>& Uz, int Ts);
+  // y = J_eff(u) r with the pathway gains at inputs u (one gemv per source region's columns).
+  void gated_product(const double* r, const double* u, double* y) const;
   void set_prior(double p0, double ratio) { rls_->set_prior(p0, ratio); }
 
   MPI_Comm comm_;
@@ -204,6 +214,11 @@ class Trainer {
   double start_score_ = NAN;
   std::string stop_reason_;
   FitQuality quality_;
+  // --gains inputs: the gain model, and the runs of equal region over J's columns.
+  PathwayGains gains_;
+  std::vector<kernels::Segment> col_runs_;
+  std::string gains_note_;  // rank 0: the start's per-region report
+  mutable std::vector<double> gbuf_, pbuf_;
 };
 
 }  // namespace cohortnet::fit

@@ -137,8 +137,15 @@ void Trainer::write_result(const std::string& path, const std::string& config_te
     // By rows: the rates gathered a time chunk at a time, each target region's summaries on one
     // rank (no N T or M^2 T term on every rank: src/fit/memory.cpp).
     std::vector<double> per_unit;
+    const std::vector<double> g = gains_at_samples();
     const decompose::RegionCurrentsPart c = decompose::region_currents_by_rows(
-        jr.data(), rows_, N_, rl.data(), T_, meta_.unit_region, M, comm_, per_unit_currents ? &per_unit : nullptr);
+        jr.data(), rows_, N_, rl.data(), T_, meta_.unit_region, M, comm_, per_unit_currents ? &per_unit : nullptr, 0,
+        g.empty() ? nullptr : g.data());
+    if (!g.empty()) {
+      h5::write_doubles(f, "/gains", {hsize_t(M), hsize_t(M), hsize_t(T_)}, g.data());
+      h5::set_attr(f, "/gains", "layout", "[target region, source region, sample]: J_eff(t)[Q,S] = gains[Q,S,t] J[Q,S]");
+      write_gain_model(f, gains_);
+    }
     decompose::write_currents(f, c, meta_.region_names);
     if (per_unit_currents) {
       write_units("/currents/per_unit", std::int64_t(M) * T_, per_unit.data(), false);

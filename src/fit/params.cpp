@@ -297,6 +297,40 @@ std::vector<ParamSpec> make_table() {
                           "stop training when the held-out pVar (training pVar without a split) has not improved "
                           "by 1e-3 for W runs, keeping the best run's J (the regression start counts as run 0); 0 off",
                           runs, [](const Params& p) { return p.stop_used(); }));
+  // Gated pathways (docs/currents.md "Gated pathways").
+  const When gated = [](const Params& p) { return p.gains_used(); };
+  t.push_back(word(
+      "gains", "gains", [](const Params& d) { return std::string(d.gains == GainModel::Inputs ? "inputs" : "none"); },
+      "pathway gains: 'none' (one fixed J, CURBD) or 'inputs' (each inter-region block of J scaled in time by a "
+      "gain linear in the animal's /inputs, fitted with J in the regression start and kept per target region "
+      "where it predicts held-out blocks better; needs --start regression, --prior block and /inputs)",
+      [](const std::string& s, Params& p) {
+        if (s == "none") p.gains = GainModel::None;
+        else if (s == "inputs") p.gains = GainModel::Inputs;
+        else fail("option --gains: unknown model '", s, "' (use none or inputs)");
+      },
+      // Absent from the fingerprint without gains: fits made before the option stay current.
+      [](const Params& p) { return p.gains_used() ? std::optional<std::string>("inputs") : std::nullopt; }));
+  t.push_back(number<double>("gains-accept", "gains_accept", &Params::gains_accept,
+                             "--gains inputs: keep a target region's gains when their cross-validated error is at most "
+                             "this times the fixed-J error (0..1]",
+                             std::function<void(double, const char*)>([](double v, const char* o) {
+                               if (!(v > 0 && v <= 1)) fail("option --", o, " must lie in (0, 1], is ", v);
+                             }),
+                             gated));
+  t.push_back(number<int>("gains-folds", "gains_folds", &Params::gains_folds,
+                          "--gains inputs: cross-validation folds of the gains' acceptance (>= 2)",
+                          std::function<void(int, const char*)>([](int v, const char* o) {
+                            if (v < 2) fail("option --", o, " must be >= 2, is ", v);
+                          }),
+                          gated));
+  t.push_back(number<double>("gains-ratio", "gains_ratio", &Params::gains_ratio,
+                             "--gains inputs: the gated start's prior variance of other regions' sources relative to "
+                             "--start-p0 (--start-ratio is the fixed-J start's)",
+                             std::function<void(double, const char*)>(positive), gated));
+  t.push_back(number<double>("gains-block", "gains_block", &Params::gains_block,
+                             "--gains inputs: length (s) of the blocks the folds hold out",
+                             std::function<void(double, const char*)>(positive), gated));
   {
     ParamSpec s;
     s.option = "reference-compat";
@@ -338,6 +372,9 @@ Params read_fit_params(const po::variables_map& vm) {
   if (!vm["prior"].defaulted() && p.prior == Prior::Block && !p.starts_from_regression() && !p.reference_compat)
     fail("option --prior block needs --start regression (its inter-region weights come only from the start); "
          "use --prior region with --start random");
+  if (p.gains_used() && !(p.starts_from_regression() && p.block_prior()))
+    fail("option --gains inputs needs --start regression and --prior block (the gains are fitted in the start; "
+         "block RLS learns only the ungated within-region weights)");
   if (p.reference_compat && !vm["horizon"].defaulted() && p.horizon_used())
     fail("options --reference-compat and --horizon conflict: the reference resets only at trial starts");
   check_params(p);

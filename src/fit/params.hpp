@@ -38,6 +38,13 @@ enum class Start { Random, Regression };
 // to rounding, so not part of the fingerprint.
 enum class StartForm { Auto, Dual, Primal };
 
+// Pathway gains (docs/currents.md, "Gated pathways"): None is CURBD's fixed J. Inputs: the
+// network's inter-region blocks are modulated in time, J_eff(t)[Q,S] = g_QS(t) J[Q,S] with
+// g_QS(t) = (1 + sum_c theta_QSc (u_c(t) - mean u_c)) / rho_QS (unit mean square over the
+// regression samples; g_QQ = 1), the theta fitted jointly with J in the regression start and kept
+// per target region only where they predict held-out blocks of the implied currents better.
+enum class GainModel { None, Inputs };
+
 struct Params {
   int dt_factor = 1;        // RNN Euler steps per data sample
   double g = 1.5;           // J0 = g * randn / sqrt(N)
@@ -84,6 +91,16 @@ struct Params {
   // this many runs, keeping the best run's J (should_stop); the regression start counts as run 0,
   // so training that only makes the held-out pVar worse gives back the start's J; 0: off.
   int stop_when_flat = 5;
+  // Gated pathways (GainModel). A target region's gains are kept when their cross-validated
+  // error of the implied currents (gains_folds folds of gains_block-second blocks of the training
+  // samples) is at most gains_accept x the fixed-J error; otherwise its gains stay 1.
+  GainModel gains = GainModel::None;
+  double gains_accept = 0.9;
+  int gains_folds = 3;
+  double gains_block = 1.0;  // s
+  // The gated fit's prior variance of other regions' sources relative to start_p0 (start_ratio is
+  // the fixed-J start's): each model is compared at its own prior (docs/currents.md).
+  double gains_ratio = 0.1;
   // Fixed time settings (not from the data): what `--tau-rnn X --dt-factor K` means.
   void set_time(double tau, int dt_factor_) {
     tau_rnn = tau;
@@ -94,6 +111,7 @@ struct Params {
   bool split_used() const { return holdout.has_value() && !reference_compat; }
   bool horizon_used() const { return !reference_compat && (horizon_auto || horizon > 0); }
   int total_runs() const { return runs_train + runs_free; }
+  bool gains_used() const { return gains == GainModel::Inputs && !reference_compat; }
   // The prior actually used: --reference-compat means the reference's shared P; the block prior
   // from a random J0 (no inter-region weights to keep) is the region prior.
   Prior prior_used() const {

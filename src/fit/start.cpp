@@ -39,16 +39,6 @@ PetscBLASInt blas_int(std::int64_t v, const char* what) {
   return PetscBLASInt(v);
 }
 
-// C = A A^T (C: n x n, lower triangle filled and mirrored), A: n x k column-major.
-void gram(PetscBLASInt n, PetscBLASInt k, const double* a, double* c) {
-  std::fill(c, c + size_t(n) * size_t(n), 0.0);
-  if (n == 0 || k == 0) return;
-  const double one = 1.0, zero = 0.0;
-  BLASsyrk_("L", "N", &n, &k, &one, a, &n, &zero, c, &n);
-  for (PetscBLASInt j = 0; j < n; ++j)
-    for (PetscBLASInt i = j + 1; i < n; ++i) c[size_t(j) + size_t(i) * size_t(n)] = c[size_t(i) + size_t(j) * size_t(n)];
-}
-
 }  // namespace
 
 // The primal form, for T >> N (n = N + n_in sources < Ts samples): with C = Zf^T Zf (n x n, Zf
@@ -169,14 +159,16 @@ void Trainer::regression_start() {
   const bool primal = params_.start_form == StartForm::Primal ||
                       (params_.start_form == StartForm::Auto && n_src < std::int64_t(Ts));
   double res[2] = {0, 0};  // residual and total sums of squares of the implied currents
-  if (primal) {
+  if (params_.gains_used()) {
+    res[0] = gated_start(Z, Y, Uz, Ts);
+  } else if (primal) {
     res[0] = primal_start(Z, Y, Uz, Ts);
   } else {
   // Gram matrices: all units' (summed over ranks), the inputs'.
   std::vector<double> G(ts * ts), Gu(ts * ts, 0.0);
-  gram(Ts, mb, Z.data(), G.data());
+  full_gram(Ts, mb, Z.data(), G.data());
   MPI_Allreduce(MPI_IN_PLACE, G.data(), int(ts * ts), MPI_DOUBLE, MPI_SUM, comm_);
-  if (n_in > 0) gram(Ts, PetscBLASInt(n_in), Uz.data(), Gu.data());
+  if (n_in > 0) full_gram(Ts, PetscBLASInt(n_in), Uz.data(), Gu.data());
 
   // Per group (region, or one for the shared prior) held here: K = Z^T Lambda Z + I, factored,
   // and alpha for this rank's rows of the group.
@@ -200,7 +192,7 @@ void Trainer::regression_start() {
       std::copy_n(&Y[size_t(rows[c]) * ts], ts, &Yg[c * ts]);
     }
     if (per_region) {
-      gram(Ts, mg, Zg.data(), Gg.data());
+      full_gram(Ts, mg, Zg.data(), Gg.data());
       MPI_Allreduce(MPI_IN_PLACE, Gg.data(), int(ts * ts), MPI_DOUBLE, MPI_SUM, sub);
       MPI_Comm_free(&sub);
     }
@@ -256,8 +248,9 @@ void Trainer::regression_start() {
   std::ostringstream os;
   os.precision(4);
   os << meta_.animal_id << " start: ridge regression of the implied input currents over " << Ts << " samples ("
-     << (per_region ? M : 1) << " prior group(s), " << (primal ? "primal" : "dual") << " form): R^2 " << start_r2_
-     << " (" << MPI_Wtime() - t0 << " s)";
+     << (per_region ? M : 1) << " prior group(s), "
+     << (params_.gains_used() ? "pathway gains, dual" : primal ? "primal" : "dual") << " form): R^2 " << start_r2_
+     << " (" << MPI_Wtime() - t0 << " s)" << gains_note_;
   log::info(comm_, os.str());
 }
 

@@ -233,6 +233,15 @@ void Trainer::setup(const AnimalData& data, const Init* init) {
       for (std::int64_t t = 0; t < T_; ++t) U_[size_t(t) * size_t(n_in_) + size_t(c)] = data.inputs[size_t(c) * size_t(T_) + size_t(t)];
     Win_.assign(size_t(m_) * size_t(n_in_), 0.0);
   }
+  if (params_.gains_used()) {
+    if (n_in_ == 0)
+      fail("animal ", id, ": option --gains inputs needs the animal's known inputs (/inputs, with --inputs use); ",
+           "it has none");
+    gains_ = PathwayGains::identity(M, n_in_);
+    col_runs_ = kernels::segments(meta_.unit_region);
+    gbuf_.assign(size_t(M) * size_t(M), 1.0);
+    pbuf_.assign(size_t(m_), 0.0);
+  }
   set_prior(params_.p0, params_.prior_ratio_used());
   R_.assign(size_t(T_) * size_t(m_), 0.0);
   build_schedule();
@@ -405,6 +414,9 @@ RunStats Trainer::run(bool noise_free_eval) {
   int j_count = 0;
   const int G = rls.j_slots();
   const std::vector<kernels::Segment>& j_segs = rls.j_segments();
+  // Gated pathways: J's pending terms touch only a row's own region's columns (block prior),
+  // whose gain is 1, so subtract_pending stays exact on the gated product.
+  const bool gated = !gains_.empty();
   std::vector<double> dots(size_t(B) * size_t(G));
   auto flush_j = [&](const double* xv, double* yv) {
     kernels::apply_updates(m, N, Ja.a, Ja.lda, j_count, Ju.data(), rls.j_rows(), G, j_segs, xv, yv);
@@ -441,7 +453,8 @@ RunStats Trainer::run(bool noise_free_eval) {
     if (advance) {
       EventScope ev(events().rnn_step);
       if (!have_y) {
-        kernels::gemv(m, N, Ja.a, Ja.lda, r, y.data());
+        if (gated) gated_product(r, input_at(tt), y.data());
+        else kernels::gemv(m, N, Ja.a, Ja.lda, r, y.data());
         if (j_count > 0) {
           rls.j_dots(j_count, r, dots.data());
           kernels::subtract_pending(m, j_count, Ju.data(), dots.data(), G, j_segs, y.data());
@@ -484,9 +497,10 @@ RunStats Trainer::run(bool noise_free_eval) {
         for (int d = 0; d < n_in; ++d) Win_[size_t(i) * size_t(n_in) + size_t(d)] -= e[size_t(i)] * sw[d];
       }
       if (j_count == B) {
-        // The full block of J's terms, fused with the next iteration's J r (its rate is known).
-        flush_j(advance ? rn : nullptr, advance ? y.data() : nullptr);
-        have_y = advance;
+        // The full block of J's terms, fused with the next iteration's J r (its rate is known;
+        // with gains the product is gated_product's, after the pass).
+        flush_j(advance && !gated ? rn : nullptr, advance && !gated ? y.data() : nullptr);
+        have_y = advance && !gated;
       }
     }
     if (advance) {

@@ -14,6 +14,10 @@ expect_error fit --dt-factor --cohort "$W/cohort" --out "$W/r" --dt-factor 0
 expect_error fit --normalise --cohort "$W/cohort" --out "$W/r" --normalise median
 expect_error fit --p0        --cohort "$W/cohort" --out "$W/r" --p0 0
 expect_error fit --runs-train --cohort "$W/cohort" --out "$W/r" --runs-train=-3
+expect_error fit --gains     --cohort "$W/cohort" --out "$W/r" --gains latent
+expect_error fit --gains     --cohort "$W/cohort" --out "$W/r" --gains inputs --prior region
+expect_error fit --gains-accept --cohort "$W/cohort" --out "$W/r" --gains inputs --gains-accept 1.5
+expect_error fit --gains-folds --cohort "$W/cohort" --out "$W/r" --gains inputs --gains-folds 1
 expect_error fit --cohort    --out "$W/r"
 expect_error fit --cohort    --cohort "$W/does-not-exist" --out "$W/r"
 expect_error fit --cohort    --cohort "$W/cohort" --out "$W/r"          # empty folder: no animals

@@ -1,0 +1,101 @@
+#pragma once
+// Gated pathways (--gains inputs; docs/currents.md "Gated pathways"). A pathway's use changes
+// with the animal's state: the current from source region S into target region Q is
+// g_QS(t) J_QS r_S(t), which one fixed J cannot express (it absorbs the gating into its weights).
+// Here g_QS(t) = (1 + sum_c theta_QSc (u_c(t) - ubar_c)) / rho_QS is linear in the animal's known
+// inputs u, with rho_QS its root mean square over the regression samples (so J_QS carries the
+// pathway's strength and the ridge penalty cannot be lowered by inflating the gains); g_QQ = 1.
+//
+// The fit (GainFit) is a variable projection: for target region Q and a given theta, J's rows are
+// the ridge solution (the dual form of start.cpp, with the Ts x Ts Gram matrix G_S of each source
+// region's rates and K = I + sum_S lambda_S (g_S g_S^T) o G_S + p0 G_u), so the error can be
+// written as a function of theta alone. The error minimised (PETSc TAO, LMVM, from theta = 0, the
+// fixed-J start) is the cross-validated one on held-out blocks, not the in-sample ridge
+// objective: in sample the fixed J absorbs the gating and beats the true gains (measured,
+// docs/currents.md "Gated pathways"); alternating J and g never leaves the fixed-J answer either.
+#include <mpi.h>
+
+#include "core/h5.hpp"
+
+#include <string>
+#include <vector>
+
+namespace cohortnet::fit {
+
+struct PathwayGains {
+  int M = 0, C = 0;           // regions, inputs
+  std::vector<double> ubar;   // C
+  std::vector<double> theta;  // M x M x C, index (q*M + s)*C + c; zero for q == s and rejected targets
+  std::vector<double> rho;    // M x M, 1 on the diagonal
+  std::vector<int> kept;      // M: the target's gains passed cross-validation
+  std::vector<double> cv_fixed, cv_gated;  // M: cross-validated error of the implied currents (NaN: none)
+  bool empty() const { return M == 0; }
+  // Fixed J: theta 0, rho 1, nothing kept.
+  static PathwayGains identity(int M, int C);
+  double at(int q, int s, const double* u) const;  // u: the C inputs of one sample
+  // g[q*M + s] for one sample.
+  void fill(const double* u, double* g) const;
+};
+
+// /gains_model/{theta [M x M x C], rho [M x M], ubar [C], kept [M], cv_fixed [M], cv_gated [M]}
+// (fit outputs and checkpoints). Collective. read_gain_model checks the shapes, naming the file.
+void write_gain_model(const h5::File& f, const PathwayGains& g);
+PathwayGains read_gain_model(const h5::File& f, const std::string& path, int M, int C);
+
+// C = A A^T (n x n, both triangles), A: n x k column-major (the starts' Gram matrices).
+void full_gram(int n, int k, const double* a, double* c);
+
+// The same sum on every rank of comm (reduced to one rank, then broadcast): every rank of a gain
+// fit must take the same optimiser path, so the values it sees must be bit-identical.
+void same_sum(MPI_Comm comm, double* v, int n);
+
+// One target region's gain fit over a subset of the regression samples. The Gram matrices are
+// the full Ts x Ts ones (column-major), identical on every rank of `sub` (the ranks holding rows
+// of Q); Y holds this rank's rows of Q (Ts x mq, column-major). Every collective is on `sub`, and
+// every rank of it computes the same theta (values reduced to one rank and broadcast).
+struct GainProblem {
+  int Ts = 0, M = 0, C = 0, q = 0;
+  const std::vector<std::vector<double>>* G = nullptr;  // per source region: Ts x Ts
+  const std::vector<double>* Gu = nullptr;              // Ts x Ts of the inputs (empty: none)
+  const double* uc = nullptr;                           // Ts x C, the centred inputs
+  const double* Y = nullptr;                            // Ts x mq
+  int mq = 0;
+  std::vector<double> lambda;  // per source region: prior variance of its weights
+  double p0u = 0;              // ... of the input weights
+  MPI_Comm sub = MPI_COMM_NULL;
+};
+
+// The samples a fold trains on and the ones it predicts (indices into Ts, ascending).
+struct GainFold {
+  std::vector<int> train, test;
+};
+
+class GainFit {
+ public:
+  GainFit(const GainProblem& p, std::vector<GainFold> folds);
+  // The cross-validated error of the implied currents (summed over the folds and over sub,
+  // divided by the sum of y^2): each fold's ridge solution given theta, trained on its train
+  // samples, predicting its test samples; with its gradient (size M*C, zero for s == q). Not the
+  // in-sample ridge objective: in sample, a fixed J absorbs the gating and fits better than the
+  // true gains (measured on the simulator), so that objective cannot find them.
+  double objective(const std::vector<double>& theta, std::vector<double>* grad);
+  // Minimises from theta (in place) by TAO LMVM (options prefix -gains_). Returns the iterations.
+  int minimise(std::vector<double>& theta, int max_iterations = 100);
+  // rho of each source region at theta over all Ts samples.
+  std::vector<double> rho(const std::vector<double>& theta) const;
+  // The ridge solution at theta on all Ts samples: alpha (Ts x mq, column-major).
+  void solve(const std::vector<double>& theta);
+  const std::vector<double>& alpha() const { return alpha_; }
+
+ private:
+  void gains_all(const std::vector<double>& theta, std::vector<double>& g) const;  // (s, t) -> g[s*Ts + t]
+  // K on rows `a` x columns `b` (lower triangle only when a == b and `sym`), plus I on the diagonal if sym.
+  void kernel(const std::vector<double>& g, const std::vector<int>& a, const std::vector<int>& b, bool sym,
+              std::vector<double>& K) const;
+  GainProblem p_;
+  std::vector<GainFold> folds_;
+  std::vector<double> alpha_;
+  double yy_ = 0;  // sum of y^2 over all samples (sub): the objective's scale
+};
+
+}  // namespace cohortnet::fit

@@ -1,0 +1,265 @@
+// --gains inputs: the regression start with pathway gains, and the gated J r product
+// (gains.hpp; docs/currents.md "Gated pathways").
+//
+// Per target region Q the start minimises the cross-validated error of the implied currents over
+// the gains' theta (GainFit: J's rows solved exactly inside; `gains_folds` folds of `gains_block`-
+// second blocks of the regression samples, dealt round-robin), then decides whether Q keeps its
+// gains by a nested test: per fold, theta refitted on the other folds alone, the gated model and
+// the fixed-J start predict the fold; Q keeps its gains when the gated error is at most
+// `gains_accept` x the fixed one (every gain model otherwise invents modulation where there is
+// none: issue 14's constant-gain control). Each model has its own prior for other regions'
+// sources (gated: gains_ratio, fixed: start_ratio; measured, the fixed start is best at a strong
+// prior, the gated at a weaker one). J's rows are then the ridge solution of the chosen model:
+//     J[i, j] = lambda_{Q S} sum_t alpha_i(t) g_QS(t) r_j(t),   S = region of j.
+#include <petscsys.h>
+#include <petscblaslapack.h>
+
+#include <algorithm>
+#include <cmath>
+#include <sstream>
+
+#include "core/log.hpp"
+#include "fit/curbd.hpp"
+#include "fit/dense.hpp"
+
+namespace cohortnet::fit {
+
+void Trainer::gated_product(const double* r, const double* u, double* y) const {
+  DenseArray Ja(J_);
+  const int M = gains_.M;
+  gains_.fill(u, gbuf_.data());
+  std::fill_n(y, size_t(m_), 0.0);
+  for (const kernels::Segment& run : col_runs_) {
+    kernels::gemv(m_, run.end - run.begin, Ja.a + std::ptrdiff_t(run.begin) * Ja.lda, Ja.lda, r + run.begin, pbuf_.data());
+    for (PetscInt i = 0; i < m_; ++i) y[i] += gbuf_[size_t(row_region_[size_t(i)]) * size_t(M) + size_t(run.group)] * pbuf_[size_t(i)];
+  }
+}
+
+std::vector<double> Trainer::gains_at_samples() const {
+  if (gains_.empty()) return {};
+  const size_t MM = size_t(gains_.M) * size_t(gains_.M), T = size_t(T_);
+  std::vector<double> out(MM * T), g(MM);
+  for (size_t t = 0; t < T; ++t) {
+    gains_.fill(&U_[t * size_t(n_in_)], g.data());
+    for (size_t qs = 0; qs < MM; ++qs) out[qs * T + t] = g[qs];
+  }
+  return out;
+}
+
+
+double Trainer::gated_start(const std::vector<double>& Z, const std::vector<double>& Y, const std::vector<double>& Uz,
+                            int Ts_) {
+  const PetscInt m = m_;
+  const int M = meta_.n_regions(), C = n_in_;
+  const double p0 = params_.start_p0, ratio = params_.start_ratio;
+  const size_t ts = size_t(Ts_);
+  const PetscBLASInt Ts = PetscBLASInt(Ts_);
+
+  // Every source region's Gram matrix of its rates (summed over the ranks, the same on all), the
+  // inputs' and the centred inputs.
+  std::vector<std::vector<double>> G(static_cast<size_t>(M));
+  {
+    std::vector<double> Zs;
+    for (int s = 0; s < M; ++s) {
+      Zs.clear();
+      for (PetscInt l = 0; l < m; ++l)
+        if (row_region_[size_t(l)] == s) Zs.insert(Zs.end(), Z.begin() + std::ptrdiff_t(size_t(l) * ts), Z.begin() + std::ptrdiff_t(size_t(l + 1) * ts));
+      G[size_t(s)].resize(ts * ts);
+      full_gram(Ts, PetscBLASInt(Zs.size() / std::max<size_t>(ts, 1)), Zs.data(), G[size_t(s)].data());
+      same_sum(comm_, G[size_t(s)].data(), int(ts * ts));
+    }
+  }
+  std::vector<double> Gu(ts * ts);
+  full_gram(Ts, PetscBLASInt(C), Uz.data(), Gu.data());
+  gains_ = PathwayGains::identity(M, C);
+  std::vector<double> uc(Uz);
+  for (int c = 0; c < C; ++c) {
+    double mean = 0;
+    for (size_t t = 0; t < ts; ++t) mean += Uz[t + size_t(c) * ts];
+    mean /= double(std::max<size_t>(ts, 1));
+    gains_.ubar[size_t(c)] = mean;
+    for (size_t t = 0; t < ts; ++t) uc[t + size_t(c) * ts] -= mean;
+  }
+  // The folds: blocks of gains_block seconds of the regression samples, dealt round-robin.
+  const int F = params_.gains_folds;
+  const int block = std::max(1, int(std::lround(params_.gains_block / meta_.sample_interval)));
+  std::vector<GainFold> folds(static_cast<size_t>(F));
+  for (size_t a = 0; a < ts; ++a) {
+    const int f = int(a / size_t(block)) % F;
+    for (int h = 0; h < F; ++h) (h == f ? folds[size_t(h)].test : folds[size_t(h)].train).push_back(int(a));
+  }
+
+  std::vector<double> alpha(ts * size_t(m), 0.0);
+  std::vector<int> owner(static_cast<size_t>(M));
+  const int me = comm_rank(comm_);
+  std::ostringstream notes;
+  for (int q = 0; q < M; ++q) {
+    std::vector<PetscInt> rows;
+    for (PetscInt l = 0; l < m; ++l)
+      if (row_region_[size_t(l)] == q) rows.push_back(l);
+    int first = rows.empty() ? comm_size(comm_) : me;
+    MPI_Allreduce(MPI_IN_PLACE, &first, 1, MPI_INT, MPI_MIN, comm_);
+    owner[size_t(q)] = first;
+    MPI_Comm sub = MPI_COMM_NULL;
+    MPI_Comm_split(comm_, rows.empty() ? MPI_UNDEFINED : 0, me, &sub);
+    if (rows.empty()) continue;
+    std::vector<double> Yq(ts * rows.size());
+    for (size_t c = 0; c < rows.size(); ++c) std::copy_n(&Y[size_t(rows[c]) * ts], ts, &Yq[c * ts]);
+    GainProblem prob;
+    prob.Ts = Ts_;
+    prob.M = M;
+    prob.C = C;
+    prob.q = q;
+    prob.G = &G;
+    prob.Gu = &Gu;
+    prob.uc = uc.data();
+    prob.Y = Yq.data();
+    prob.mq = int(rows.size());
+    prob.lambda.assign(size_t(M), p0 * params_.gains_ratio);
+    prob.lambda[size_t(q)] = p0;
+    prob.p0u = p0;
+    prob.sub = sub;
+    GainProblem fixed = prob;  // the fixed-J start at its own prior
+    for (int s = 0; s < M; ++s)
+      if (s != q) fixed.lambda[size_t(s)] = p0 * ratio;
+    const std::vector<double> zero(size_t(M) * size_t(C), 0.0);
+
+    GainFit gated(prob, folds);
+    std::vector<double> theta = zero;
+    const double err_start = gated.objective(theta, nullptr);
+    const int its = gated.minimise(theta);
+    const double err_gated = gated.objective(theta, nullptr);
+    // The acceptance is nested: theta optimised on the CV error is optimistic on the same folds
+    // (on the constant-gain control half of the regions "improved" so). For each outer fold f,
+    // theta_f is fitted by the CV error over the other folds alone, then the gated model
+    // (theta_f, J from the other folds) and the fixed one predict fold f.
+    double out_gated = 0, out_fixed = 0;
+    for (int f = 0; f < F; ++f) {
+      const GainFold& outer = folds[size_t(f)];
+      std::vector<GainFold> inner;
+      for (int h = 0; h < F; ++h) {
+        if (h == f) continue;
+        GainFold in;
+        for (int a : outer.train)
+          (std::binary_search(folds[size_t(h)].test.begin(), folds[size_t(h)].test.end(), a) ? in.test : in.train).push_back(a);
+        inner.push_back(std::move(in));
+      }
+      std::vector<double> th = theta;  // warm start from the full fit's theta
+      GainFit(prob, inner).minimise(th);
+      out_gated += GainFit(prob, {outer}).objective(th, nullptr);
+      out_fixed += GainFit(fixed, {outer}).objective(zero, nullptr);
+    }
+    const double err_fixed = out_fixed;
+    const bool kept = out_gated <= params_.gains_accept * out_fixed;
+    if (!kept) theta = zero;
+    GainFit final_fit(kept ? prob : fixed, {});
+    const std::vector<double> rho = final_fit.rho(theta);
+    final_fit.solve(theta);
+    for (size_t c = 0; c < rows.size(); ++c) std::copy_n(&final_fit.alpha()[c * ts], ts, &alpha[size_t(rows[c]) * ts]);
+    for (int s = 0; s < M; ++s) {
+      const size_t qs = size_t(q) * size_t(M) + size_t(s);
+      gains_.rho[qs] = rho[size_t(s)];
+      for (int c = 0; c < C; ++c) gains_.theta[qs * size_t(C) + size_t(c)] = theta[size_t(s) * size_t(C) + size_t(c)];
+    }
+    gains_.kept[size_t(q)] = kept ? 1 : 0;
+    gains_.cv_fixed[size_t(q)] = err_fixed;
+    gains_.cv_gated[size_t(q)] = out_gated;
+    int sub_rank = 0;
+    MPI_Comm_rank(sub, &sub_rank);
+    if (sub_rank == 0) {
+      notes.precision(3);
+      notes << "\n  " << meta_.animal_id << " gains of " << meta_.region_names[size_t(q)]
+            << ": cross-validated error of the implied currents " << err_start << " at gains 1 -> " << err_gated << " ("
+            << its << " TAO iterations); nested held-out error gated " << out_gated << ", fixed J " << err_fixed
+            << ", gated / fixed " << out_gated / err_fixed
+            << (kept ? " : kept" : cat(" > ", params_.gains_accept, ": not kept (gains 1)"));
+    }
+    MPI_Comm_free(&sub);
+  }
+  // Every rank holds the whole model: each target's entries from the lowest rank holding its rows.
+  for (int q = 0; q < M; ++q) {
+    const size_t o = size_t(q) * size_t(M);
+    MPI_Bcast(&gains_.theta[o * size_t(C)], M * C, MPI_DOUBLE, owner[size_t(q)], comm_);
+    MPI_Bcast(&gains_.rho[o], M, MPI_DOUBLE, owner[size_t(q)], comm_);
+    MPI_Bcast(&gains_.kept[size_t(q)], 1, MPI_INT, owner[size_t(q)], comm_);
+    MPI_Bcast(&gains_.cv_fixed[size_t(q)], 1, MPI_DOUBLE, owner[size_t(q)], comm_);
+    MPI_Bcast(&gains_.cv_gated[size_t(q)], 1, MPI_DOUBLE, owner[size_t(q)], comm_);
+  }
+  // Rank 0's notes are those of the targets it holds; the others' come to it in rank order.
+  {
+    std::string mine = notes.str();
+    const int size = comm_size(comm_);
+    if (me == 0) {
+      std::string all_notes = mine;
+      for (int r = 1; r < size; ++r) {
+        int len = 0;
+        MPI_Recv(&len, 1, MPI_INT, r, 71, comm_, MPI_STATUS_IGNORE);
+        std::string t(size_t(len), '\0');
+        MPI_Recv(t.data(), len, MPI_CHAR, r, 72, comm_, MPI_STATUS_IGNORE);
+        all_notes += t;
+      }
+      gains_note_ = all_notes;
+    } else {
+      int len = int(mine.size());
+      MPI_Send(&len, 1, MPI_INT, 0, 71, comm_);
+      MPI_Send(mine.data(), len, MPI_CHAR, 0, 72, comm_);
+    }
+  }
+
+  // J's rows: per source region S, Atil_S[t, i] = alpha_i(t) g_{Q(i) S}(t), times S's columns.
+  std::vector<double> gs(ts * size_t(M) * size_t(M));  // (q*M + s)*ts + t at the regression samples
+  {
+    std::vector<double> g(static_cast<size_t>(M * M)), u(static_cast<size_t>(C));
+    for (size_t t = 0; t < ts; ++t) {
+      for (int c = 0; c < C; ++c) u[size_t(c)] = Uz[t + size_t(c) * ts];
+      gains_.fill(u.data(), g.data());
+      for (size_t qs = 0; qs < g.size(); ++qs) gs[qs * ts + t] = g[qs];
+    }
+  }
+  std::vector<std::vector<double>> At(size_t(M), std::vector<double>(ts * size_t(m)));
+  for (int s = 0; s < M; ++s)
+    for (PetscInt i = 0; i < m; ++i) {
+      const double* gq = &gs[(size_t(row_region_[size_t(i)]) * size_t(M) + size_t(s)) * ts];
+      for (size_t t = 0; t < ts; ++t) At[size_t(s)][t + size_t(i) * ts] = alpha[t + size_t(i) * ts] * gq[t];
+    }
+  DenseArray Ja(J_);
+  const int size = comm_size(comm_);
+  std::vector<double> Zr;
+  const PetscBLASInt mb = PetscBLASInt(m), lda = PetscBLASInt(Ja.lda);
+  for (int src = 0; src < size; ++src) {
+    const PetscInt mr = counts_[size_t(src)], off = offsets_[size_t(src)];
+    if (mr == 0) continue;
+    if (src == me) Zr = Z;
+    else Zr.assign(ts * size_t(mr), 0.0);
+    MPI_Bcast(Zr.data(), int(ts * size_t(mr)), MPI_DOUBLE, src, comm_);
+    if (m == 0) continue;
+    for (const kernels::Segment& run : col_runs_) {
+      const PetscInt b = std::max<PetscInt>(run.begin, off), e = std::min<PetscInt>(run.end, off + mr);
+      if (b >= e) continue;
+      const PetscBLASInt w = PetscBLASInt(e - b);
+      const double one = 1.0, zero = 0.0;
+      BLASgemm_("T", "N", &mb, &w, &Ts, &one, At[size_t(run.group)].data(), &Ts, Zr.data() + size_t(b - off) * ts, &Ts,
+                &zero, Ja.a + std::ptrdiff_t(b) * Ja.lda, &lda);
+      for (PetscInt j = b; j < e; ++j) {
+        double* col = Ja.a + std::ptrdiff_t(j) * Ja.lda;
+        for (PetscInt i = 0; i < m; ++i) {
+          const int q = row_region_[size_t(i)];
+          col[i] *= q == run.group ? p0 : p0 * (gains_.kept[size_t(q)] ? params_.gains_ratio : ratio);
+        }
+      }
+    }
+  }
+  // W_in = p0 alpha^T U (the inputs enter ungated).
+  std::fill(Win_.begin(), Win_.end(), 0.0);
+  for (PetscInt i = 0; i < m; ++i)
+    for (int c = 0; c < C; ++c) {
+      double v = 0;
+      for (size_t t = 0; t < ts; ++t) v += alpha[t + size_t(i) * ts] * Uz[t + size_t(c) * ts];
+      Win_[size_t(i) * size_t(C) + size_t(c)] = p0 * v;
+    }
+  double res = 0;
+  for (double a : alpha) res += a * a;
+  return res;
+}
+
+}  // namespace cohortnet::fit
