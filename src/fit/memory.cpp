@@ -41,7 +41,13 @@ MemoryPlan plan_fit_memory(const FitSizes& s, const Params& p) {
     // The fit chooses with its training samples (about T - held out); the terms use T (a bound).
     const double Ts_used = p.split_used() ? T * (1.0 - p.holdout_fraction) : T;
     const bool primal = p.start_form == StartForm::Primal || (p.start_form == StartForm::Auto && n < Ts_used);
-    if (primal) {
+    if (p.gains_used()) {
+      // gated_start.cpp: every source region's Gram matrix, the inputs', a fold's K, Kc and the
+      // Omega matrices (about 4 Ts^2), per-source alpha x gains (M m Ts) and the gains (M^2 Ts).
+      add("start", "gains: Z, Y, alpha and a received block (6 m Ts)", 6 * m * Ts);
+      add("start", "gains: Gram matrices of every source region and the folds' (M + 5) Ts^2", (M + 5.0) * Ts * Ts);
+      add("start", "gains: alpha times each source's gains, the gains (M m Ts + M^2 Ts)", M * m * Ts + M * M * Ts);
+    } else if (primal) {
       add("start", "Z, Y and the inputs' samples (2 m Ts + n_in Ts)", 2 * m * Ts + nin * Ts);
       add("start", "primal: all sources' samples, source Gram and factor (n Ts + 2 n^2 + n m)",
           n * Ts + 2 * n * n + n * m + n * m + m * Ts);
