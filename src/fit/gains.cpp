@@ -5,6 +5,7 @@
 #include <petscblaslapack.h>
 #include <petsctao.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "core/error.hpp"
@@ -18,6 +19,7 @@ PathwayGains PathwayGains::identity(int M, int C) {
   g.ubar.assign(size_t(C), 0.0);
   g.theta.assign(size_t(M) * size_t(M) * size_t(C), 0.0);
   g.rho.assign(size_t(M) * size_t(M), 1.0);
+  g.prior.assign(size_t(M) * size_t(M), 1.0);
   g.kept.assign(size_t(M), 0);
   g.cv_fixed.assign(size_t(M), NAN);
   g.cv_gated.assign(size_t(M), NAN);
@@ -129,15 +131,26 @@ void GainFit::kernel(const std::vector<double>& g, const std::vector<int>& a, co
       const size_t ab = size_t(a[i]) + size_t(b[j]) * Ts;
       double k = sym && i == j ? 1.0 : 0.0;
       for (int s = 0; s < p_.M; ++s)
-        k += p_.lambda[size_t(s)] * g[size_t(s) * Ts + size_t(a[i])] * g[size_t(s) * Ts + size_t(b[j])] * (*p_.G)[size_t(s)][ab];
+        k += lam_[size_t(s)] * g[size_t(s) * Ts + size_t(a[i])] * g[size_t(s) * Ts + size_t(b[j])] * (*p_.G)[size_t(s)][ab];
       if (inputs) k += p_.p0u * (*p_.Gu)[ab];
       K[i + j * na] = k;
     }
 }
 
+std::vector<double> GainFit::lambdas(const std::vector<double>& x) const {
+  // x = [theta (M*C), eta (M)]: lambda_S = base lambda_S * exp(eta_S) for S != q.
+  std::vector<double> lam = p_.lambda;
+  const size_t MC = size_t(p_.M) * size_t(p_.C);
+  if (x.size() > MC)
+    for (int s = 0; s < p_.M; ++s)
+      if (s != p_.q) lam[size_t(s)] *= std::exp(std::clamp(x[MC + size_t(s)], -30.0, 30.0));
+  return lam;
+}
+
 void GainFit::solve(const std::vector<double>& theta) {
   const size_t Ts = size_t(p_.Ts);
   std::vector<double> g, K;
+  lam_ = lambdas(theta);
   gains_all(theta, g);
   std::vector<int> all(Ts);
   for (size_t t = 0; t < Ts; ++t) all[t] = int(t);
@@ -153,8 +166,10 @@ void GainFit::solve(const std::vector<double>& theta) {
 double GainFit::objective(const std::vector<double>& theta, std::vector<double>* grad) {
   const size_t Ts = size_t(p_.Ts), C = size_t(p_.C), mq = size_t(p_.mq);
   std::vector<double> g, K, Kc, A, R, Bt, O1, O2;
+  lam_ = lambdas(theta);
   gains_all(theta, g);
   std::vector<double> dg(size_t(p_.M) * Ts, 0.0);  // dE/dg_S(t)
+  std::vector<double> deta(size_t(p_.M), 0.0);      // dE/deta_S = lambda_S dE/dlambda_S
   double e = 0;
   const double one = 1.0, zero = 0.0, minus = -1.0;
   for (const GainFold& f : folds_) {
@@ -197,8 +212,9 @@ double GainFit::objective(const std::vector<double>& theta, std::vector<double>*
     // E = ||Y_te - Kc alpha||^2: dE = -2 <R, dKc alpha> + 2 <beta, dK alpha>, with
     // dK(a, b) = lambda_S G_S(a, b) (dg(a) g(b) + g(a) dg(b)).
     for (int s = 0; s < p_.M; ++s) {
-      if (s == p_.q || p_.lambda[size_t(s)] == 0) continue;
-      const double lam = p_.lambda[size_t(s)];
+      if (s == p_.q || lam_[size_t(s)] == 0) continue;
+      const double lam = lam_[size_t(s)];
+      double de = 0;
       const double* gs = &g[size_t(s) * Ts];
       double* d = &dg[size_t(s) * Ts];
       const std::vector<double>& G = (*p_.G)[size_t(s)];
@@ -209,20 +225,27 @@ double GainFit::objective(const std::vector<double>& theta, std::vector<double>*
           const double w = -2.0 * lam * G[ta + tb * Ts] * o1[a + b * nt];
           d[ta] += w * gs[tb];
           d[tb] += w * gs[ta];
+          de += w * gs[ta] * gs[tb];
         }
         for (size_t a = 0; a < n; ++a) {
           const size_t ta = size_t(f.train[a]);
           const double w = 2.0 * lam * G[ta + tb * Ts] * o2[a + b * n];
           d[ta] += w * gs[tb];
           d[tb] += w * gs[ta];
+          de += w * gs[ta] * gs[tb];
         }
       }
+      deta[size_t(s)] += de;
     }
   }
   same_sum(p_.sub, &e, 1);
   if (grad) {
     // g = h / rho, rho^2 = mean h^2: dg(t)/dtheta_c = (uc(t) - g(t) mean(g uc)) / rho.
-    grad->assign(size_t(p_.M) * C, 0.0);
+    grad->assign(theta.size(), 0.0);
+    if (theta.size() > size_t(p_.M) * C)
+      for (int s = 0; s < p_.M; ++s)
+        if (s != p_.q && std::fabs(theta[size_t(p_.M) * C + size_t(s)]) < 30.0)
+          (*grad)[size_t(p_.M) * C + size_t(s)] = deta[size_t(s)] / yy_;
     const std::vector<double> r = rho(theta);
     for (int s = 0; s < p_.M; ++s) {
       if (s == p_.q) continue;
@@ -234,11 +257,20 @@ double GainFit::objective(const std::vector<double>& theta, std::vector<double>*
         for (size_t t = 0; t < Ts; ++t) mc += gs[t] * u[t];
         mc /= double(Ts);
         for (size_t t = 0; t < Ts; ++t) v += d[t] * (u[t] - gs[t] * mc);
-        (*grad)[size_t(s) * C + c] = v / r[size_t(s)] / yy_;
+        (*grad)[size_t(s) * C + c] = v / r[size_t(s)] / yy_ + 2.0 * p_.shrink * theta[size_t(s) * C + c];
       }
     }
   }
-  return e / yy_;
+  // The prior on x (theta and eta alike): keeps the fit well posed where a source's prior
+  // variance goes to zero and its gains stop mattering.
+  double pen = 0;
+  for (size_t k = 0; k < theta.size(); ++k) {
+    const int s = k < size_t(p_.M) * C ? int(k / C) : int(k - size_t(p_.M) * C);
+    if (s == p_.q) continue;
+    pen += theta[k] * theta[k];
+    if (grad && k >= size_t(p_.M) * C) (*grad)[k] += 2.0 * p_.shrink * theta[k];
+  }
+  return e / yy_ + p_.shrink * pen;
 }
 
 int GainFit::minimise(std::vector<double>& theta, int max_iterations) {
@@ -279,6 +311,7 @@ void write_gain_model(const h5::File& f, const PathwayGains& g) {
   h5::ensure_group(f, "/gains_model");
   h5::write_doubles(f, "/gains_model/theta", {M, M, C}, g.theta.data());
   h5::write_doubles(f, "/gains_model/rho", {M, M}, g.rho.data());
+  h5::write_doubles(f, "/gains_model/prior", {M, M}, g.prior.data());
   h5::write_doubles(f, "/gains_model/ubar", {C}, g.ubar.data());
   std::vector<std::int64_t> kept(g.kept.begin(), g.kept.end());
   h5::write_ints(f, "/gains_model/kept", {M}, kept.data());
@@ -298,6 +331,7 @@ PathwayGains read_gain_model(const h5::File& f, const std::string& path, int M, 
   };
   g.theta = need("/gains_model/theta", size_t(M) * size_t(M) * size_t(C));
   g.rho = need("/gains_model/rho", size_t(M) * size_t(M));
+  g.prior = need("/gains_model/prior", size_t(M) * size_t(M));
   g.ubar = need("/gains_model/ubar", size_t(C));
   g.cv_fixed = need("/gains_model/cv_fixed", size_t(M));
   g.cv_gated = need("/gains_model/cv_gated", size_t(M));

@@ -27,6 +27,7 @@ struct PathwayGains {
   std::vector<double> ubar;   // C
   std::vector<double> theta;  // M x M x C, index (q*M + s)*C + c; zero for q == s and rejected targets
   std::vector<double> rho;    // M x M, 1 on the diagonal
+  std::vector<double> prior;  // M x M: prior variance of the weights of S's units into Q / start-p0 (1 on the diagonal)
   std::vector<int> kept;      // M: the target's gains passed cross-validation
   std::vector<double> cv_fixed, cv_gated;  // M: cross-validated error of the implied currents (NaN: none)
   bool empty() const { return M == 0; }
@@ -60,8 +61,9 @@ struct GainProblem {
   const double* uc = nullptr;                           // Ts x C, the centred inputs
   const double* Y = nullptr;                            // Ts x mq
   int mq = 0;
-  std::vector<double> lambda;  // per source region: prior variance of its weights
+  std::vector<double> lambda;  // per source region: base prior variance of its weights (x's eta scales it)
   double p0u = 0;              // ... of the input weights
+  double shrink = 0;           // + shrink * |theta|^2 in the objective (theta's prior)
   MPI_Comm sub = MPI_COMM_NULL;
 };
 
@@ -73,7 +75,9 @@ struct GainFold {
 class GainFit {
  public:
   GainFit(const GainProblem& p, std::vector<GainFold> folds);
-  // The cross-validated error of the implied currents (summed over the folds and over sub,
+  // x = [theta (M*C), eta (M)]: the gains' parameters and, per source region S != q, the log
+  // factor of its weights' prior variance (lambda_S exp(eta_S): a relevance prior per pathway,
+  // learnt with the gains; x = 0 is the fixed-J start exactly). The cross-validated error of the implied currents (summed over the folds and over sub,
   // divided by the sum of y^2): each fold's ridge solution given theta, trained on its train
   // samples, predicting its test samples; with its gradient (size M*C, zero for s == q). Not the
   // in-sample ridge objective: in sample, a fixed J absorbs the gating and fits better than the
@@ -89,12 +93,14 @@ class GainFit {
 
  private:
   void gains_all(const std::vector<double>& theta, std::vector<double>& g) const;  // (s, t) -> g[s*Ts + t]
+  std::vector<double> lambdas(const std::vector<double>& x) const;  // prior variance per source region
   // K on rows `a` x columns `b` (lower triangle only when a == b and `sym`), plus I on the diagonal if sym.
   void kernel(const std::vector<double>& g, const std::vector<int>& a, const std::vector<int>& b, bool sym,
               std::vector<double>& K) const;
   GainProblem p_;
   std::vector<GainFold> folds_;
   std::vector<double> alpha_;
+  mutable std::vector<double> lam_;
   double yy_ = 0;  // sum of y^2 over all samples (sub): the objective's scale
 };
 

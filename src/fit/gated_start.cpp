@@ -7,9 +7,9 @@
 // gains by a nested test: per fold, theta refitted on the other folds alone, the gated model and
 // the fixed-J start predict the fold; Q keeps its gains when the gated error is at most
 // `gains_accept` x the fixed one (every gain model otherwise invents modulation where there is
-// none: issue 14's constant-gain control). Each model has its own prior for other regions'
-// sources (gated: gains_ratio, fixed: start_ratio; measured, the fixed start is best at a strong
-// prior, the gated at a weaker one). J's rows are then the ridge solution of the chosen model:
+// none: issue 14's constant-gain control). The gated fit also learns each source region's prior
+// variance (a relevance prior per pathway, from start_ratio: measured, the fixed start is best at
+// a strong prior, the true gains at a weaker one). J's rows are the ridge solution of the chosen model:
 //     J[i, j] = lambda_{Q S} sum_t alpha_i(t) g_QS(t) r_j(t),   S = region of j.
 #include <petscsys.h>
 #include <petscblaslapack.h>
@@ -115,20 +115,23 @@ double Trainer::gated_start(const std::vector<double>& Z, const std::vector<doub
     prob.uc = uc.data();
     prob.Y = Yq.data();
     prob.mq = int(rows.size());
-    prob.lambda.assign(size_t(M), p0 * params_.gains_ratio);
+    prob.lambda.assign(size_t(M), p0 * ratio);
     prob.lambda[size_t(q)] = p0;
     prob.p0u = p0;
+    prob.shrink = params_.gains_shrink;
     prob.sub = sub;
-    GainProblem fixed = prob;  // the fixed-J start at its own prior
+    GainProblem plain = prob;  // the error alone (no prior on theta): what the acceptance compares
+    plain.shrink = 0;
+    GainProblem fixed = plain;  // the fixed-J start at its own prior
     for (int s = 0; s < M; ++s)
       if (s != q) fixed.lambda[size_t(s)] = p0 * ratio;
-    const std::vector<double> zero(size_t(M) * size_t(C), 0.0);
+    const std::vector<double> zero(size_t(M) * size_t(C) + size_t(M), 0.0);  // theta, eta
 
     GainFit gated(prob, folds);
     std::vector<double> theta = zero;
     const double err_start = gated.objective(theta, nullptr);
     const int its = gated.minimise(theta);
-    const double err_gated = gated.objective(theta, nullptr);
+    const double err_gated = GainFit(plain, folds).objective(theta, nullptr);
     // The acceptance is nested: theta optimised on the CV error is optimistic on the same folds
     // (on the constant-gain control half of the regions "improved" so). For each outer fold f,
     // theta_f is fitted by the CV error over the other folds alone, then the gated model
@@ -146,7 +149,7 @@ double Trainer::gated_start(const std::vector<double>& Z, const std::vector<doub
       }
       std::vector<double> th = theta;  // warm start from the full fit's theta
       GainFit(prob, inner).minimise(th);
-      out_gated += GainFit(prob, {outer}).objective(th, nullptr);
+      out_gated += GainFit(plain, {outer}).objective(th, nullptr);
       out_fixed += GainFit(fixed, {outer}).objective(zero, nullptr);
     }
     const double err_fixed = out_fixed;
@@ -159,6 +162,7 @@ double Trainer::gated_start(const std::vector<double>& Z, const std::vector<doub
     for (int s = 0; s < M; ++s) {
       const size_t qs = size_t(q) * size_t(M) + size_t(s);
       gains_.rho[qs] = rho[size_t(s)];
+      gains_.prior[qs] = s == q ? 1.0 : ratio * std::exp(std::clamp(theta[size_t(M) * size_t(C) + size_t(s)], -30.0, 30.0));
       for (int c = 0; c < C; ++c) gains_.theta[qs * size_t(C) + size_t(c)] = theta[size_t(s) * size_t(C) + size_t(c)];
     }
     gains_.kept[size_t(q)] = kept ? 1 : 0;
@@ -181,6 +185,7 @@ double Trainer::gated_start(const std::vector<double>& Z, const std::vector<doub
     const size_t o = size_t(q) * size_t(M);
     MPI_Bcast(&gains_.theta[o * size_t(C)], M * C, MPI_DOUBLE, owner[size_t(q)], comm_);
     MPI_Bcast(&gains_.rho[o], M, MPI_DOUBLE, owner[size_t(q)], comm_);
+    MPI_Bcast(&gains_.prior[o], M, MPI_DOUBLE, owner[size_t(q)], comm_);
     MPI_Bcast(&gains_.kept[size_t(q)], 1, MPI_INT, owner[size_t(q)], comm_);
     MPI_Bcast(&gains_.cv_fixed[size_t(q)], 1, MPI_DOUBLE, owner[size_t(q)], comm_);
     MPI_Bcast(&gains_.cv_gated[size_t(q)], 1, MPI_DOUBLE, owner[size_t(q)], comm_);
@@ -244,7 +249,7 @@ double Trainer::gated_start(const std::vector<double>& Z, const std::vector<doub
         double* col = Ja.a + std::ptrdiff_t(j) * Ja.lda;
         for (PetscInt i = 0; i < m; ++i) {
           const int q = row_region_[size_t(i)];
-          col[i] *= q == run.group ? p0 : p0 * (gains_.kept[size_t(q)] ? params_.gains_ratio : ratio);
+          col[i] *= p0 * gains_.prior[size_t(q) * size_t(M) + size_t(run.group)];
         }
       }
     }

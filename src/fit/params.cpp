@@ -324,10 +324,10 @@ std::vector<ParamSpec> make_table() {
                             if (v < 2) fail("option --", o, " must be >= 2, is ", v);
                           }),
                           gated));
-  t.push_back(number<double>("gains-ratio", "gains_ratio", &Params::gains_ratio,
-                             "--gains inputs: the gated start's prior variance of other regions' sources relative to "
-                             "--start-p0 (--start-ratio is the fixed-J start's)",
-                             std::function<void(double, const char*)>(positive), gated));
+  t.push_back(number<double>("gains-shrink", "gains_shrink", &Params::gains_shrink,
+                             "--gains inputs: prior on the gains' parameters, + S |theta|^2 added to their fit's "
+                             "cross-validated error (a share of the implied currents' sum of squares)",
+                             std::function<void(double, const char*)>(non_negative), gated));
   t.push_back(number<double>("gains-block", "gains_block", &Params::gains_block,
                              "--gains inputs: length (s) of the blocks the folds hold out",
                              std::function<void(double, const char*)>(positive), gated));

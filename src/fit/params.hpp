@@ -98,9 +98,9 @@ struct Params {
   double gains_accept = 0.9;
   int gains_folds = 3;
   double gains_block = 1.0;  // s
-  // The gated fit's prior variance of other regions' sources relative to start_p0 (start_ratio is
-  // the fixed-J start's): each model is compared at its own prior (docs/currents.md).
-  double gains_ratio = 0.1;
+  // Prior on the gains' theta and the per-source prior factors' logs: + gains_shrink |x|^2 added to the cross-validated error (a share
+  // of the implied currents' sum of squares), so refits on part of the samples overfit less.
+  double gains_shrink = 1e-3;
   // Fixed time settings (not from the data): what `--tau-rnn X --dt-factor K` means.
   void set_time(double tau, int dt_factor_) {
     tau_rnn = tau;

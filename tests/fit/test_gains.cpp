@@ -1,5 +1,5 @@
 // Gated pathways (--gains inputs, src/fit/gains.*, gated_start.cpp): the cross-validated
-// objective's gradient against finite differences, and the gated fit independent of the rank
+// objective's gradient (gains and per-source priors) against finite differences, and the gated fit independent of the rank
 // count (the same animal fitted on all ranks and on each rank alone).
 #include <gtest/gtest.h>
 
@@ -52,18 +52,20 @@ TEST(Gains, ObjectiveGradientMatchesFiniteDifferences) {
   p.mq = 3;
   p.lambda = {0.05, 0.3, 0.02};
   p.p0u = 0.1;
+  p.shrink = 0.01;
   p.sub = MPI_COMM_WORLD;
   std::vector<fit::GainFold> folds(3);
   for (int a = 0; a < Ts; ++a)
     for (int f = 0; f < 3; ++f) ((a / 8) % 3 == f ? folds[size_t(f)].test : folds[size_t(f)].train).push_back(a);
   fit::GainFit gf(p, folds);
-  std::vector<double> theta(size_t(M) * C);
+  std::vector<double> theta(size_t(M) * C + M);  // the gains' theta, then each source's log prior factor
   for (double& v : theta) v = 0.3 * nd(rng);
   std::vector<double> grad;
   gf.objective(theta, &grad);
   for (size_t k = 0; k < theta.size(); ++k) {
-    if (int(k) / C == p.q) {
-      EXPECT_EQ(grad[k], 0.0) << "the target's own gain is fixed at 1";
+    const int src = k < size_t(M) * C ? int(k) / C : int(k) - M * C;
+    if (src == p.q) {
+      EXPECT_EQ(grad[k], 0.0) << "the target's own gain (and prior) are fixed";
       continue;
     }
     const double h = 1e-6;
