@@ -161,6 +161,10 @@ class Trainer {
   // gated_start.cpp: --gains inputs, the regression start with pathway gains (dual form); this
   // rank's residual sum of squares.
   double gated_start(const std::vector<double>& Z, const std::vector<double>& Y, const std::vector<double>& Uz, int Ts);
+  // start.cpp, shared by both starts: every rank's block of Z broadcast in rank order; W_in from alpha.
+  void each_source_block(const std::vector<double>& Z, size_t ts,
+                         const std::function<void(PetscInt off, PetscInt rows, const double* Zr)>& use) const;
+  void input_weights(const std::vector<double>& alpha, const std::vector<double>& Uz, size_t ts, double p0);
   // y = J_eff(u) r with the pathway gains at inputs u (one gemv per source region's columns).
   void gated_product(const double* r, const double* u, double* y) const;
   void set_prior(double p0, double ratio) { rls_->set_prior(p0, ratio); }

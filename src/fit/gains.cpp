@@ -23,6 +23,7 @@ PathwayGains PathwayGains::identity(int M, int C) {
   g.kept.assign(size_t(M), 0);
   g.cv_fixed.assign(size_t(M), NAN);
   g.cv_gated.assign(size_t(M), NAN);
+  g.modulation.assign(size_t(M), NAN);
   return g;
 }
 
@@ -317,6 +318,7 @@ void write_gain_model(const h5::File& f, const PathwayGains& g) {
   h5::write_ints(f, "/gains_model/kept", {M}, kept.data());
   h5::write_doubles(f, "/gains_model/cv_fixed", {M}, g.cv_fixed.data());
   h5::write_doubles(f, "/gains_model/cv_gated", {M}, g.cv_gated.data());
+  h5::write_doubles(f, "/gains_model/modulation", {M}, g.modulation.data());
   h5::set_attr(f, "/gains_model", "model",
                "g_QS(t) = (1 + sum_c theta[Q,S,c] (u_c(t) - ubar[c])) / rho[Q,S], g_QQ = 1; kept[Q] = 0: gains of Q are 1");
 }
@@ -335,6 +337,7 @@ PathwayGains read_gain_model(const h5::File& f, const std::string& path, int M, 
   g.ubar = need("/gains_model/ubar", size_t(C));
   g.cv_fixed = need("/gains_model/cv_fixed", size_t(M));
   g.cv_gated = need("/gains_model/cv_gated", size_t(M));
+  g.modulation = need("/gains_model/modulation", size_t(M));
   const std::vector<std::int64_t> kept = h5::read_ints(f, "/gains_model/kept");
   if (kept.size() != size_t(M)) fail("file ", path, ": dataset /gains_model/kept must have ", M, " values");
   for (int q = 0; q < M; ++q) g.kept[size_t(q)] = int(kept[size_t(q)]);

@@ -30,6 +30,7 @@ struct PathwayGains {
   std::vector<double> prior;  // M x M: prior variance of the weights of S's units into Q / start-p0 (1 on the diagonal)
   std::vector<int> kept;      // M: the target's gains passed cross-validation
   std::vector<double> cv_fixed, cv_gated;  // M: cross-validated error of the implied currents (NaN: none)
+  std::vector<double> modulation;          // M: the fitted gains' largest std over time (before acceptance)
   bool empty() const { return M == 0; }
   // Fixed J: theta 0, rho 1, nothing kept.
   static PathwayGains identity(int M, int C);
@@ -38,7 +39,7 @@ struct PathwayGains {
   void fill(const double* u, double* g) const;
 };
 
-// /gains_model/{theta [M x M x C], rho [M x M], ubar [C], kept [M], cv_fixed [M], cv_gated [M]}
+// /gains_model/{theta [M x M x C], rho [M x M], ubar [C], kept [M], cv_fixed [M], cv_gated [M], modulation [M]}
 // (fit outputs and checkpoints). Collective. read_gain_model checks the shapes, naming the file.
 void write_gain_model(const h5::File& f, const PathwayGains& g);
 PathwayGains read_gain_model(const h5::File& f, const std::string& path, int M, int C);

@@ -312,8 +312,8 @@ std::vector<ParamSpec> make_table() {
       // Absent from the fingerprint without gains: fits made before the option stay current.
       [](const Params& p) { return p.gains_used() ? std::optional<std::string>("inputs") : std::nullopt; }));
   t.push_back(number<double>("gains-accept", "gains_accept", &Params::gains_accept,
-                             "--gains inputs: keep a target region's gains when their cross-validated error is at most "
-                             "this times the fixed-J error (0..1]",
+                             "--gains inputs: keep a target region's gains when their nested cross-validated error is at "
+                             "most this times the fixed-J error (0..1]",
                              std::function<void(double, const char*)>([](double v, const char* o) {
                                if (!(v > 0 && v <= 1)) fail("option --", o, " must lie in (0, 1], is ", v);
                              }),
@@ -327,6 +327,10 @@ std::vector<ParamSpec> make_table() {
   t.push_back(number<double>("gains-shrink", "gains_shrink", &Params::gains_shrink,
                              "--gains inputs: prior on the gains' parameters, + S |theta|^2 added to their fit's "
                              "cross-validated error (a share of the implied currents' sum of squares)",
+                             std::function<void(double, const char*)>(non_negative), gated));
+  t.push_back(number<double>("gains-min-modulation", "gains_min_modulation", &Params::gains_min_modulation,
+                             "--gains inputs: keep a target region's gains only when the largest std over time of "
+                             "its gains g_QS(t) reaches this (gains have mean square 1)",
                              std::function<void(double, const char*)>(non_negative), gated));
   t.push_back(number<double>("gains-block", "gains_block", &Params::gains_block,
                              "--gains inputs: length (s) of the blocks the folds hold out",

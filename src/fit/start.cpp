@@ -125,6 +125,33 @@ double Trainer::primal_start(const std::vector<double>& Z, const std::vector<dou
   return res;
 }
 
+// Every rank's block of Z (the samples of its units, Ts x rows) in rank order, broadcast from its
+// owner: the starts build J's columns one source block at a time (no rank holds all of Z).
+void Trainer::each_source_block(const std::vector<double>& Z, size_t ts,
+                                const std::function<void(PetscInt off, PetscInt rows, const double* Zr)>& use) const {
+  const int size = comm_size(comm_), me = comm_rank(comm_);
+  std::vector<double> Zr;
+  for (int src = 0; src < size; ++src) {
+    const PetscInt mr = counts_[size_t(src)], off = offsets_[size_t(src)];
+    if (mr == 0) continue;
+    if (src == me) Zr = Z;
+    else Zr.assign(ts * size_t(mr), 0.0);
+    MPI_Bcast(Zr.data(), int(ts * size_t(mr)), MPI_DOUBLE, src, comm_);
+    use(off, mr, Zr.data());
+  }
+}
+
+// W_in = p0 alpha^T U (row-major m x n_in): the inputs' weights of the dual solution.
+void Trainer::input_weights(const std::vector<double>& alpha, const std::vector<double>& Uz, size_t ts, double p0) {
+  std::fill(Win_.begin(), Win_.end(), 0.0);
+  for (PetscInt i = 0; i < m_; ++i)
+    for (int c = 0; c < n_in_; ++c) {
+      double v = 0;
+      for (size_t t = 0; t < ts; ++t) v += alpha[t + size_t(i) * ts] * Uz[t + size_t(c) * ts];
+      Win_[size_t(i) * size_t(n_in_) + size_t(c)] = p0 * v;
+    }
+}
+
 void Trainer::regression_start() {
   const double t0 = MPI_Wtime();
   const PetscInt m = m_;
@@ -210,18 +237,11 @@ void Trainer::regression_start() {
 
   // J's rows: J[i, j] = lambda_g(i)(j) sum_t Z[t, j] alpha[t, i], one source rank's block at a time.
   DenseArray Ja(J_);
-  const int size = comm_size(comm_), me = comm_rank(comm_);
-  std::vector<double> Zr;
-  for (int src = 0; src < size; ++src) {
-    const PetscInt mr = counts_[size_t(src)], off = offsets_[size_t(src)];
-    if (mr == 0) continue;
-    if (src == me) Zr = Z;
-    else Zr.assign(ts * size_t(mr), 0.0);
-    MPI_Bcast(Zr.data(), int(ts * size_t(mr)), MPI_DOUBLE, src, comm_);
-    if (m == 0) continue;
+  each_source_block(Z, ts, [&](PetscInt off, PetscInt mr, const double* Zr) {
+    if (m == 0) return;
     const PetscBLASInt mrb = PetscBLASInt(mr), lda = blas_int(Ja.lda, "lda");
     const double one = 1.0, zero = 0.0;
-    if (Ts > 0) BLASgemm_("T", "N", &mb, &mrb, &Ts, &one, alpha.data(), &Ts, Zr.data(), &Ts, &zero, Ja.a + off * Ja.lda, &lda);
+    if (Ts > 0) BLASgemm_("T", "N", &mb, &mrb, &Ts, &one, alpha.data(), &Ts, Zr, &Ts, &zero, Ja.a + off * Ja.lda, &lda);
     else
       for (PetscInt j = 0; j < mr; ++j) std::fill_n(Ja.a + (off + j) * Ja.lda, m, 0.0);
     for (PetscInt j = 0; j < mr; ++j) {
@@ -229,15 +249,8 @@ void Trainer::regression_start() {
       double* col = Ja.a + (off + j) * Ja.lda;
       for (PetscInt i = 0; i < m; ++i) col[i] *= (!per_region || row_region_[size_t(i)] == rj) ? p0 : p0 * ratio;
     }
-  }
-  // W_in = p0 alpha^T U (row-major m x n_in).
-  std::fill(Win_.begin(), Win_.end(), 0.0);
-  for (PetscInt i = 0; i < m; ++i)
-    for (int c = 0; c < n_in; ++c) {
-      double v = 0;
-      for (size_t t = 0; t < ts; ++t) v += alpha[t + size_t(i) * ts] * Uz[t + size_t(c) * ts];
-      Win_[size_t(i) * size_t(n_in) + size_t(c)] = p0 * v;
-    }
+  });
+  input_weights(alpha, Uz, ts, p0);
 
   // In-sample R^2 of the implied currents: the residual of the dual solution is alpha.
   for (double a : alpha) res[0] += a * a;

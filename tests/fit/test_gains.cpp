@@ -10,6 +10,7 @@
 #include "fit/curbd.hpp"
 #include "fit/gains.hpp"
 #include "simulate/simulate.hpp"
+#include "gains_test_util.hpp"
 
 using namespace cohortnet;
 
@@ -85,20 +86,8 @@ struct GatedFit {
 };
 
 GatedFit fit_gated(const sim::SimulatedAnimal& a, MPI_Comm comm) {
-  AnimalData data;
-  data.meta = a.meta;
-  data.rows = own_rows(PetscInt(a.meta.n_units), comm);
-  const std::int64_t T = a.meta.n_samples;
-  data.activity.assign(a.rates.begin() + data.rows.begin * T, a.rates.begin() + data.rows.end * T);
-  data.inputs = a.inputs;
-  fit::Params p;
-  p.set_time(0.1, 5);
-  p.normalise = fit::Normalise::None;
-  p.horizon_auto = false;
-  p.stop_when_flat = 0;
-  p.runs_train = 0;
-  p.runs_free = 1;
-  p.gains = fit::GainModel::Inputs;
+  const AnimalData data = fittest::data_of(a, comm);
+  const fit::Params p = fittest::gated_start_params();
   fit::Trainer tr(data, 0, p, comm);
   tr.run_next();
   GatedFit out;

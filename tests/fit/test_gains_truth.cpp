@@ -11,6 +11,7 @@
 #include "core/parallel.hpp"
 #include "fit/curbd.hpp"
 #include "simulate/simulate.hpp"
+#include "gains_test_util.hpp"
 
 using namespace cohortnet;
 
@@ -44,20 +45,9 @@ Outcome fit_animal(const std::string& gating) {
   sp.gating = gating;
   const sim::CohortPlan plan = sim::make_plan(sp);
   const sim::SimulatedAnimal a = sim::simulate_animal(sp, plan, 0);
-  AnimalData data;
-  data.meta = a.meta;
-  data.rows = own_rows(PetscInt(a.meta.n_units), MPI_COMM_WORLD);
   const std::int64_t T = a.meta.n_samples;
-  data.activity.assign(a.rates.begin() + data.rows.begin * T, a.rates.begin() + data.rows.end * T);
-  data.inputs = a.inputs;
-  fit::Params p;
-  p.set_time(0.1, 5);
-  p.normalise = fit::Normalise::None;
-  p.horizon_auto = false;
-  p.stop_when_flat = 0;
-  p.runs_train = 0;
-  p.runs_free = 1;
-  p.gains = fit::GainModel::Inputs;
+  const AnimalData data = fittest::data_of(a, MPI_COMM_WORLD);
+  const fit::Params p = fittest::gated_start_params();
   fit::Trainer tr(data, 0, p, MPI_COMM_WORLD);
   tr.run_next();
   const fit::PathwayGains& g = tr.gains();
