@@ -82,7 +82,13 @@ double Trainer::gated_start(const std::vector<double>& Z, const std::vector<doub
   }
   // The folds: blocks of gains_block seconds of the regression samples, dealt round-robin.
   const int F = params_.gains_folds;
-  const int block = std::max(1, int(std::lround(params_.gains_block / meta_.sample_interval)));
+  // Every fold gets at least two blocks: with fewer, the nested test's inner fits have no
+  // training samples and the test degenerates to "gated = fixed" (a 3 s recording in 1 s blocks).
+  const int block = std::max(1, std::min(int(std::lround(params_.gains_block / meta_.sample_interval)),
+                                         int(ts / size_t(2 * F))));
+  if (ts < size_t(2 * F))
+    fail("animal ", meta_.animal_id, ": option --gains inputs: ", ts, " regression samples are too few for ",
+         F, " folds (--gains-folds) of at least two blocks each");
   std::vector<GainFold> folds(static_cast<size_t>(F));
   for (size_t a = 0; a < ts; ++a) {
     const int f = int(a / size_t(block)) % F;

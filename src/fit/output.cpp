@@ -188,6 +188,10 @@ void Trainer::write_result(const std::string& path, const std::string& config_te
   h5::set_attr(f, "/", "prior_ratio", params_.per_region_p() ? params_.prior_ratio_used() : 1.0);
   h5::set_attr(f, "/", "inputs", std::int64_t(n_in_));
   h5::set_attr(f, "/", "start", params_.starts_from_regression() ? "regression" : "random");
+  // Gated pathways: the model, and how many target regions kept their gains (the others: gain 1).
+  h5::set_attr(f, "/", "gains", gains_.empty() ? "none" : "inputs");
+  if (!gains_.empty())
+    h5::set_attr(f, "/", "gains_kept", std::int64_t(std::count(gains_.kept.begin(), gains_.kept.end(), 1)));
   if (params_.starts_from_regression()) {
     h5::set_attr(f, "/", "start_p0", params_.start_p0);
     h5::set_attr(f, "/", "start_ratio", params_.per_region_p() ? params_.start_ratio : 1.0);

@@ -8,6 +8,19 @@
 
 namespace cohortnet::fittest {
 
+// One simulated cohort animal (seed 1, units per region exactly `units`).
+inline sim::SimulatedAnimal simulated_animal(int regions, int units, int samples,
+                                             const std::string& gating = sim::kGatingStates) {
+  sim::SimulateParams sp = sim::default_params(sim::kPresetCohort);
+  sp.animals = 1;
+  sp.regions = regions;
+  sp.units_per_region = units;
+  sp.unit_variation = 0;
+  sp.samples = samples;
+  sp.gating = gating;
+  return sim::simulate_animal(sp, sim::make_plan(sp), 0);
+}
+
 inline AnimalData data_of(const sim::SimulatedAnimal& a, MPI_Comm comm) {
   AnimalData data;
   data.meta = a.meta;
@@ -27,6 +40,15 @@ inline fit::Params gated_start_params() {
   p.runs_train = 0;
   p.runs_free = 1;
   p.gains = fit::GainModel::Inputs;
+  return p;
+}
+
+// The same, accepting any gains that predict at least as well (the mechanism tests need regions
+// with gains; the acceptance itself is tested against the truth in test_gains_truth).
+inline fit::Params gated_start_params_accepting() {
+  fit::Params p = gated_start_params();
+  p.gains_accept = 1.0;
+  p.gains_min_modulation = 0.0;
   return p;
 }
 

@@ -4,6 +4,7 @@
 // RLS training on the gated network resumed bit-identical from a checkpoint.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 
@@ -87,11 +88,11 @@ struct GatedFit {
   std::vector<int> kept;
 };
 
-GatedFit fit_gated(const sim::SimulatedAnimal& a, MPI_Comm comm) {
+GatedFit fit_gated(const sim::SimulatedAnimal& a, MPI_Comm comm,
+                   const fit::Params& p = fittest::gated_start_params_accepting()) {
   const AnimalData data = fittest::data_of(a, comm);
-  const fit::Params p = fittest::gated_start_params();
   fit::Trainer tr(data, 0, p, comm);
-  tr.run_next();
+  while (!tr.finished()) tr.run_next();
   GatedFit out;
   const std::vector<double> mine = tr.local_J();
   const int size = comm_size(comm);
@@ -109,18 +110,12 @@ GatedFit fit_gated(const sim::SimulatedAnimal& a, MPI_Comm comm) {
 }  // namespace
 
 TEST(Gains, GatedStartDoesNotDependOnTheRankCount) {
-  sim::SimulateParams sp = sim::default_params(sim::kPresetCohort);
-  sp.animals = 1;
-  sp.regions = 3;
-  sp.units_per_region = 12;
-  sp.unit_variation = 0;
-  sp.samples = 301;
-  const sim::CohortPlan plan = sim::make_plan(sp);
-  const sim::SimulatedAnimal a = sim::simulate_animal(sp, plan, 0);
+  const sim::SimulatedAnimal a = fittest::simulated_animal(3, 12, 301);
   ASSERT_GT(a.meta.input_names.size(), 0u);
   const GatedFit all = fit_gated(a, MPI_COMM_WORLD);
   const GatedFit one = fit_gated(a, MPI_COMM_SELF);
   ASSERT_EQ(all.J.size(), one.J.size());
+  ASSERT_GT(std::count(one.kept.begin(), one.kept.end(), 1), 0) << "no region kept gains: the test needs one";
   EXPECT_EQ(all.kept, one.kept);
   double jmax = 0, dj = 0, dt = 0;
   for (size_t k = 0; k < all.J.size(); ++k) {
@@ -136,20 +131,14 @@ TEST(Gains, GatedStartDoesNotDependOnTheRankCount) {
 // RLS training on the gated network, stopped inside a run and resumed from the checkpoint (which
 // carries the gain model): bit-identical to the uninterrupted fit.
 TEST(Gains, GatedTrainingResumesBitIdentical) {
-  sim::SimulateParams sp = sim::default_params(sim::kPresetCohort);
-  sp.animals = 1;
-  sp.regions = 3;
-  sp.units_per_region = 12;
-  sp.unit_variation = 0;
-  sp.samples = 301;
-  const sim::SimulatedAnimal a = sim::simulate_animal(sp, sim::make_plan(sp), 0);
+  const sim::SimulatedAnimal a = fittest::simulated_animal(3, 12, 301);
   const AnimalData data = fittest::data_of(a, MPI_COMM_WORLD);
-  fit::Params p = fittest::gated_start_params();
+  fit::Params p = fittest::gated_start_params_accepting();
   p.runs_train = 2;
   const std::string dir = testutil::scratch_dir("fit-gains-resume");
   fit::Trainer full(data, 0, p, MPI_COMM_WORLD);
   while (!full.finished()) full.run_next();
-  ASSERT_FALSE(full.gains().empty());
+  ASSERT_GT(std::count(full.gains().kept.begin(), full.gains().kept.end(), 1), 0) << "the test needs a gated region";
   int calls = 0;
   {
     fit::Trainer t(data, 0, p, MPI_COMM_WORLD);
@@ -168,4 +157,36 @@ TEST(Gains, GatedTrainingResumesBitIdentical) {
   EXPECT_EQ(b.pvar(), full.pvar());
   EXPECT_EQ(b.local_J(), full.local_J());
   EXPECT_EQ(b.local_rates(), full.local_rates());
+}
+
+// The delayed RLS updates stay exact on the gated network: J's pending terms touch only a row's
+// own region's columns (gain 1), so --update-block changes J only by rounding.
+TEST(Gains, GatedTrainingDoesNotDependOnTheUpdateBlock) {
+  const sim::SimulatedAnimal a = fittest::simulated_animal(3, 12, 301);
+  fit::Params p = fittest::gated_start_params_accepting();
+  p.runs_train = 2;
+  p.update_block = 1;
+  const GatedFit one = fit_gated(a, MPI_COMM_WORLD, p);
+  p.update_block = 8;
+  const GatedFit eight = fit_gated(a, MPI_COMM_WORLD, p);
+  ASSERT_GT(std::count(one.kept.begin(), one.kept.end(), 1), 0) << "no region kept gains: the test needs one";
+  double jmax = 0, dj = 0;
+  for (size_t k = 0; k < one.J.size(); ++k) {
+    jmax = std::max(jmax, std::fabs(one.J[k]));
+    dj = std::max(dj, std::fabs(one.J[k] - eight.J[k]));
+  }
+  EXPECT_LT(dj, 1e-9 * jmax);
+}
+
+// A region keeps gains only when they move: with the floor above any modulation, none is kept
+// (and the start is the fixed one: gains 1, every theta 0).
+TEST(Gains, ModulationFloorRejectsGainsThatDoNotMove) {
+  const sim::SimulatedAnimal a = fittest::simulated_animal(3, 12, 301);
+  const GatedFit base = fit_gated(a, MPI_COMM_WORLD);
+  ASSERT_GT(std::count(base.kept.begin(), base.kept.end(), 1), 0);
+  fit::Params p = fittest::gated_start_params_accepting();
+  p.gains_min_modulation = 100;
+  const GatedFit floor = fit_gated(a, MPI_COMM_WORLD, p);
+  EXPECT_EQ(std::count(floor.kept.begin(), floor.kept.end(), 1), 0);
+  for (double t : floor.theta) EXPECT_EQ(t, 0.0);
 }

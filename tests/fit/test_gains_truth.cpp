@@ -37,14 +37,7 @@ double corr(const double* a, const double* b, size_t n) {
 }
 
 Outcome fit_animal(const std::string& gating) {
-  sim::SimulateParams sp = sim::default_params(sim::kPresetCohort);
-  sp.animals = 1;
-  sp.regions = 4;
-  sp.units_per_region = 30;
-  sp.unit_variation = 0;
-  sp.gating = gating;
-  const sim::CohortPlan plan = sim::make_plan(sp);
-  const sim::SimulatedAnimal a = sim::simulate_animal(sp, plan, 0);
+  const sim::SimulatedAnimal a = fittest::simulated_animal(4, 30, 1201, gating);
   const std::int64_t T = a.meta.n_samples;
   const AnimalData data = fittest::data_of(a, MPI_COMM_WORLD);
   const fit::Params p = fittest::gated_start_params();
