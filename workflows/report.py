@@ -292,6 +292,17 @@ def load_modes(path):
         m["config"] = attr(f, "config", "")
         m["animal_files"] = strings(f["animal_files"]) if "animal_files" in f else []
         m["animal_fingerprints"] = strings(f["animal_fingerprints"]) if "animal_fingerprints" in f else []
+        m["truth_check"] = None
+        if "truth_check" in f:  # modes on a simulated cohort, checked against its truth by the modes stage
+            g = f["truth_check"]
+            m["truth_check"] = {"pass": bool(attr(g, "pass")), "verdict": attr(g, "verdict", ""),
+                                "file": attr(g, "file", ""), "k_true": int(attr(g, "k_true")),
+                                "k_found": int(attr(g, "k_found")), "mean_cosine": float(attr(g, "mean_cosine")),
+                                "min_cosine": float(attr(g, "min_cosine")),
+                                "conserved_found": int(attr(g, "conserved_found")),
+                                "n_conserved": int(attr(g, "n_conserved")),
+                                "false_conserved": int(attr(g, "false_conserved")),
+                                "cosine": [float(x) for x in g["cosine"][()]]}
         m["left_out"] = []
         if "left_out" in f:
             m["left_out"] = list(zip(strings(f["left_out/animal_ids"]), strings(f["left_out/reasons"])))
@@ -839,6 +850,10 @@ def main(argv=None):
     stale = stale_inputs(m, animals) if m is not None else []
     other = [a for a in animals if a not in ok and a not in failed and a not in poor]
     warnings = quality_warnings(animals, poor, m)
+    tc = (m or {}).get("truth_check")
+    if tc is not None and not tc["pass"]:  # the loudest line of the page: the answer is wrong on the truth
+        warnings.insert(0, "WARNING: on this simulated cohort the modes do not recover the ground truth, so "
+                           "they are not a result: " + tc["verdict"])
     cons = (m or {}).get("conservation")
     mt = (m or {}).get("mode_test")
     index_of = {}
@@ -880,6 +895,7 @@ def main(argv=None):
             ms["alpha"] = num(mt["alpha"])
             ms["permutations"] = mt["permutations"]
             ms["statistic"] = mt["statistic_name"]
+        ms["truth_check"] = tc
         summary["modes"] = ms
     if truth is not None:
         summary["truth"] = {"file": os.path.abspath(truth["path"]), "n_true_modes": int(truth["modes"].shape[0]),
@@ -918,6 +934,9 @@ def main(argv=None):
     if m is not None:
         H.append("<tr><th>modes</th>%s</tr>\n" % cell(m["K"], "K = %d over %d regions (%s; %s)" % (
             m["K"], len(m["regions"]), ", ".join(m["regions"]), summary["modes"]["k_reason"] or "K fixed"), "K"))
+        if tc is not None:
+            H.append("<tr><th>against the truth</th><td%s data-key=\"truth_check\" data-value=\"%s\">%s</td></tr>\n" % (
+                "" if tc["pass"] else " class=\"failed\"", "pass" if tc["pass"] else "fail", esc(tc["verdict"])))
         if mt is not None:
             cs = summary["modes"]["conserved"]
             rule = "Bonferroni-corrected permutation p &lt; %s" % esc(fmt(mt["alpha"], "%g"))

@@ -105,7 +105,7 @@ def main():
     os.makedirs(a.work, exist_ok=True)
     log = os.path.join(a.work, "log.txt")
     totals = {}
-    print("seed summary K mean_cos per-true-mode-cos conserved/shared individual_conserved")
+    print("seed summary K mean_cos per-true-mode-cos conserved/shared individual_conserved stage_truth_check")
     for seed in seeds_of(a.seeds):
         cohort = os.path.join(a.work, "seed%d" % seed)
         if not (a.reuse and os.path.exists(os.path.join(cohort, "truth", "cohort.h5"))):
@@ -117,9 +117,12 @@ def main():
             out = os.path.join(cohort, "modes-" + s)
             rc = run(mpi + [exe, "modes", "--input", cohort, "--source", "truth", "--summary", s, "--out", out,
                             "--seed", "1"] + shlex.split(a.modes), log)
-            if rc:
+            if rc not in (0, 3):  # 3: finished, but the stage's own truth check failed (scored here too)
                 print("%d %s modes failed rc %d (see %s)" % (seed, s, rc, log))
                 continue
+            with h5py.File(os.path.join(out, "modes.h5"), "r") as f:
+                check = f.attrs.get("truth_check", b"none")
+                check = check.decode() if isinstance(check, bytes) else str(check)
             K, mc, cos, cons, ns, ind = score(os.path.join(out, "modes.h5"), os.path.join(cohort, "truth", "cohort.h5"))
             t = totals.setdefault(s, {"n": 0, "k4": 0, "cons3": 0, "cos": [], "ind": 0})
             t["n"] += 1
@@ -127,12 +130,14 @@ def main():
             t["cons3"] += cons >= ns - 1
             t["cos"].append(mc)
             t["ind"] += bool(ind)
-            print("%d %s %d %.3f %s %d/%d %s" % (seed, s, K, mc, " ".join("%.2f" % c for c in cos), cons, ns,
-                                                  "-" if ind is None else ind), flush=True)
+            t["pass"] = t.get("pass", 0) + (check == "pass")
+            print("%d %s %d %.3f %s %d/%d %s %s" % (seed, s, K, mc, " ".join("%.2f" % c for c in cos), cons, ns,
+                                                     "-" if ind is None else ind, check), flush=True)
     for s, t in totals.items():
         print("TOTAL %s: K right %d/%d, >= all-but-one shared conserved %d/%d, mean cosine %.3f (min %.3f), "
-              "individual conserved %d" % (s, t["k4"], t["n"], t["cons3"], t["n"], np.mean(t["cos"]),
-                                          np.min(t["cos"]), t["ind"]))
+              "individual conserved %d, the stage's truth check passed %d/%d" % (
+                  s, t["k4"], t["n"], t["cons3"], t["n"], np.mean(t["cos"]), np.min(t["cos"]), t["ind"],
+                  t["pass"], t["n"]))
 
 
 if __name__ == "__main__":

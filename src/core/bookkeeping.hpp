@@ -12,6 +12,9 @@ namespace cohortnet::book {
 
 // Exit code of a stage whose output another live process is writing (docs/fit.md, docs/modes.md).
 inline constexpr int kExitLocked = 73;
+// The stage finished and wrote its outputs, but a check against the simulator's ground truth
+// failed (modes on a simulated cohort that do not recover its true modes): not a success.
+inline constexpr int kExitTruthFailed = 3;
 
 // OUT/fits/<animal>.status.json
 struct AnimalStatus {

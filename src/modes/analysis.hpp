@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "modes/layout.hpp"
@@ -29,6 +30,9 @@ struct ModesConfig {
   int cv_block = 50;         // samples per hold-out block
   double cv_fraction = 0.1;  // fraction of (row, block) pieces held out per fold
   double cv_ridge = 0.01;    // ridge on H in cross-validation fits (columns of W have unit norm)
+  // How the per-fold (per-animal) held-out errors of a K are averaged: "geomean" (the mean of their
+  // logs: a relative change counts the same in every animal), "mean", or "median".
+  std::string k_cv_average = "geomean";
   double k_cv_tolerance = 0.02;     // K within this relative distance of the best CV error qualify
   double k_min_stability = 0.9;     // ... and must be this stable across starts
   // conservation
@@ -53,7 +57,7 @@ struct KSelection {
   std::vector<int> starts_at_best;    // per K: starts within 1% of the best objective (stability is over them)
   int n_folds = 0;                    // folds of cv_error: animals (--k-cv animals) or hold-out masks
   std::vector<double> cv_error;       // n_K x n_folds: relative held-out error
-  std::vector<double> cv_mean, cv_se;
+  std::vector<double> cv_mean, cv_se;  // per K: the --k-cv-average of the folds; the standard error (of the logs for geomean, relative)
   std::vector<double> stability;      // mean matched congruence of the best start with the others at its objective (NaN: none)
   std::vector<double> objective;      // best training objective per K
   int k_chosen = 0;
@@ -114,6 +118,10 @@ AnimalMatrix with_holdout(const AnimalMatrix& a, int fold, std::uint64_t seed, i
 std::vector<int> region_permutation(const AnimalMatrix& a, int R, std::uint64_t seed, std::uint64_t draw);
 // A copy of the animal with its rows permuted by a region relabelling (targets and sources alike).
 AnimalMatrix permuted(const AnimalMatrix& a, const PairLayout& L, const std::vector<int>& perm);
+
+// A K's held-out errors over folds averaged as --k-cv-average says (geomean | mean | median) and
+// the standard error of that average; NaN entries are skipped.
+std::pair<double, double> cv_average(const std::vector<double>& errors, const std::string& how);
 
 // Cross-validation and stability for K = k_min..k_max; fills the selection and picks K.
 KSelection select_k(const std::vector<AnimalMatrix>& animals, const PairLayout& L, const ModesConfig& cfg, MPI_Comm comm);

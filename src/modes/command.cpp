@@ -13,6 +13,8 @@
 #include "core/log.hpp"
 #include "core/parallel.hpp"
 #include "core/text.hpp"
+#include "modes/io.hpp"
+#include "modes/truth.hpp"
 
 namespace cohortnet {
 
@@ -89,6 +91,9 @@ void options_from(const po::variables_map& vm, InputSpec& in, ModesConfig& cfg) 
   cfg.k_cv = vm["k-cv"].as<std::string>();
   if (cfg.k_cv != "animals" && cfg.k_cv != "entries")
     fail("option --k-cv: must be animals or entries (got '", cfg.k_cv, "')");
+  cfg.k_cv_average = s("k-cv-average");
+  if (cfg.k_cv_average != "geomean" && cfg.k_cv_average != "mean" && cfg.k_cv_average != "median")
+    fail("option --k-cv-average: must be geomean, mean or median (got '", cfg.k_cv_average, "')");
   cfg.cv_block = i("cv-block");
   if (cfg.cv_block < 2) fail("option --cv-block: must be at least 2 samples");
   cfg.cv_fraction = d("cv-fraction");
@@ -135,7 +140,7 @@ Command make_modes_command() {
       ("input", po::value<std::string>(), "folder with fits/<id>.h5 (fit outputs) or truth/<id>.h5 (a simulated cohort)")
       ("out", po::value<std::string>(), "results folder: writes modes.h5 and modes_summary.txt (with --project: the output file)")
       ("source", po::value<std::string>()->default_value("auto"), "auto | fits | truth (auto: fits/ if present, else truth/)")
-      ("summary", po::value<std::string>()->default_value("rms"), "current summary: rms | mean | exc_rms | exc_mean | inh_rms | inh_mean")
+      ("summary", po::value<std::string>()->default_value("rms"), "current summary: rms | mean | exc_rms | exc_mean | inh_rms | inh_mean | gains (the pathway gains: truth /gains, or fits of fit --gains inputs, rows of target regions without kept gains masked)")
       ("regions", po::value<std::string>(), "cohort region list a,b,c (default: cohort.ini, else the union of names)")
       ("cohort", po::value<std::string>(), "cohort folder (cohort.ini, animal files' /behaviour) when --input holds fits")
       ("self-pairs", po::bool_switch(), "include within-region pairs (target == source) as rows (default: excluded)")
@@ -152,12 +157,15 @@ Command make_modes_command() {
       ("reduction", po::value<std::string>()->default_value("ordered"), "ordered (bit-identical at any rank count) | sum (smaller messages)")
       ("folds", po::value<int>()->default_value(3), "cross-validation hold-out masks per K (per animal with --k-cv animals)")
       ("k-cv", po::value<std::string>()->default_value("animals"), "--k auto: held-out error of K from animals left out of W (animals: only modes that carry over to an unseen animal count) or from held-out pieces of every animal (entries)")
+      ("k-cv-average", po::value<std::string>()->default_value("geomean"), "--k auto: how the held-out errors of the folds (animals) are averaged: geomean (a relative change counts the same in every animal) | mean (dominated by the worst-predicted animals) | median")
       ("cv-block", po::value<int>()->default_value(50), "samples per hold-out block")
       ("cv-fraction", po::value<double>()->default_value(0.1), "fraction of (pair, block) pieces held out per fold")
       ("cv-ridge", po::value<double>()->default_value(0.01), "ridge on activations in cross-validation fits (keeps H bounded where a mode's rows are held out)")
       ("k-cv-tolerance", po::value<double>()->default_value(0.02), "--k auto: K within this relative distance of the lowest held-out error qualify")
       ("k-min-stability", po::value<double>()->default_value(0.9), "--k auto: and must have at least this stability across starts")
       ("no-conserve", po::bool_switch(), "skip the conservation statistics")
+      ("truth-check", po::value<std::string>()->default_value("auto"), "auto: on a simulated cohort (COHORT/truth/cohort.h5) compare the modes with the true ones; the result goes to modes.h5 /truth_check, and a failed check exits 3 | off")
+      ("truth-min-cosine", po::value<double>()->default_value(0.85), "truth check: the mean matched cosine to the true shared modes (unmatched: 0) must reach this")
       ("loo-starts", po::value<int>()->default_value(3), "starts of each leave-one-out and single-animal fit")
       ("own-tolerance", po::value<double>()->default_value(0.01), "an animal's own fit also starts from the cohort's modes fitted without it, kept when its R2 is within this of the best random start's (one animal's factorization is not unique); -1: random starts only")
       ("loo-null", po::value<int>()->default_value(20), "label permutations per animal for R2_null")
@@ -177,6 +185,16 @@ Command make_modes_command() {
     InputSpec in;
     ModesConfig cfg;
     collective(comm, [&] { options_from(vm, in, cfg); });
+    bool truth_check = true;
+    double truth_min_cosine = 0.85;
+    collective(comm, [&] {
+      const std::string tc = vm["truth-check"].as<std::string>();
+      if (tc != "auto" && tc != "off") fail("option --truth-check: must be auto or off (got '", tc, "')");
+      truth_check = tc == "auto";
+      truth_min_cosine = vm["truth-min-cosine"].as<double>();
+      if (!(truth_min_cosine >= 0 && truth_min_cosine <= 1))
+        fail("option --truth-min-cosine: must be in [0, 1] (got ", truth_min_cosine, ")");
+    });
     if (vm.count("project")) {
       std::string err;
       if (!vm.count("modes")) err = "option --project needs --modes RESULTS/modes.h5";
@@ -268,11 +286,29 @@ Command make_modes_command() {
       r = run_modes(c.animals, c.layout, cfg, c.state_names, comm);
       if (!sets.empty()) ceiling(sets, c.layout, cfg, r, comm);
     });
-    collective(comm, [&] { write_results(out, c, r, cfg, in, config_record("modes", vm), comm); });
+    // A simulated cohort: the modes against its truth (the cohort folder: --cohort, the truth
+    // input itself, or the fits' status files).
+    TruthCheck truth;
+    collective(comm, [&] {
+      const std::string cohort_dir =
+          !in.cohort_dir.empty() ? in.cohort_dir : (c.source == "truth" ? in.dir : c.record.cohort);
+      const std::string tf = truth_check ? truth_file_of(cohort_dir) : "";
+      if (!tf.empty()) truth = check_truth(tf, c, r, truth_min_cosine, comm);
+    });
+    collective(comm, [&] { write_results(out, c, r, cfg, in, config_record("modes", vm), &truth, comm); });
     log::info(comm, summary_table(c, r, cfg));
+    if (truth.have) {
+      if (truth.pass) log::info(comm, "modes: truth check (", truth.file, "): ", truth.verdict);
+      else log::warn(comm, "modes: truth check (", truth.file, "): ", truth.verdict);
+    }
     log::info(comm, "modes: wrote ", out, "/modes.h5 and ", out, "/modes_summary.txt in ",
               log::duration(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()));
     g_lock_path[0] = 0;  // the lock goes with `lock`; a later SIGTERM must not remove another run's
+    if (truth.have && !truth.pass) {
+      log::warn(comm, "modes: exit ", book::kExitTruthFailed, ": the outputs are written, but they are wrong on this "
+                "simulated cohort (modes.h5 /truth_check; --truth-check off to skip the check)");
+      return book::kExitTruthFailed;
+    }
     return 0;
   };
   return cmd;

@@ -17,6 +17,7 @@
 #include "core/text.hpp"
 #include "fit/curbd.hpp"
 #include "io/animal.hpp"
+#include "modes/truth.hpp"
 
 namespace fs = std::filesystem;
 
@@ -130,6 +131,22 @@ AnimalMatrix load_summary(const std::string& path, const std::string& dataset, c
   std::sort(a.regions.begin(), a.regions.end());
   const int P = L.P();
   a.present = present_rows(L, a.regions);
+  // Fitted gains (fit --gains inputs): a target region whose gains the fit did not keep has gain 1
+  // by construction, which says nothing about its pathways' use: its rows are masked like absent ones.
+  if (dataset == "/gains" && h5::exists(f, "/gains_model/kept")) {
+    const auto kept = h5::read_ints(f, "/gains_model/kept");
+    if (kept.size() != M) fail("file ", path, ": /gains_model/kept has ", kept.size(), " entries for ", M, " regions");
+    for (size_t q = 0; q < M; ++q)
+      if (!kept[q] && to_cohort[q] >= 0)
+        for (size_t s = 0; s < M; ++s)
+          if (to_cohort[s] >= 0) {
+            const int p = L.row(to_cohort[q], to_cohort[s]);
+            if (p >= 0) a.present[size_t(p)] = 0;
+          }
+    if (std::find(a.present.begin(), a.present.end(), std::uint8_t(1)) == a.present.end())
+      fail("file ", path, ": the fit kept gains in none of its target regions (/gains_model/kept), so --summary "
+           "gains has nothing of this animal to factor (use --summary rms)");
+  }
   a.X.assign(size_t(P) * size_t(a.T), 0.0);
   const size_t T = size_t(a.T);
   for (size_t q = 0; q < M; ++q)
@@ -292,7 +309,12 @@ LoadedCohort load_cohort(const InputSpec& in, MPI_Comm comm) {
   if (c.source == "fits") share_record(files, c.record, comm);
   c.files = files;
   // The summary dataset (the same kind in every file).
-  c.dataset = c.source == "fits" ? "/currents/" + in.summary : "/current_" + in.summary;
+  c.dataset = c.source == "fits" ? (in.summary == "gains" ? "/gains" : "/currents/" + in.summary) : "/current_" + in.summary;
+  if (c.source == "fits" && in.summary == "gains") {
+    h5::File f0 = h5::open_read(files.front(), comm);
+    if (!h5::exists(f0, "/gains"))
+      fail("option --summary gains: ", files.front(), " has no /gains (the fits were made without fit --gains inputs)");
+  }
   // Truth files also hold other [M x M x T] pair series (e.g. /gains, the planted mode mix):
   // --summary gains uses /gains when there is no /current_gains.
   if (c.source == "truth") {
@@ -436,7 +458,7 @@ std::string summary_table(const LoadedCohort& c, const ModesResult& r, const Mod
 }
 
 void write_results(const std::string& out_dir, const LoadedCohort& c, const ModesResult& r, const ModesConfig& cfg,
-                   const InputSpec& in, const std::string& config_text, MPI_Comm comm) {
+                   const InputSpec& in, const std::string& config_text, const TruthCheck* truth, MPI_Comm comm) {
   std::string err;
   if (comm_rank(comm) == 0) {
     std::error_code ec;
@@ -460,6 +482,31 @@ void write_results(const std::string& out_dir, const LoadedCohort& c, const Mode
   h5::set_attr(f, "/", "regions_from", c.regions_from);
   h5::set_attr(f, "/", "K", std::int64_t(K));
   h5::write_strings(f, "/region_names", c.region_names);
+  // A simulated cohort's modes against its truth: "pass", "fail", or "none" (no truth: real data).
+  const bool checked = truth != nullptr && truth->have;
+  h5::set_attr(f, "/", "truth_check", checked ? (truth->pass ? "pass" : "fail") : "none");
+  if (checked) {
+    const hsize_t KT = hsize_t(truth->k_true);
+    h5::ensure_group(f, "/truth_check");
+    put_ints(f, "/truth_check/matched", truth->matched, {KT});
+    put(f, "/truth_check/cosine", truth->cosine, {KT});
+    put_ints(f, "/truth_check/truly_conserved", truth->truly_conserved, {KT});
+    put_ints(f, "/truth_check/called_conserved", truth->called_conserved, {KT});
+    h5::set_attr(f, "/truth_check", "file", fs::absolute(truth->file).string());
+    h5::set_attr(f, "/truth_check", "pass", std::int64_t(truth->pass ? 1 : 0));
+    h5::set_attr(f, "/truth_check", "verdict", truth->verdict);
+    h5::set_attr(f, "/truth_check", "k_true", std::int64_t(truth->k_true));
+    h5::set_attr(f, "/truth_check", "k_found", std::int64_t(truth->k_found));
+    h5::set_attr(f, "/truth_check", "mean_cosine", truth->mean_cosine);
+    h5::set_attr(f, "/truth_check", "min_cosine", truth->min_cosine);
+    h5::set_attr(f, "/truth_check", "conserved_found", std::int64_t(truth->conserved_found));
+    h5::set_attr(f, "/truth_check", "n_conserved", std::int64_t(truth->n_conserved));
+    h5::set_attr(f, "/truth_check", "false_conserved", std::int64_t(truth->false_conserved));
+    h5::set_attr(f, "/truth_check", "rule",
+                 "pass: K found = true K, mean matched cosine over the shared true modes (unmatched: 0) >= min_cosine, "
+                 "all but at most one shared true mode matched to a mode called conserved, none of the others called "
+                 "conserved (Hungarian matching on cosine over the factorized region pairs)");
+  }
   std::vector<std::string> ids;
   for (auto& a : c.animals) ids.push_back(a.id);
   h5::write_strings(f, "/animal_ids", ids);
@@ -525,6 +572,7 @@ void write_results(const std::string& out_dir, const LoadedCohort& c, const Mode
     h5::set_attr(f, "/select_k", "k_chosen", std::int64_t(s.k_chosen));
     h5::set_attr(f, "/select_k", "rule", s.rule);
     h5::set_attr(f, "/select_k", "cv", cfg.k_cv);
+    h5::set_attr(f, "/select_k", "cv_average", cfg.k_cv_average);
     h5::set_attr(f, "/select_k", "reason", s.reason);
   }
   if (r.have_conservation) {
@@ -598,7 +646,8 @@ void write_results(const std::string& out_dir, const LoadedCohort& c, const Mode
   }
   out.commit();
   // The plain-text table, also atomic (rank 0 writes a temporary and renames it).
-  const std::string table = summary_table(c, r, cfg);
+  std::string table = summary_table(c, r, cfg);
+  if (checked) table += "truth check (" + truth->file + "): " + (truth->pass ? "pass: " : "FAIL: ") + truth->verdict + "\n";
   err.clear();
   if (comm_rank(comm) == 0) {
     try {

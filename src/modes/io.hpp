@@ -64,8 +64,10 @@ AnimalMatrix load_summary(const std::string& path, const std::string& dataset, c
 // (truth); empty if neither exists.
 std::string summary_dataset(const std::string& path, const std::string& summary, MPI_Comm comm);
 
+struct TruthCheck;
+// truth: the comparison with a simulated cohort's true modes (nullptr or !have: none, real data).
 void write_results(const std::string& out_dir, const LoadedCohort& c, const ModesResult& r, const ModesConfig& cfg,
-                   const InputSpec& in, const std::string& config_text, MPI_Comm comm);
+                   const InputSpec& in, const std::string& config_text, const TruthCheck* truth, MPI_Comm comm);
 std::string summary_table(const LoadedCohort& c, const ModesResult& r, const ModesConfig& cfg);
 
 // Fitted modes as saved in modes.h5 (for projection).

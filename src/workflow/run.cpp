@@ -7,6 +7,7 @@
 #include <fstream>
 #include <set>
 
+#include "core/bookkeeping.hpp"
 #include "core/error.hpp"
 #include "core/log.hpp"
 #include "core/parallel.hpp"
@@ -65,6 +66,7 @@ Command make_run_command(const std::vector<Command>& stages) {
     signal(SIGTERM, cohortnet_run_on_sigterm);
     const auto t0 = std::chrono::steady_clock::now();
     int ran = 0;
+    bool truth_failed = false;
     for (const auto& name : kPipeline) {
       if (wanted.empty() ? !present.count(name) : !wanted.count(name)) continue;
       const Command* stage = nullptr;
@@ -81,6 +83,12 @@ Command make_run_command(const std::vector<Command>& stages) {
       if (!go) continue;
       int status = stage->run(svm, comm);
       ++ran;
+      if (status == book::kExitTruthFailed) {  // written, but wrong on the truth: the report must show it
+        log::warn(comm, "run: stage '", name, "' failed its ground-truth check (exit ", status,
+                  "); the later stages run so the report shows it, and run exits ", status);
+        truth_failed = true;
+        continue;
+      }
       if (status != 0) {
         log::info(comm, "run: stage '", name, "' ended with status ", status, "; later stages not run");
         return status;
@@ -91,6 +99,10 @@ Command make_run_command(const std::vector<Command>& stages) {
     });
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     log::info(comm, "run: ", ran, " stages done in ", log::duration(s));
+    if (truth_failed) {
+      log::warn(comm, "run: exit ", book::kExitTruthFailed, ": the study's modes do not recover the simulated truth");
+      return book::kExitTruthFailed;
+    }
     return 0;
   };
   return c;

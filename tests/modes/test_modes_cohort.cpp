@@ -3,12 +3,14 @@
 #include <gtest/gtest.h>
 #include <mpi.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 
+#include "core/bookkeeping.hpp"
 #include "core/error.hpp"
 #include "core/h5.hpp"
 #include "core/parallel.hpp"
@@ -286,6 +288,109 @@ TEST(ModesCommand, TruthFilesEndToEndAndProjection) {
     EXPECT_EQ(h5::attr_string(f, "/", "dataset"), "/currents/rms");
     EXPECT_GE(matched_mean(c.W_true, h5::read_doubles(f, "/W"), c.layout.P(), 3), 0.95);
     EXPECT_FALSE(h5::exists(f, "/conservation"));
+  }
+}
+
+// A simulated cohort (COHORT/truth/cohort.h5 present): modes checks its answer against the true
+// modes. The right K passes (exit 0, attribute truth_check = pass); a wrong K is not a success
+// (exit 3, the outputs still written with /truth_check saying why); --truth-check off skips it.
+TEST(ModesCommand, TruthCheckOnASimulatedCohort) {
+  SyntheticSpec s = spec(43);
+  s.A = 10;  // enough animals for the conservation test to call the shared modes conserved
+  s.K = 3;
+  const SyntheticCohort c = make_synthetic(s);
+  const std::string dir = cohortnet::testutil::scratch_dir("modes-truth-check");
+  write_cohort_files(c, dir + "/cohort", false, MPI_COMM_WORLD);
+  const int P = c.layout.P(), R = c.layout.R;
+  if (comm_rank(MPI_COMM_WORLD) == 0) {  // the simulator's cohort file: /modes [K x R x R], all shared
+    std::vector<double> modes(size_t(s.K) * size_t(R) * size_t(R), 0.0);
+    for (int p = 0; p < P; ++p) {
+      const auto [q, src] = c.layout.pairs[size_t(p)];
+      for (int k = 0; k < s.K; ++k)
+        modes[(size_t(k) * size_t(R) + size_t(q)) * size_t(R) + size_t(src)] = c.W_true[size_t(p) * size_t(s.K) + size_t(k)];
+    }
+    h5::File f = h5::create(dir + "/cohort/truth/cohort.h5", MPI_COMM_SELF);
+    h5::write_doubles(f, "/modes", {hsize_t(s.K), hsize_t(R), hsize_t(R)}, modes.data());
+    h5::write_strings(f, "/region_names", c.region_names);
+    std::vector<std::int64_t> conserved(size_t(s.K), 1);
+    h5::write_ints(f, "/mode_conserved", {hsize_t(s.K)}, conserved.data());
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
+  auto run_k = [&](const std::string& k, const std::string& out, std::vector<std::string> extra = {}) {
+    std::vector<std::string> a = {"--input", dir + "/cohort", "--out", out, "--k", k, "--starts", "2", "--loo-starts", "1",
+                                  "--loo-null", "5", "--permutations", "999", "--max-iter", "150", "--seed", "7"};
+    a.insert(a.end(), extra.begin(), extra.end());
+    return run_cli(a, MPI_COMM_WORLD);
+  };
+  ASSERT_EQ(run_k("3", dir + "/right"), 0);
+  {
+    h5::File f = h5::open_read(dir + "/right/modes.h5", MPI_COMM_WORLD);
+    EXPECT_EQ(h5::attr_string(f, "/", "truth_check"), "pass");
+    EXPECT_EQ(h5::attr_int(f, "/truth_check", "k_true"), 3);
+    EXPECT_GE(h5::attr_double(f, "/truth_check", "mean_cosine"), 0.95);
+    EXPECT_EQ(h5::attr_int(f, "/truth_check", "n_conserved"), 3);
+    EXPECT_GE(h5::attr_int(f, "/truth_check", "conserved_found"), 2);
+    const auto cos = h5::read_doubles(f, "/truth_check/cosine");
+    ASSERT_EQ(cos.size(), 3u);
+    for (double v : cos) EXPECT_GE(v, 0.9);
+  }
+  // One mode too few: a true mode goes unmatched (cosine 0), the check fails, exit 3.
+  EXPECT_EQ(run_k("2", dir + "/wrong"), book::kExitTruthFailed);
+  {
+    h5::File f = h5::open_read(dir + "/wrong/modes.h5", MPI_COMM_WORLD);
+    EXPECT_EQ(h5::attr_string(f, "/", "truth_check"), "fail");
+    EXPECT_EQ(h5::attr_int(f, "/truth_check", "k_found"), 2);
+    EXPECT_LE(h5::attr_double(f, "/truth_check", "mean_cosine"), 2.0 / 3.0 + 1e-9);
+    const auto matched = h5::read_ints(f, "/truth_check/matched");
+    EXPECT_EQ(std::count(matched.begin(), matched.end(), -1), 1);
+    EXPECT_NE(h5::attr_string(f, "/truth_check", "verdict").find("K = 2 found for 3 true modes"), std::string::npos);
+  }
+  EXPECT_EQ(run_k("2", dir + "/unchecked", {"--truth-check", "off"}), 0);
+  {
+    h5::File f = h5::open_read(dir + "/unchecked/modes.h5", MPI_COMM_WORLD);
+    EXPECT_EQ(h5::attr_string(f, "/", "truth_check"), "none");
+    EXPECT_FALSE(h5::exists(f, "/truth_check"));
+  }
+}
+
+// --summary gains on fits (fit --gains inputs): /gains is read, and the rows of a target region
+// whose gains the fit did not keep (gain 1 by construction, /gains_model/kept = 0) are masked like
+// an absent region's; a fit that kept none is an error naming the file.
+TEST(ModesCommand, FittedGainsMaskTargetsWithoutGains) {
+  const std::string dir = cohortnet::testutil::scratch_dir("modes-fitted-gains");
+  const std::vector<std::string> names = {"A", "B", "C"};
+  const hsize_t M = 3, T = 40;
+  auto write = [&](const std::string& path, std::vector<std::int64_t> kept) {
+    if (comm_rank(MPI_COMM_WORLD) == 0) {
+      std::vector<double> g(M * M * T);
+      for (size_t e = 0; e < g.size(); ++e) g[e] = 1.0 + 0.5 * std::sin(0.3 * double(e));
+      h5::File f = h5::create(path, MPI_COMM_SELF);
+      h5::set_attr(f, "/", "animal_id", "a00");
+      h5::ensure_group(f, "/currents");
+      h5::write_strings(f, "/currents/region_names", names);
+      h5::write_doubles(f, "/gains", {M, M, T}, g.data());
+      h5::ensure_group(f, "/gains_model");
+      h5::write_ints(f, "/gains_model/kept", {M}, kept.data());
+    }
+    MPI_Barrier(MPI_COMM_WORLD);
+  };
+  const PairLayout L = make_layout(3, false);
+  write(dir + "/one.h5", {1, 0, 1});
+  const AnimalMatrix a = load_summary(dir + "/one.h5", "/gains", L, names, "rms", "error", false, nullptr, MPI_COMM_WORLD);
+  for (int q = 0; q < 3; ++q)
+    for (int src = 0; src < 3; ++src) {
+      const int p = L.row(q, src);
+      if (p >= 0) {
+        EXPECT_EQ(int(a.present[size_t(p)]), q == 1 ? 0 : 1) << "pair " << q << "<-" << src;
+      }
+    }
+  write(dir + "/none.h5", {0, 0, 0});
+  try {
+    load_summary(dir + "/none.h5", "/gains", L, names, "rms", "error", false, nullptr, MPI_COMM_WORLD);
+    ADD_FAILURE() << "a fit without kept gains was accepted";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("none.h5: the fit kept gains in none of its target regions"), std::string::npos)
+        << e.what();
   }
 }
 

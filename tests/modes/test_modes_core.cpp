@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <numeric>
 
 #include "core/error.hpp"
@@ -90,6 +91,25 @@ TEST(ModesSelection, StabilityOverStartsAtTheBestObjective) {
   // The same as matched_congruence over all starts when they all reach the best objective.
   EXPECT_DOUBLE_EQ(start_stability({A, Aswap, B}, {100.0, 100.0, 100.0}, 0, P, K, nullptr),
                    matched_congruence(A, {Aswap, B}, P, K));
+}
+
+TEST(ModesSelection, HeldOutErrorsAveragedOverAnimals) {
+  // Seed 6's pattern on the truth: K = 4 lowers six animals' errors 2-5x and raises one animal's
+  // 3x; the mean is that one animal's and prefers K = 3, the mean of the logs does not.
+  const std::vector<double> k3 = {0.0325, 0.0516, 0.055, 0.0251, 0.0507, 0.0298, 0.0904, 0.0613};
+  const std::vector<double> k4 = {0.0151, 0.0456, 0.1797, 0.0105, 0.0746, 0.0100, 0.0630, 0.0085};
+  EXPECT_LT(cv_average(k3, "mean").first, cv_average(k4, "mean").first);
+  EXPECT_GT(cv_average(k3, "geomean").first, cv_average(k4, "geomean").first);
+  // Definitions, NaN skipped (an animal with no held-out data), zero floored.
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  EXPECT_NEAR(cv_average({0.01, 0.1, 1.0, nan}, "geomean").first, 0.1, 1e-12);
+  EXPECT_NEAR(cv_average({0.01, 0.1, 1.0, nan}, "mean").first, 0.37, 1e-12);
+  EXPECT_NEAR(cv_average({0.01, 1.0, 0.1, nan}, "median").first, 0.1, 1e-12);
+  EXPECT_NEAR(cv_average({0.0, 1.0}, "geomean").first, 1e-6, 1e-15);
+  // The geomean's standard error is relative: scaling every error scales it alike.
+  const auto a = cv_average({0.02, 0.05, 0.03}, "geomean"), b = cv_average({0.2, 0.5, 0.3}, "geomean");
+  EXPECT_NEAR(b.second / b.first, a.second / a.first, 1e-12);
+  EXPECT_TRUE(std::isnan(cv_average({nan}, "mean").first));
 }
 
 TEST(ModesHungarian, MatchesBruteForce) {
@@ -317,6 +337,9 @@ TEST(ModesOptions, BadValuesNameTheOption) {
   EXPECT_EQ(parse({"--input", "x"}).k_cv, "animals");
   EXPECT_EQ(parse({"--input", "x", "--k-cv", "entries"}).k_cv, "entries");
   EXPECT_NE(message({"--k-cv", "trials"}).find("--k-cv"), std::string::npos);
+  EXPECT_EQ(parse({"--input", "x"}).k_cv_average, "geomean");
+  EXPECT_EQ(parse({"--input", "x", "--k-cv-average", "mean"}).k_cv_average, "mean");
+  EXPECT_NE(message({"--k-cv-average", "max"}).find("--k-cv-average"), std::string::npos);
   EXPECT_EQ(parse({"--input", "x", "--own-tolerance", "-1"}).own_tolerance, -1);
   EXPECT_NE(message({"--own-tolerance", "-0.5"}).find("--own-tolerance"), std::string::npos);
   // The command refuses to run without --input / --out, on every rank alike.

@@ -179,6 +179,25 @@ def main():
     if a.expect_truth:
         check("truth_modes.png" in js["figures"], "truth_modes figure missing")
         check(js.get("truth") is not None and len(js["truth"]["matches"]) > 0, "no truth comparison")
+        # The modes stage's own check against the truth: shown as in modes.h5, a failure first of all.
+        with h5py.File(os.path.join(a.results, "modes.h5"), "r") as f:
+            verdict = f.attrs["truth_check"]
+            verdict = verdict.decode() if isinstance(verdict, bytes) else str(verdict)
+            text_h5 = f["truth_check"].attrs["verdict"] if "truth_check" in f else None
+            text_h5 = text_h5.decode() if isinstance(text_h5, bytes) else text_h5
+        check(verdict in ("pass", "fail"), "modes.h5 truth_check is %r on a simulated cohort" % verdict)
+        tc = (js.get("modes") or {}).get("truth_check")
+        check(tc is not None and tc["pass"] == (verdict == "pass") and tc["verdict"] == text_h5,
+              "summary.json truth_check differs from modes.h5")
+        check(page.values.get("truth_check") == verdict, "page truth_check row %r, modes.h5 %r" % (
+            page.values.get("truth_check"), verdict))
+        if verdict == "fail":
+            check(js["warnings"] and js["warnings"][0].startswith("WARNING: on this simulated cohort the modes do not "
+                                                                  "recover the ground truth"),
+                  "a failed truth check is not the report's first warning: %s" % js["warnings"])
+            first_warning = text.find('class="warning"')
+            check(first_warning >= 0 and "do not recover the ground truth" in text[first_warning:first_warning + 300],
+                  "a failed truth check is not the page's first warning")
 
     if errors:
         for e in errors:

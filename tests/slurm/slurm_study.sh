@@ -58,6 +58,7 @@ out = $work/results
 k = 2
 starts = 2
 permutations = 19
+truth-check = off
 loo-null = 2
 [submit]
 mem-per-node = 8

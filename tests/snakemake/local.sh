@@ -73,4 +73,12 @@ check "max_failed 1: modes and report run over the others (exit $rc)" \
   '[ $rc -eq 0 ] && [ "$(job_counts smk4.log)" = "all=1 modes=1 report=1" ] && [ -f wf/results/report/index.html ]'
 check "modes used the 2 animals that succeeded" 'grep -q "modes: 2 animals" wf/results/workflow/logs/modes.log'
 check "the workflow names the failure" 'grep -q "failed: a02" smk4.log'
+# The modes' check against the simulated truth (write_study turns it off; a cosine bar of 1 no fit
+# reaches makes it fail for certain): every job runs, modes.h5 and the report are kept and say so,
+# and snakemake exits non-zero naming it.
+smk --config max_failed=1 'modes={"truth-check": "auto", "truth-min-cosine": 1}' >smk5.log 2>&1; rc=$?
+check "a failed truth check: snakemake exits non-zero naming it (exit $rc)" \
+  '[ $rc -ne 0 ] && grep -q "do not recover the simulated truth" smk5.log'
+check "... modes.h5 kept with truth_check fail, the report ran and warns first" \
+  'grep -q "^truth check .*: FAIL: " wf/results/modes_summary.txt && grep -q "do not recover the ground truth" wf/results/report/index.html'
 summary

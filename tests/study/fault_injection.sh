@@ -14,7 +14,7 @@ trap '[ -n "$SLEEPER" ] && kill "$SLEEPER" 2>/dev/null; [ -n "${COHORTNET_KEEP_T
 cd "$W"
 die() { echo "FAIL: $*"; for f in "$W"/*.log; do echo "== $f"; tail -15 "$f"; done; exit 1; }
 FIT=(--tau-rnn 0.1 --dt-factor 2 --runs-train 2 --runs-free 1)
-MODES=(--k 2 --starts 2 --no-conserve)
+MODES=(--k 2 --starts 2 --no-conserve --truth-check off)  # the tests here are about faults
 "$B" simulate --preset cohort --animals 3 --regions 3 --units-per-region 10 --samples 201 --modes 2 \
   --seed 5 --out clean_cohort > sim.log 2>&1 || die "simulate"
 "$B" fit --cohort clean_cohort --out clean "${FIT[@]}" > clean.log 2>&1 || die "clean fit exited $?"
