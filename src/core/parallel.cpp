@@ -1,5 +1,7 @@
 #include "core/parallel.hpp"
 
+#include <algorithm>
+#include <cstdint>
 #include <exception>
 
 #include "core/error.hpp"
@@ -42,6 +44,15 @@ int comm_size(MPI_Comm comm) {
   int s = 1;
   MPI_Comm_size(comm, &s);
   return s;
+}
+
+void bcast_string(std::string& s, MPI_Comm comm) {
+  std::uint64_t n = s.size();
+  MPI_Bcast(&n, 1, MPI_UINT64_T, 0, comm);
+  s.resize(std::size_t(n));
+  const std::size_t piece = std::size_t(1) << 30;  // MPI counts are int
+  for (std::size_t off = 0; off < n; off += piece)
+    MPI_Bcast(s.data() + off, int(std::min<std::size_t>(piece, std::size_t(n) - off)), MPI_CHAR, 0, comm);
 }
 
 void agree(MPI_Comm comm, const std::string& local_error) {

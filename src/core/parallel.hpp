@@ -41,6 +41,9 @@ void collective(MPI_Comm comm, const std::function<void()>& f);
 // throw Error with the lowest failing rank's message.
 void agree(MPI_Comm comm, const std::string& local_error);
 
+// Rank 0's string on every rank (any length: sent in pieces below INT_MAX bytes).
+void bcast_string(std::string& s, MPI_Comm comm);
+
 // Throws Error from a PETSc error code (PETSc's own message is printed by its handler).
 void petsc_check(PetscErrorCode ierr, const char* what);
 

@@ -669,16 +669,6 @@ Processed unpack(Unpacker& k) {
   return p;
 }
 
-void bcast_string(std::string& s, MPI_Comm comm) {
-  std::uint64_t n = s.size();
-  MPI_Bcast(&n, 1, MPI_UINT64_T, 0, comm);
-  s.resize(std::size_t(n));
-  // In pieces below INT_MAX bytes (MPI counts are int).
-  const std::size_t piece = std::size_t(1) << 30;
-  for (std::size_t off = 0; off < n; off += piece)
-    MPI_Bcast(s.data() + off, int(std::min<std::size_t>(piece, std::size_t(n) - off)), MPI_CHAR, 0, comm);
-}
-
 // A lab ingests animals one call at a time (each with its own labels): an existing cohort.ini in
 // --out keeps its animals, and the new ones are checked against them before anything is written:
 // an animal id already there is an error (unless it is the same input ingested again, which

@@ -131,10 +131,14 @@ AnimalMatrix permuted(const AnimalMatrix& a, const PairLayout& L, const std::vec
   AnimalMatrix b = a;
   const std::vector<int> rp = row_permutation(L, perm);
   const int nb = a.n_blocks();
+  // A row's presence moves with its data: rows masked inside the animal's regions (fitted gains
+  // not kept) stay masked where they land. Without such masks this leaves present unchanged.
+  std::fill(b.present.begin(), b.present.end(), std::uint8_t(0));
   for (int p = 0; p < L.P(); ++p) {
     if (!a.present[size_t(p)]) continue;
     const int q = rp[size_t(p)];
     if (q < 0) fail("modes: internal error: permutation maps a pair outside the layout");
+    b.present[size_t(q)] = 1;
     std::copy(a.X.begin() + long(size_t(p) * size_t(a.T)), a.X.begin() + long(size_t(p + 1) * size_t(a.T)),
               b.X.begin() + long(size_t(q) * size_t(a.T)));
     for (int k = 0; k < nb; ++k) b.heldout[size_t(q) * size_t(nb) + size_t(k)] = a.heldout[size_t(p) * size_t(nb) + size_t(k)];
@@ -491,6 +495,9 @@ void conservation(const std::vector<AnimalMatrix>& animals, const PairLayout& L,
       const AnimalMatrix& x = animals[size_t(a)];
       const std::vector<int> rp = row_permutation(L, region_permutation(x, R, cfg.seed, std::uint64_t(d)));
       std::vector<double> Wp(PK, 0.0), Wi(PK, 0.0);
+      std::vector<std::uint8_t> landed(size_t(P), 0);  // = rows[a] unless rows are masked inside its regions
+      for (int p = 0; p < P; ++p)
+        if (x.present[size_t(p)]) landed[size_t(rp[size_t(p)])] = 1;
       for (int p = 0; p < P; ++p)
         if (x.present[size_t(p)])
           for (int k = 0; k < K; ++k) {
@@ -501,9 +508,9 @@ void conservation(const std::vector<AnimalMatrix>& animals, const PairLayout& L,
       std::vector<int> match;
       std::vector<double> sim;
       for (int k = 0; k < K; ++k)
-        if (column_cosine(res.loo_W[size_t(a)], K, k, Wi, K, k, rows[size_t(a)]) >= kNearCopy)
+        if (column_cosine(res.loo_W[size_t(a)], K, k, Wi, K, k, landed) >= kNearCopy)
           ge_ideal[size_t(a) * size_t(K) + size_t(k)] += 1;
-      match_columns(res.loo_W[size_t(a)], Wp, P, K, rows[size_t(a)], match, sim);
+      match_columns(res.loo_W[size_t(a)], Wp, P, K, landed, match, sim);
       for (int k = 0; k < K; ++k) {
         const size_t ak = size_t(a) * size_t(K) + size_t(k);
         if (sim[size_t(k)] >= res.similarity[ak]) ge_animal[ak] += 1;

@@ -189,8 +189,9 @@ Command make_modes_command() {
     double truth_min_cosine = 0.85;
     collective(comm, [&] {
       const std::string tc = vm["truth-check"].as<std::string>();
-      if (tc != "auto" && tc != "off") fail("option --truth-check: must be auto or off (got '", tc, "')");
-      truth_check = tc == "auto";
+      if (tc != "auto" && tc != "on" && tc != "off")
+        fail("option --truth-check: must be auto (or on) or off (got '", tc, "')");
+      truth_check = tc != "off";
       truth_min_cosine = vm["truth-min-cosine"].as<double>();
       if (!(truth_min_cosine >= 0 && truth_min_cosine <= 1))
         fail("option --truth-min-cosine: must be in [0, 1] (got ", truth_min_cosine, ")");
@@ -292,7 +293,8 @@ Command make_modes_command() {
     collective(comm, [&] {
       const std::string cohort_dir =
           !in.cohort_dir.empty() ? in.cohort_dir : (c.source == "truth" ? in.dir : c.record.cohort);
-      const std::string tf = truth_check ? truth_file_of(cohort_dir) : "";
+      std::string tf = truth_check && comm_rank(comm) == 0 ? truth_file_of(cohort_dir) : "";
+      bcast_string(tf, comm);  // one answer: every rank then opens it collectively
       if (!tf.empty()) truth = check_truth(tf, c, r, truth_min_cosine, comm);
     });
     collective(comm, [&] { write_results(out, c, r, cfg, in, config_record("modes", vm), &truth, comm); });

@@ -486,12 +486,13 @@ void write_results(const std::string& out_dir, const LoadedCohort& c, const Mode
   const bool checked = truth != nullptr && truth->have;
   h5::set_attr(f, "/", "truth_check", checked ? (truth->pass ? "pass" : "fail") : "none");
   if (checked) {
-    const hsize_t KT = hsize_t(truth->k_true);
+    const hsize_t KT = hsize_t(truth->matched.size());  // every true mode (k_true counts the visible ones)
     h5::ensure_group(f, "/truth_check");
     put_ints(f, "/truth_check/matched", truth->matched, {KT});
     put(f, "/truth_check/cosine", truth->cosine, {KT});
     put_ints(f, "/truth_check/truly_conserved", truth->truly_conserved, {KT});
     put_ints(f, "/truth_check/called_conserved", truth->called_conserved, {KT});
+    put_ints(f, "/truth_check/visible", truth->visible, {KT});
     h5::set_attr(f, "/truth_check", "file", fs::absolute(truth->file).string());
     h5::set_attr(f, "/truth_check", "pass", std::int64_t(truth->pass ? 1 : 0));
     h5::set_attr(f, "/truth_check", "verdict", truth->verdict);
@@ -503,7 +504,7 @@ void write_results(const std::string& out_dir, const LoadedCohort& c, const Mode
     h5::set_attr(f, "/truth_check", "n_conserved", std::int64_t(truth->n_conserved));
     h5::set_attr(f, "/truth_check", "false_conserved", std::int64_t(truth->false_conserved));
     h5::set_attr(f, "/truth_check", "rule",
-                 "pass: K found = true K, mean matched cosine over the shared true modes (unmatched: 0) >= min_cosine, "
+                 "pass: K found = the true number of modes (or of the shared ones), mean matched cosine over the shared true modes (unmatched: 0) >= min_cosine, "
                  "all but at most one shared true mode matched to a mode called conserved, none of the others called "
                  "conserved (Hungarian matching on cosine over the factorized region pairs)");
   }

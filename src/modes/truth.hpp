@@ -16,7 +16,8 @@ namespace cohortnet::modes {
 struct TruthCheck {
   bool have = false;              // false: no truth/cohort.h5 found (real data)
   std::string file;
-  int k_true = 0, k_found = 0;    // true modes (shared + individual) and recovered
+  int k_true = 0, k_found = 0;    // true modes (shared + individual, visible) and recovered
+  std::vector<int> visible;       // per true mode: non-zero on the factorized pairs (else not counted)
   std::vector<int> matched;       // per true mode: the recovered mode matched to it, -1 if none
   std::vector<double> cosine;     // per true mode: its cosine with that mode (0 if none)
   std::vector<int> truly_conserved;     // per true mode: the simulator shared it (truth /mode_conserved)
@@ -33,7 +34,7 @@ struct TruthCheck {
 // The truth file of a cohort folder (COHORT/truth/cohort.h5), or "" when there is none.
 std::string truth_file_of(const std::string& cohort_dir);
 
-// Compares r's modes with the truth. Pass: K found = true K; mean cosine >= min_cosine; every truly
+// Compares r's modes with the truth. Pass: K found = true K (or the shared modes' number); mean cosine >= min_cosine; every truly
 // conserved mode but at most one matched to a mode called conserved (when conservation ran); no
 // mode the simulator did not share called conserved. Collective (rank 0 reads; result broadcast).
 TruthCheck check_truth(const std::string& truth_file, const LoadedCohort& c, const ModesResult& r, double min_cosine,

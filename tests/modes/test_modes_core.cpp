@@ -299,6 +299,20 @@ TEST(ModesLayout, PairsAndPermutations) {
     std::sort(s.begin(), s.end());
     EXPECT_EQ(s, (std::vector<int>{0, 1, 2, 3}));
   }
+  // A row masked inside the animal's regions (fitted gains not kept) stays masked where its data
+  // land, and the row landing on its old place is observed: presence moves with the rows.
+  a.T = 2;
+  a.present = present_rows(L, a.regions);
+  a.present[size_t(L.row(0, 2))] = 0;
+  a.X.assign(size_t(L.P()) * 2, 0.0);
+  for (int p = 0; p < L.P(); ++p) a.X[size_t(p) * 2] = a.X[size_t(p) * 2 + 1] = double(p);
+  a.clear_holdout();
+  const std::vector<int> swap = {2, 1, 0, 3};  // regions 0 and 2 exchanged
+  const AnimalMatrix b = permuted(a, L, swap);
+  EXPECT_FALSE(b.present[size_t(L.row(2, 0))]);    // where the masked row 0<-2 lands
+  EXPECT_TRUE(b.present[size_t(L.row(0, 2))]);     // gets the observed row 2<-0
+  EXPECT_EQ(b.X[size_t(L.row(0, 2)) * 2], double(L.row(2, 0)));
+  EXPECT_EQ(std::count(b.present.begin(), b.present.end(), 1), std::count(a.present.begin(), a.present.end(), 1));
 }
 
 TEST(ModesOptions, BadValuesNameTheOption) {

@@ -45,15 +45,15 @@ check "a01's file is over 100 kB (a touch counts)" '[ "$(stat -c %s wf/cohort/a0
 sleep 1.1; touch wf/cohort/a01.h5
 smk -n >dry2.log 2>&1
 check "touching a01: the dry run lists fit a01, modes, report and nothing else" \
-  '[ "$(job_counts dry2.log)" = "all=1 fit=1 modes=1 report=1" ] && grep -q "wildcards: animal=a01" dry2.log'
+  '[ "$(job_counts dry2.log)" = "all=1 fit=1 modes=1 report=1 truth_check=1" ] && grep -q "wildcards: animal=a01" dry2.log'
 smk >smk2.log 2>&1; rc=$?
-check "the rerun after touching a01 (exit $rc)" '[ $rc -eq 0 ] && [ "$(job_counts smk2.log)" = "all=1 fit=1 modes=1 report=1" ]'
+check "the rerun after touching a01 (exit $rc)" '[ $rc -eq 0 ] && [ "$(job_counts smk2.log)" = "all=1 fit=1 modes=1 report=1 truth_check=1" ]'
 check "the other animals' fits were not rewritten" \
   '[ "$(stat -c %Y.%y wf/results/fits/a00.h5)" = "$before_a0" ] && [ "$(stat -c %Y.%y wf/results/fits/a02.h5)" = "$before_a2" ]'
 compare_study run/results wf/results
 
 smk -n --config 'fit={"runs-train": 4}' >dry3.log 2>&1
-check "changing a fit option reruns every fit" '[ "$(job_counts dry3.log)" = "all=1 fit=3 modes=1 report=1" ]'
+check "changing a fit option reruns every fit" '[ "$(job_counts dry3.log)" = "all=1 fit=3 modes=1 report=1 truth_check=1" ]'
 
 # A failing animal: NaN in a02's data (its fit fails; the others are not touched).
 /usr/bin/python3 - <<'EOF'
@@ -70,7 +70,7 @@ check "the modes error names a02 and the limit" \
   'cat smk3.log wf/results/workflow/logs/modes.log 2>/dev/null | grep -i "max.failed" | grep -q "a02"'
 smk --config max_failed=1 >smk4.log 2>&1; rc=$?
 check "max_failed 1: modes and report run over the others (exit $rc)" \
-  '[ $rc -eq 0 ] && [ "$(job_counts smk4.log)" = "all=1 modes=1 report=1" ] && [ -f wf/results/report/index.html ]'
+  '[ $rc -eq 0 ] && [ "$(job_counts smk4.log)" = "all=1 modes=1 report=1 truth_check=1" ] && [ -f wf/results/report/index.html ]'
 check "modes used the 2 animals that succeeded" 'grep -q "modes: 2 animals" wf/results/workflow/logs/modes.log'
 check "the workflow names the failure" 'grep -q "failed: a02" smk4.log'
 # The modes' check against the simulated truth (write_study turns it off; a cosine bar of 1 no fit
@@ -81,4 +81,7 @@ check "a failed truth check: snakemake exits non-zero naming it (exit $rc)" \
   '[ $rc -ne 0 ] && grep -q "do not recover the simulated truth" smk5.log'
 check "... modes.h5 kept with truth_check fail, the report ran and warns first" \
   'grep -q "^truth check .*: FAIL: " wf/results/modes_summary.txt && grep -q "do not recover the ground truth" wf/results/report/index.html'
+smk --config max_failed=1 'modes={"truth-check": "auto", "truth-min-cosine": 1}' >smk6.log 2>&1; rc=$?
+check "... and a rerun fails again, running only the gate (exit $rc)" \
+  '[ $rc -ne 0 ] && [ "$(job_counts smk6.log)" = "all=1 truth_check=1" ] && grep -q "do not recover the simulated truth" smk6.log'
 summary
