@@ -276,7 +276,7 @@ def load_modes(path):
             g = f["select_k"]
             m["select_k"] = {k: g[k][()] for k in g}
             m["select_k"].update(k_chosen=int(attr(g, "k_chosen")), rule=attr(g, "rule", ""),
-                                 reason=attr(g, "reason", ""))
+                                 reason=attr(g, "reason", ""), average=attr(g, "cv_average", "mean"))
         if "conservation" in f:
             g = f["conservation"]
             m["conservation"] = {k: g[k][()] for k in ("index", "r2_shared", "r2_own", "r2_null") if k in g}
@@ -609,7 +609,7 @@ def fig_select_k(m):
     for j in range(cv.shape[1]):
         ax[0].plot(k, cv[:, j], ".", color="0.6", label="folds" if j == 0 else None)
     ax[0].errorbar(k, s["cv_error_mean"], yerr=s["cv_error_se"], fmt="o-", color="tab:blue", capsize=3,
-                   label="mean +- se")
+                   label="%s over animals +- se" % s["average"])
     ax[0].set_ylabel("held-out error")
     ax[1].plot(k, s["stability"], "o-", color="tab:green")
     ax[1].set_ylabel("stability across starts")
