@@ -302,20 +302,35 @@ TEST(ModesCommand, TruthCheckOnASimulatedCohort) {
   const std::string dir = cohortnet::testutil::scratch_dir("modes-truth-check");
   write_cohort_files(c, dir + "/cohort", false, MPI_COMM_WORLD);
   const int P = c.layout.P(), R = c.layout.R;
-  if (comm_rank(MPI_COMM_WORLD) == 0) {  // the simulator's cohort file: /modes [K x R x R], all shared
-    std::vector<double> modes(size_t(s.K) * size_t(R) * size_t(R), 0.0);
-    for (int p = 0; p < P; ++p) {
-      const auto [q, src] = c.layout.pairs[size_t(p)];
-      for (int k = 0; k < s.K; ++k)
-        modes[(size_t(k) * size_t(R) + size_t(q)) * size_t(R) + size_t(src)] = c.W_true[size_t(p) * size_t(s.K) + size_t(k)];
+  // The simulator's cohort file: /modes [K x R x R] (the planted ones, all shared), plus optionally
+  // a fourth true mode: "unshared" (a pattern no animal's data carry, /mode_conserved 0) or
+  // "off-pairs" (non-zero only on the within-region pairs, which the factorization leaves out).
+  auto write_truth = [&](const std::string& fourth) {
+    if (comm_rank(MPI_COMM_WORLD) == 0) {
+      const int KT = s.K + (fourth.empty() ? 0 : 1);
+      std::vector<double> modes(size_t(KT) * size_t(R) * size_t(R), 0.0);
+      auto at = [&](int k, int q, int src) -> double& {
+        return modes[(size_t(k) * size_t(R) + size_t(q)) * size_t(R) + size_t(src)];
+      };
+      for (int p = 0; p < P; ++p) {
+        const auto [q, src] = c.layout.pairs[size_t(p)];
+        for (int k = 0; k < s.K; ++k) at(k, q, src) = c.W_true[size_t(p) * size_t(s.K) + size_t(k)];
+      }
+      std::vector<std::int64_t> conserved(size_t(KT), 1);
+      if (fourth == "unshared") {
+        at(s.K, 0, 1) = at(s.K, 2, 5) = at(s.K, 7, 3) = 1.0;
+        conserved[size_t(s.K)] = 0;
+      } else if (fourth == "off-pairs") {
+        for (int q = 0; q < R; ++q) at(s.K, q, q) = 1.0;
+      }
+      h5::File f = h5::create(dir + "/cohort/truth/cohort.h5", MPI_COMM_SELF);
+      h5::write_doubles(f, "/modes", {hsize_t(KT), hsize_t(R), hsize_t(R)}, modes.data());
+      h5::write_strings(f, "/region_names", c.region_names);
+      h5::write_ints(f, "/mode_conserved", {hsize_t(KT)}, conserved.data());
     }
-    h5::File f = h5::create(dir + "/cohort/truth/cohort.h5", MPI_COMM_SELF);
-    h5::write_doubles(f, "/modes", {hsize_t(s.K), hsize_t(R), hsize_t(R)}, modes.data());
-    h5::write_strings(f, "/region_names", c.region_names);
-    std::vector<std::int64_t> conserved(size_t(s.K), 1);
-    h5::write_ints(f, "/mode_conserved", {hsize_t(s.K)}, conserved.data());
-  }
-  MPI_Barrier(MPI_COMM_WORLD);
+    MPI_Barrier(MPI_COMM_WORLD);
+  };
+  write_truth("");
   auto run_k = [&](const std::string& k, const std::string& out, std::vector<std::string> extra = {}) {
     std::vector<std::string> a = {"--input", dir + "/cohort", "--out", out, "--k", k, "--starts", "2", "--loo-starts", "1",
                                   "--loo-null", "5", "--permutations", "999", "--max-iter", "150", "--seed", "7"};
@@ -350,6 +365,28 @@ TEST(ModesCommand, TruthCheckOnASimulatedCohort) {
     h5::File f = h5::open_read(dir + "/unchecked/modes.h5", MPI_COMM_WORLD);
     EXPECT_EQ(h5::attr_string(f, "/", "truth_check"), "none");
     EXPECT_FALSE(h5::exists(f, "/truth_check"));
+  }
+  // A true mode no animal's data share: finding only the shared ones passes (K may equal their
+  // number), and the unshared mode is not matched to anything called conserved.
+  write_truth("unshared");
+  EXPECT_EQ(run_k("3", dir + "/unshared", {"--truth-check", "on"}), 0);
+  {
+    h5::File f = h5::open_read(dir + "/unshared/modes.h5", MPI_COMM_WORLD);
+    EXPECT_EQ(h5::attr_string(f, "/", "truth_check"), "pass");
+    EXPECT_EQ(h5::attr_int(f, "/truth_check", "k_true"), 4);
+    EXPECT_EQ(h5::attr_int(f, "/truth_check", "n_conserved"), 3);
+    EXPECT_EQ(h5::attr_int(f, "/truth_check", "false_conserved"), 0);
+    EXPECT_EQ(h5::read_ints(f, "/truth_check/matched")[3], -1);
+  }
+  // A true mode zero on every factorized pair cannot be recovered from these rows: not counted.
+  write_truth("off-pairs");
+  EXPECT_EQ(run_k("3", dir + "/offpairs"), 0);
+  {
+    h5::File f = h5::open_read(dir + "/offpairs/modes.h5", MPI_COMM_WORLD);
+    EXPECT_EQ(h5::attr_string(f, "/", "truth_check"), "pass");
+    EXPECT_EQ(h5::attr_int(f, "/truth_check", "k_true"), 3);
+    EXPECT_EQ(h5::read_ints(f, "/truth_check/visible"), (std::vector<std::int64_t>{1, 1, 1, 0}));
+    EXPECT_EQ(h5::read_ints(f, "/truth_check/matched")[3], -1);
   }
 }
 
