@@ -29,9 +29,11 @@ Command make_validate_command() {
          "LINKS random or one-to-one (empty: the preset's); GATING (cohort) states (the preset's: pathways "
          "switched with the hidden state) or constant (pathways present or absent); docs/simulate.md")
         ("methods", po::value<std::string>()->default_value("shared@random,region@random,block,block+inputs"),
-         "fit variants PRIOR[+inputs][@START]: PRIOR shared (the reference's one P), region or block (--prior); "
-         "'+inputs': the animal's inputs as input channels (--inputs use; only for cases whose animals have "
-         "inputs); START regression (default) or random (--start); shared@random is the reference")
+         "fit variants PRIOR[+inputs][+gains][@START]: PRIOR shared (the reference's one P), region or block "
+         "(--prior); '+inputs': the animal's inputs as input channels (--inputs use; only for cases whose animals "
+         "have inputs); '+gains': gated pathways (--gains inputs; block prior, regression start, implies +inputs; "
+         "the table adds gains kept and gains r); START regression (default) or random (--start); shared@random "
+         "is the reference")
         ("seeds", po::value<int>()->default_value(3), "seeds per case (simulation and fit seed 1..N)")
         ("ensemble", po::value<int>()->default_value(1),
          "fits per animal with fit seeds seed + k * 1000003, J and model rates averaged before the comparison "
@@ -135,13 +137,25 @@ Command make_validate_command() {
         const auto at = name.find('@');
         const std::string base = name.substr(0, at);
         const fit::Start start = at == std::string::npos ? fit::Params{}.start : fit::parse_start(name.substr(at + 1));
-        const bool with_inputs = base.size() > 7 && base.substr(base.size() - 7) == "+inputs";
-        const std::string prior = with_inputs ? base.substr(0, base.size() - 7) : base;
+        // PRIOR, then '+'-separated extras: inputs, gains (gated pathways: implies inputs).
+        const std::vector<std::string> part = split_list(base, '+');
+        std::string prior = part.empty() ? std::string() : part[0];
+        bool with_inputs = false, with_gains = false;
+        for (size_t k = 1; k < part.size(); ++k) {
+          if (part[k] == "inputs") with_inputs = true;
+          else if (part[k] == "gains") with_gains = with_inputs = true;
+          else prior.clear();
+        }
         if (prior != "shared" && prior != "region" && prior != "block")
-          fail("option --methods: unknown method '", name, "' (use PRIOR[+inputs][@START]: shared, region or block, "
-               "optionally +inputs, optionally @regression or @random)");
+          fail("option --methods: unknown method '", name, "' (use PRIOR[+inputs][+gains][@START]: shared, region or "
+               "block, optionally +inputs and +gains, optionally @regression or @random)");
         m.fit.prior = fit::parse_prior(prior);
         m.fit.use_inputs = with_inputs;
+        if (with_gains) {
+          if (m.fit.prior != fit::Prior::Block || start != fit::Start::Regression)
+            fail("option --methods: '", name, "': +gains needs the block prior and the regression start (block+gains)");
+          m.fit.gains = fit::GainModel::Inputs;
+        }
         m.fit.prior_ratio = fit::parse_prior_ratio(vm["prior-ratio"].as<std::string>());
         m.fit.p0 = vm["p0"].as<double>();
         m.fit.g = vm["g"].as<double>();
@@ -157,6 +171,9 @@ Command make_validate_command() {
         fit::check_params(m.fit);
         m.ensemble = vm["ensemble"].as<int>();
         if (m.ensemble < 1) fail("option --ensemble must be >= 1, is ", m.ensemble);
+        if (m.ensemble > 1 && m.fit.gains_used())
+          fail("option --ensemble: ", m.ensemble, " fits per animal with the gated method '", name,
+               "' (the fits' gains are not averaged; use --ensemble 1)");
         if (m.ensemble > 1) m.name += cat("*", m.ensemble);
         methods.push_back(m);
       }

@@ -65,7 +65,8 @@ double auc(const std::vector<double>& score, const std::vector<int>& label) {
 }
 
 Run evaluate(const sim::SimulatedAnimal& a, const std::vector<double>& J_rows, RowRange rows,
-             const std::vector<double>& rates, MPI_Comm comm) {
+             const std::vector<double>& rates, MPI_Comm comm, const std::vector<double>* gains,
+             const std::vector<int>* kept) {
   const std::int64_t N = a.meta.n_units, T = a.meta.n_samples;
   const int M = a.meta.n_regions();
   const auto& reg = a.meta.unit_region;
@@ -77,8 +78,10 @@ Run evaluate(const sim::SimulatedAnimal& a, const std::vector<double>& J_rows, R
   for (int q = 0; q < M; ++q) out.coupled[size_t(q) * size_t(M) + size_t(q)] = 1;
 
   std::vector<double> per_unit;
-  const decompose::RegionCurrents c =
-      decompose::region_currents(J_rows.data(), rows, N, rates.data(), T, reg, M, comm, &per_unit);
+  if (gains && gains->size() != MM * size_t(T)) fail("internal: validate got gains of the wrong shape");
+  // Gated fits: the currents are the gated ones (gains[q, s, t] J_QS r_S(t)), as the fit writes them.
+  const decompose::RegionCurrents c = decompose::region_currents(J_rows.data(), rows, N, rates.data(), T, reg, M,
+                                                                 comm, &per_unit, gains ? gains->data() : nullptr);
 
   // Per unit and source region: correlation over time (NaN where the unit does not truly receive
   // that source), and sums of squares of inferred and true current. Each unit is owned by one
@@ -179,6 +182,20 @@ Run evaluate(const sim::SimulatedAnimal& a, const std::vector<double>& J_rows, R
       lab.push_back(a.pair_coupled[z] ? 1 : 0);
     }
   out.auc = auc(sc, lab);
+  if (gains) {
+    // How well the fitted gains follow the true ones, where the fit kept them.
+    out.gains_r.assign(MM, kNaN);
+    out.kept.assign(size_t(M), 0);
+    for (int q = 0; q < M; ++q) {
+      out.kept[size_t(q)] = kept && (*kept)[size_t(q)] ? 1 : 0;
+      if (!out.kept[size_t(q)]) continue;
+      for (int s = 0; s < M; ++s) {
+        if (q == s) continue;
+        const size_t z = size_t(q) * size_t(M) + size_t(s);
+        out.gains_r[z] = corr(&(*gains)[z * size_t(T)], &a.gains[z * size_t(T)], T);
+      }
+    }
+  }
   return out;
 }
 
@@ -201,6 +218,10 @@ Run run_one(const Case& c, const Method& m, std::uint64_t seed, MPI_Comm comm) {
   std::vector<double> J, rates;
   RowRange rows{};
   double pvar = 0;
+  // Gated fits (not in ensembles: the command refuses them): the fitted gains and which target
+  // regions kept them.
+  std::vector<double> gains;
+  std::vector<int> kept;
   for (int k = 0; k < K; ++k) {
     fit::Params p = m.fit;
     p.seed = seed + std::uint64_t(k) * kEnsembleStride;
@@ -211,12 +232,16 @@ Run run_one(const Case& c, const Method& m, std::uint64_t seed, MPI_Comm comm) {
       J.assign(Jk.size(), 0.0);
       rates.assign(Rk.size(), 0.0);
       rows = tr.rows();
+      if (m.fit.gains_used()) {
+        gains = tr.gains_at_samples();
+        kept = tr.gains().kept;
+      }
     }
     for (size_t i = 0; i < Jk.size(); ++i) J[i] += Jk[i] / K;
     for (size_t i = 0; i < Rk.size(); ++i) rates[i] += Rk[i] / K;
     pvar += tr.pvar().back() / K;
   }
-  Run r = evaluate(a, J, rows, rates, comm);
+  Run r = evaluate(a, J, rows, rates, comm, gains.empty() ? nullptr : &gains, gains.empty() ? nullptr : &kept);
   r.case_name = c.name;
   r.method_name = m.name;
   r.seed = seed;
@@ -233,8 +258,9 @@ Summary summarise(const std::vector<Run>& runs) {
   s.case_name = runs[0].case_name;
   s.method_name = runs[0].method_name;
   s.n_runs = int(runs.size());
-  std::vector<double> ru, rm, ra, rc, rw, pv, sc, rp, rpw;
+  std::vector<double> ru, rm, ra, rc, rw, pv, sc, rp, rpw, gr;
   std::vector<int> lab;
+  double n_targets = 0, n_kept = 0;
   for (const Run& r : runs) {
     for (int q = 0; q < r.M; ++q)
       for (int t = 0; t < r.M; ++t) {
@@ -255,6 +281,18 @@ Summary summarise(const std::vector<Run>& runs) {
       }
     pv.push_back(r.pvar);
     s.seconds += r.seconds;
+    for (size_t q = 0; q < r.kept.size(); ++q) {
+      ++n_targets;
+      n_kept += double(r.kept[q]);
+      for (int t = 0; t < r.M; ++t) {
+        const size_t z = q * size_t(r.M) + size_t(t);
+        if (int(q) != t && r.coupled[z]) gr.push_back(r.gains_r[z]);
+      }
+    }
+  }
+  if (n_targets > 0) {
+    s.kept_fraction = n_kept / n_targets;
+    s.gains_r_inter = median(gr);
   }
   s.r_unit_inter = median(ru);
   s.r_mean_inter = median(rm);
@@ -315,11 +353,13 @@ std::string format_table(const std::vector<std::vector<Run>>& groups, const std:
       }
   }
   os << "\nSummary (inter = truly coupled inter-region pairs; within = region onto itself; medians over"
-        " seeds and pairs; AUC pooled over seeds, present vs absent inter-region pairs):\n";
+        " seeds and pairs; AUC pooled over seeds, present vs absent inter-region pairs; gated fits: kept ="
+        " share of target regions whose gains were kept, gains_r = corr over time of fitted and true gains,"
+        " coupled pairs of kept targets):\n";
   os << std::left << std::setw(26) << "case" << std::setw(mw) << "method" << std::right << std::setw(6) << "seeds"
      << std::setw(14) << "r_unit_inter" << std::setw(14) << "r_pool_inter" << std::setw(14) << "r_mean_inter" << std::setw(13) << "ratio_inter"
-     << std::setw(12) << "ratio_conn" << std::setw(10) << "r_within" << std::setw(15) << "r_pool_within" << std::setw(9) << "pVar" << std::setw(8) << "AUC" << std::setw(10) << "time_s"
-     << "\n";
+     << std::setw(12) << "ratio_conn" << std::setw(10) << "r_within" << std::setw(15) << "r_pool_within" << std::setw(9) << "pVar" << std::setw(8) << "AUC" << std::setw(7) << "kept"
+     << std::setw(9) << "gains_r" << std::setw(10) << "time_s" << "\n";
   for (const auto& g : groups) {
     const Summary s = summarise(g);
     if (s.n_runs == 0) continue;
@@ -328,7 +368,8 @@ std::string format_table(const std::vector<std::vector<Run>>& groups, const std:
        << fmt(s.r_mean_inter) << std::setw(13) << fmt(s.ratio_inter, 2)
        << std::setw(12) << fmt(s.ratio_conn_inter, 2) << std::setw(10) << fmt(s.r_unit_within)
        << std::setw(15) << fmt(s.r_pool_within) << std::setw(9) << fmt(s.pvar, 4)
-       << std::setw(8) << fmt(s.auc) << std::setw(10) << fmt(s.seconds, 1) << "\n";
+       << std::setw(8) << fmt(s.auc) << std::setw(7) << fmt(s.kept_fraction, 2) << std::setw(9)
+       << fmt(s.gains_r_inter) << std::setw(10) << fmt(s.seconds, 1) << "\n";
   }
   return os.str();
 }
@@ -375,6 +416,12 @@ void write_h5(const std::string& path, const std::vector<std::vector<Run>>& grou
     h5::write_doubles(f, base + "/pvar", {S}, pv.data());
     h5::write_doubles(f, base + "/auc", {S}, au.data());
     h5::write_strings(f, base + "/region_names", r0.regions);
+    if (!r0.kept.empty()) {
+      stack("gains_r", &Run::gains_r);
+      std::vector<std::int64_t> kp;
+      for (const Run& r : g) kp.insert(kp.end(), r.kept.begin(), r.kept.end());
+      h5::write_ints(f, base + "/gains_kept", {S, M}, kp.data());
+    }
     const Summary s = summarise(g);
     h5::set_attr(f, base, "case", s.case_name);
     h5::set_attr(f, base, "method", s.method_name);
@@ -387,6 +434,10 @@ void write_h5(const std::string& path, const std::vector<std::vector<Run>>& grou
     h5::set_attr(f, base, "median_r_pool_within", s.r_pool_within);
     h5::set_attr(f, base, "median_pvar", s.pvar);
     h5::set_attr(f, base, "auc_pooled", s.auc);
+    if (!r0.kept.empty()) {
+      h5::set_attr(f, base, "gains_kept_fraction", s.kept_fraction);
+      h5::set_attr(f, base, "median_gains_r_inter", s.gains_r_inter);
+    }
   }
   h5::set_attr(f, "/", "format", "cohortnet-validate");
   h5::set_attr(f, "/", "config", config);

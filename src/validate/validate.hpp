@@ -5,6 +5,7 @@
 #include <mpi.h>
 
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -42,15 +43,23 @@ struct Run {
   std::vector<double> ratio_conn;     // the same over the units that truly receive the source only
   std::vector<double> score;          // RMS inferred current (the AUC score)
   std::vector<double> true_rms;       // RMS true current
+  // Gated fits (--gains inputs): per pair, corr over time of the fitted gains with the true ones
+  // (NaN: self pairs, targets whose gains the fit did not keep, constant true gains); per target
+  // region, whether its gains were kept. Empty for fixed-J fits.
+  std::vector<double> gains_r;
+  std::vector<std::int64_t> kept;
   double pvar = 0;                    // last run's pVar (a free run when runs_free >= 1); ensemble: the members' mean
   double auc = 0;                     // present vs absent inter-region pairs of this run (NaN if one class empty)
   double seconds = 0;
 };
 
 // Metrics of one fitted animal against its truth. J_rows/rows: the fit's rows; rates: the fit's
-// full model rates (N x T). Collective on comm; identical on every rank.
+// full model rates (N x T); gains (gated fits): the fitted gains, M x M x T (the currents are then
+// the gated ones, as the fit writes them), kept: per target region. Collective on comm; identical
+// on every rank.
 Run evaluate(const sim::SimulatedAnimal& a, const std::vector<double>& J_rows, RowRange rows,
-             const std::vector<double>& rates, MPI_Comm comm);
+             const std::vector<double>& rates, MPI_Comm comm, const std::vector<double>* gains = nullptr,
+             const std::vector<int>* kept = nullptr);
 
 // Area under the ROC curve of scores for labels (1 present, 0 absent); ties count 1/2. NaN if a
 // class is empty.
@@ -72,6 +81,10 @@ struct Summary {
   double r_pool_inter = 0, r_pool_within = 0;  // the same with the pooled correlation
   double pvar = 0;          // median
   double auc = 0;           // pooled over runs (NaN: no absent pairs)
+  // Gated fits: share of target regions whose gains were kept; median gains r over the coupled
+  // inter-region pairs of kept targets (NaN for fixed-J fits, or where no true gain varies).
+  double kept_fraction = std::numeric_limits<double>::quiet_NaN();
+  double gains_r_inter = std::numeric_limits<double>::quiet_NaN();
   double seconds = 0;
 };
 Summary summarise(const std::vector<Run>& runs);

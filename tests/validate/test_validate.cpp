@@ -100,6 +100,57 @@ TEST(Validate, SpuriousCurrentAtNonReceivingUnits) {
   EXPECT_NEAR(r.r_unit[ab], 1.0, 1e-9);
 }
 
+TEST(Validate, GatedTruthScoresPerfectlyOnlyWithItsGains) {
+  // Planted gated "fit": the cohort animal's own J and rates. Without the gains its currents miss
+  // the gating (some coupled pair's r < 1); with the true gains every current is exact and the
+  // gains score r = 1 where they vary; a target whose gains were not kept is not scored.
+  const sim::SimulatedAnimal a = sim::simulate_animal(tiny(sim::kPresetCohort), sim::make_plan(tiny(sim::kPresetCohort)), 0);
+  const std::int64_t N = a.meta.n_units, T = a.meta.n_samples;
+  const int M = a.meta.n_regions();
+  const RowRange rows = own_rows(PetscInt(N), MPI_COMM_WORLD);
+  const std::vector<double> jr(a.J.begin() + rows.begin * N, a.J.begin() + rows.end * N);
+  const validate::Run fixed = validate::evaluate(a, jr, rows, a.rates, MPI_COMM_WORLD);
+  EXPECT_TRUE(fixed.gains_r.empty());
+  EXPECT_TRUE(fixed.kept.empty());
+  double worst = 1;
+  for (int q = 0; q < M; ++q)
+    for (int s = 0; s < M; ++s)
+      if (q != s && a.pair_coupled[size_t(q * M + s)]) worst = std::min(worst, fixed.r_unit[size_t(q * M + s)]);
+  EXPECT_LT(worst, 0.99) << "the tiny cohort's gating leaves the fixed currents exact: the test cannot tell";
+  std::vector<int> kept(size_t(M), 1);
+  kept[0] = 0;
+  const validate::Run gated = validate::evaluate(a, jr, rows, a.rates, MPI_COMM_WORLD, &a.gains, &kept);
+  ASSERT_EQ(gated.kept.size(), size_t(M));
+  EXPECT_EQ(gated.kept[0], 0);
+  int scored = 0;
+  for (int q = 0; q < M; ++q)
+    for (int s = 0; s < M; ++s) {
+      const size_t z = size_t(q * M + s);
+      if (!std::isnan(gated.r_unit[z])) {
+        EXPECT_NEAR(gated.r_unit[z], 1.0, 1e-9) << q << "<-" << s;
+      }
+      if (!std::isnan(gated.ratio[z])) {
+        EXPECT_NEAR(gated.ratio[z], 1.0, 1e-9) << q << "<-" << s;
+      }
+      double lo = 1e300, hi = -1e300;
+      for (std::int64_t t = 0; t < T; ++t) {
+        lo = std::min(lo, a.gains[z * size_t(T) + size_t(t)]);
+        hi = std::max(hi, a.gains[z * size_t(T) + size_t(t)]);
+      }
+      if (q == 0 || q == s || hi - lo < 1e-12) {
+        EXPECT_TRUE(std::isnan(gated.gains_r[z])) << q << "<-" << s;
+      } else {
+        EXPECT_NEAR(gated.gains_r[z], 1.0, 1e-9) << q << "<-" << s;
+        ++scored;
+      }
+    }
+  EXPECT_GT(scored, 0) << "no varying true gain outside target 0";
+  const validate::Summary sm = validate::summarise({gated});
+  EXPECT_DOUBLE_EQ(sm.kept_fraction, double(M - 1) / M);
+  EXPECT_NEAR(sm.gains_r_inter, 1.0, 1e-9);
+  EXPECT_TRUE(std::isnan(validate::summarise({fixed}).kept_fraction));
+}
+
 TEST(Validate, EndToEndSameAtAnyRankCount) {
   validate::Case c;
   c.sim = tiny(sim::kPresetCohort);

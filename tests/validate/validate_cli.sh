@@ -49,4 +49,21 @@ grep -q -- "--links" "$W/bad3.log" || die "error does not name --links"
 grep -q -- "--seeds" "$W/bad.log" || die "error does not name --seeds"
 "$BIN" validate --out "$W/x.txt" --methods median > "$W/bad2.log" 2>&1 && die "--methods median accepted"
 grep -q -- "--methods" "$W/bad2.log" || die "error does not name the option"
+# Gated pathways (+gains: fit --gains inputs): the summary adds the share of targets whose gains
+# were kept and the gains' r; the HDF5 file their per-run values.
+"$BIN" validate --out "$W/gains.txt" --cases cohort --methods block+gains --seeds 1 --regions 3 \
+  --cohort-units-per-region 8 --samples 401 --runs-train 1 > "$W/gains.log" 2>&1 || die "validate block+gains failed"
+grep -qE "^cohort:0.3 +block\+gains +1 " "$W/gains.txt" || die "no summary line for cohort/block+gains"
+grep -q "gains_r" "$W/gains.txt" || die "no gains_r column"
+line=$(grep -E "^cohort:0.3 +block\+gains +1 " "$W/gains.txt" | tail -1)
+kept=$(echo "$line" | awk '{print $(NF-2)}')
+awk -v k="$kept" 'BEGIN { exit !(k >= 0 && k <= 1) }' || die "kept share '$kept' is not in [0, 1]: $line"
+h5dump -A "$W/gains.txt.h5" | grep -q "gains_kept_fraction" || die "HDF5 gains attributes missing"
+h5dump -H "$W/gains.txt.h5" | grep -q '"gains_kept"' || die "HDF5 /gains_kept missing"
+"$BIN" validate --out "$W/x.txt" --methods region+gains > "$W/bad8.log" 2>&1 && die "region+gains accepted"
+grep -q -- "+gains needs the block prior" "$W/bad8.log" || die "region+gains error does not say why"
+"$BIN" validate --out "$W/x.txt" --methods block+gains --ensemble 2 > "$W/bad9.log" 2>&1 && die "gated ensemble accepted"
+grep -q -- "--ensemble" "$W/bad9.log" || die "gated ensemble error does not name --ensemble"
+"$BIN" validate --out "$W/x.txt" --methods block+sideways > "$W/bad10.log" 2>&1 && die "block+sideways accepted"
+grep -q -- "--methods" "$W/bad10.log" || die "block+sideways error does not name --methods"
 echo "validate CLI: table, HDF5 and option errors OK"
