@@ -21,7 +21,7 @@ using sim::SimulateParams;
 const std::vector<std::string> kCohortOnly = {"regions", "unit-variation", "modes", "pairs-per-mode", "states",
                                               "dwell", "ramp", "mode-variation", "individual-mode",
                                               "individual-fraction", "missing-fraction", "missing-per-animal",
-                                              "drive-amplitude", "gating"};
+                                              "drive-amplitude", "gating", "gating-lag"};
 const std::vector<std::string> kThreeRegionOnly = {"g-undriven", "bump-width", "bump-amplitude", "fixed-amplitude",
                                                    "external-fraction", "drives", "drives-as-inputs"};
 
@@ -97,7 +97,10 @@ void add_options(po::options_description& d) {
        "cohort: std of the weights of the state-indicator drives /inputs (default 0.3; 0 = none)")
       ("gating", po::value<std::string>()->default_value(c.gating),
        "cohort: states (inter-region gains follow the modes' activations) or constant (each at its mean "
-       "over the states: pathways present or absent, not switched)");
+       "over the states: pathways present or absent, not switched)")
+      ("gating-lag", dval(c.gating_lag),
+       "cohort, --gating states: s by which the modes' activations (the gains) follow the state after the "
+       "drives /inputs do (0: in step)");
 }
 
 bool given(const po::variables_map& vm, const std::string& key) {
@@ -155,6 +158,7 @@ SimulateParams params_from(const po::variables_map& vm, po::variables_map& resol
   take(vm, "missing-per-animal", p.missing_per_animal);
   take(vm, "drive-amplitude", p.drive_amplitude);
   take(vm, "gating", p.gating);
+  take(vm, "gating-lag", p.gating_lag);
   sim::validate_params(p);
 
   // The recorded configuration holds the values actually used, preset defaults included.

@@ -215,6 +215,9 @@ void validate_params(const SimulateParams& p) {
         cat("must be >= 0, got ", p.drive_amplitude));
   check(p.gating == kGatingStates || p.gating == kGatingConstant, "gating",
         cat("unknown gating '", p.gating, "' (use states or constant)"));
+  check(std::isfinite(p.gating_lag) && p.gating_lag >= 0, "gating-lag", cat("must be >= 0 s, got ", p.gating_lag));
+  check(p.gating_lag == 0 || p.gating == kGatingStates, "gating-lag",
+        cat("applies to --gating states only (gating is ", p.gating, ")"));
 }
 
 int n_states(const SimulateParams& p) {
@@ -508,12 +511,14 @@ SimulatedAnimal simulate_animal(const SimulateParams& p, const CohortPlan& plan,
   const double relax = p.ramp > 0 ? std::min(1.0, dts / p.ramp) : 1.0;
   std::vector<double> act(static_cast<size_t>(K), 0.0), ind(static_cast<size_t>(S), 0.0);
   std::vector<double> target(static_cast<size_t>(K)), itarget(static_cast<size_t>(S));
-  auto set_targets = [&](int st) {
+  // st: the state the drives follow; st_gain: the one the modes' activations follow (--gating-lag).
+  auto set_targets = [&](int st, int st_gain) {
     for (int k = 0; k < K; ++k)
       target[size_t(k)] = plan.mode_has[size_t(animal) * size_t(K) + size_t(k)]
-                              ? plan.state_levels[size_t(st) * size_t(K) + size_t(k)] : 0.0;
+                              ? plan.state_levels[size_t(st_gain) * size_t(K) + size_t(k)] : 0.0;
     for (int i = 0; i < S; ++i) itarget[size_t(i)] = i == st ? 1.0 : 0.0;
   };
+  const long lag_samples = std::lround(p.gating_lag / p.dt);
   // --gating constant: every mode at its mean level over the states, for the whole recording.
   const bool constant_gains = cohort && p.gating == kGatingConstant;
   std::vector<double> mean_level(static_cast<size_t>(K), 0.0);
@@ -523,7 +528,7 @@ SimulatedAnimal simulate_animal(const SimulateParams& p, const CohortPlan& plan,
     mean_level[size_t(k)] /= double(S);
   }
   if (cohort) {
-    set_targets(int(out.states[0]));
+    set_targets(int(out.states[0]), int(out.states[0]));
     act = target;
     ind = itarget;
   }
@@ -644,7 +649,9 @@ SimulatedAnimal simulate_animal(const SimulateParams& p, const CohortPlan& plan,
       for (size_t i = 0; i < NN; ++i) x[i] += k_rel * (-x[i] + y[i] + u[i]);
       if (cohort) {
         // The state of the sample this step belongs to (the first one during the lead-in).
-        set_targets(int(out.states[t]));
+        const size_t trial0 = size_t(tr) * size_t(p.samples), in_trial = t - trial0;
+        const size_t tg = in_trial >= size_t(lag_samples) ? t - size_t(lag_samples) : trial0;
+        set_targets(int(out.states[t]), int(out.states[tg]));
         for (int k = 0; k < K; ++k) act[size_t(k)] += relax * (target[size_t(k)] - act[size_t(k)]);
         for (int i = 0; i < S; ++i) ind[size_t(i)] += relax * (itarget[size_t(i)] - ind[size_t(i)]);
       }
@@ -744,6 +751,7 @@ std::string describe(const SimulateParams& p) {
      << "animals = " << p.animals << "\nbump-amplitude = " << p.bump_amplitude << "\nbump-width = " << p.bump_width
      << "\ndrive-amplitude = " << p.drive_amplitude << "\ndt = " << p.dt << "\ndt-factor = " << p.dt_factor
      << "\ndwell = " << p.dwell << "\nfixed-amplitude = " << p.fixed_amplitude << "\ng = " << p.g << "\ngating = " << p.gating
+     << "\ngating-lag = " << p.gating_lag
      << "\ng-undriven = " << p.g_undriven << "\nindividual-fraction = " << p.individual_fraction
      << "\nindividual-mode = " << (p.individual_mode ? "true" : "false") << "\nlead-time = " << p.lead_time
      << "\nlink-excitatory = " << p.link_excitatory << "\nlink-fraction = " << p.link_fraction

@@ -76,6 +76,10 @@ struct SimulateParams {
   // average over the states: pathways are present or absent, not switched; the drives still follow
   // the states). A fixed-J model (CURBD) can express only the second exactly.
   std::string gating = "states";
+  // With "states": the modes' activations follow the state gating_lag seconds after the drives
+  // (/inputs) do, so the gains are the unlagged gains shifted in time (a gating that lags what
+  // the fit is told; issue 14's control for gains linear in the inputs). 0: in step.
+  double gating_lag = 0.0;
   std::string config;              // configuration text recorded in every file (empty: describe())
 };
 

@@ -27,7 +27,8 @@ Command make_validate_command() {
         ("cases", po::value<std::string>()->default_value("three-region:0.02,three-region:0.2,cohort,cohort:0.3::constant"),
          "comma-separated simulated settings PRESET[:LINK_STRENGTH[:LINKS[:GATING]]]: three-region or cohort; "
          "LINKS random or one-to-one (empty: the preset's); GATING (cohort) states (the preset's: pathways "
-         "switched with the hidden state) or constant (pathways present or absent); docs/simulate.md")
+         "switched with the hidden state), constant (pathways present or absent) or lagged (switched, the gains "
+         "--gating-lag behind the drives /inputs); docs/simulate.md")
         ("methods", po::value<std::string>()->default_value("shared@random,region@random,block,block+inputs"),
          "fit variants PRIOR[+inputs][+gains][@START]: PRIOR shared (the reference's one P), region or block "
          "(--prior); '+inputs': the animal's inputs as input channels (--inputs use; only for cases whose animals "
@@ -61,6 +62,8 @@ Command make_validate_command() {
         ("normalise", po::value<std::string>()->default_value("none"),
          "--normalise of the fits: none (the simulated rates as they are, default) or global (as for "
          "recorded data; distorts the currents the data imply, docs/currents.md)")
+        ("gating-lag", po::value<double>()->default_value(1.0),
+         "s by which the gains of a ':lagged' cohort case follow the state after its drives (/inputs)")
         ("start-p0", po::value<double>()->default_value(def.start_p0), "--start-p0 of the '@regression' methods")
         ("start-ratio", po::value<double>()->default_value(def.start_ratio), "--start-ratio of the '@regression' methods");
   };
@@ -120,12 +123,19 @@ Command make_validate_command() {
         }
         const bool links_given = field.size() > 2 && !field[2].empty();
         if (links_given) cs.sim.links = field[2];
+        std::string gating_label;
         if (field.size() > 3) {
           if (preset != sim::kPresetCohort) fail("option --cases: gating (in '", item, "') applies only to the cohort preset");
-          cs.sim.gating = field[3];
+          // lagged: the states' gating with the gains --gating-lag behind the drives (/inputs).
+          if (field[3] == "lagged") {
+            cs.sim.gating = sim::kGatingStates;
+            cs.sim.gating_lag = vm["gating-lag"].as<double>();
+          } else {
+            cs.sim.gating = field[3];
+          }
+          if (field[3] == "lagged" || field[3] == sim::kGatingConstant) gating_label = ":" + field[3];
         }
-        cs.name = cat(preset, ":", cs.sim.link_strength, links_given ? ":" + cs.sim.links : std::string(),
-                      cs.sim.gating == sim::kGatingConstant && preset == sim::kPresetCohort ? ":constant" : "");
+        cs.name = cat(preset, ":", cs.sim.link_strength, links_given ? ":" + cs.sim.links : std::string(), gating_label);
         sim::validate_params(cs.sim);
         cases.push_back(cs);
       }

@@ -15,6 +15,7 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/error.hpp"
@@ -734,5 +735,45 @@ TEST(Simulate, ConstantGatingFixesEveryPathwayAtItsMeanGain) {
     ADD_FAILURE() << "gating 'sometimes' accepted";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("--gating"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Simulate, LaggedGatingShiftsTheGainsNotTheDrives) {
+  // --gating-lag L: the modes' activations follow the state L later than the drives do, so the
+  // gains are exactly the in-step gains shifted by L (before L: the first state's), while the
+  // states, the drives (/inputs) and the coupled pathways are the same.
+  sim::SimulateParams p = small_cohort();
+  p.animals = 1;
+  p.missing_fraction = 0;
+  const sim::CohortPlan plan = sim::make_plan(p);
+  const sim::SimulatedAnimal now = sim::simulate_animal(p, plan, 0);
+  p.gating_lag = 0.25;
+  const sim::SimulatedAnimal later = sim::simulate_animal(p, plan, 0);
+  const size_t M = size_t(now.meta.n_regions()), T = size_t(now.meta.n_samples);
+  const size_t L = size_t(std::lround(p.gating_lag / p.dt));
+  ASSERT_GT(L, 0u);
+  ASSERT_LT(L, T / 2);
+  EXPECT_EQ(later.states, now.states);
+  EXPECT_EQ(later.inputs, now.inputs);
+  EXPECT_EQ(later.pair_coupled, now.pair_coupled);
+  bool moves = false;
+  for (size_t qs = 0; qs < M * M; ++qs)
+    for (size_t t = 0; t < T; ++t) {
+      const double want = now.gains[qs * T + (t >= L ? t - L : 0)];
+      ASSERT_EQ(later.gains[qs * T + t], want) << "pair " << qs << " t " << t;
+      moves = moves || now.gains[qs * T + t] != now.gains[qs * T];
+    }
+  EXPECT_TRUE(moves) << "the in-step gains never move: the shift is not tested";
+  EXPECT_NE(later.rates, now.rates);
+  for (const auto& [gating, lag] : {std::pair<std::string, double>{"states", -1.0}, {"constant", 0.5}}) {
+    sim::SimulateParams bad = p;
+    bad.gating = gating;
+    bad.gating_lag = lag;
+    try {
+      sim::validate_params(bad);
+      ADD_FAILURE() << "gating " << gating << " with lag " << lag << " accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("--gating-lag"), std::string::npos) << e.what();
+    }
   }
 }

@@ -35,6 +35,11 @@ grep -q "ratio_conn" "$W/links.txt" || die "no ratio_conn column"
 "$BIN" validate --out "$W/gate.txt" --cases cohort:0.3::constant --methods region+inputs@random --seeds 1 \
   --regions 4 --cohort-units-per-region 8 --samples 60 --runs-train 2 > "$W/gate.log" 2>&1 || die "validate with :constant failed"
 grep -qE "^cohort:0.3:constant +region\+inputs@random +1 " "$W/gate.txt" || die "no summary line for cohort:0.3:constant"
+# Gating that lags the drives (:lagged, the gains --gating-lag behind /inputs), recorded in the header.
+"$BIN" validate --out "$W/lag.txt" --cases cohort:0.3::lagged --methods block+inputs --seeds 1 --gating-lag 0.5 \
+  --regions 3 --cohort-units-per-region 8 --samples 60 --runs-train 1 > "$W/lag.log" 2>&1 || die "validate with :lagged failed"
+grep -qE "^cohort:0.3:lagged +block\+inputs +1 " "$W/lag.txt" || die "no summary line for cohort:0.3:lagged"
+grep -q "gating-lag = 0.5" "$W/lag.txt" || die "the table's header does not record --gating-lag"
 "$BIN" validate --out "$W/x.txt" --cases cohort:0.3::sometimes > "$W/bad4.log" 2>&1 && die "gating 'sometimes' accepted"
 grep -q -- "--gating" "$W/bad4.log" || die "error does not name --gating"
 "$BIN" validate --out "$W/x.txt" --cases three-region:0.2::constant > "$W/bad5.log" 2>&1 && die "gating on three-region accepted"
