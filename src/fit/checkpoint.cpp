@@ -13,7 +13,10 @@ namespace cohortnet::fit {
 // written atomically, each rank its rows; read back at any rank count.
 
 std::string Trainer::fingerprint() const {
-  return fit::fingerprint(params_, N_, T_, meta_.sample_interval, animal_index_, n_in_);
+  // The animal's own input count (as the cohort's staleness check sees it in the file); the
+  // smoothed copies of --input-smoothing are in the parameters' part.
+  const int smoothed = params_.inputs_used() ? int(params_.input_smoothing.size()) : 0;
+  return fit::fingerprint(params_, N_, T_, meta_.sample_interval, animal_index_, n_in_ / (1 + smoothed));
 }
 
 void Trainer::save_checkpoint(const std::string& path, const std::string& config_text) const {

@@ -184,7 +184,8 @@ class Trainer {
   std::vector<int> row_region_;  // region of each local row
   // Input channels: the RLS runs on z = [r; u]; W_in (m x n_in) learns with P's input part.
   int n_in_ = 0;
-  std::vector<double> U_;       // inputs at the samples, T x n_in (sample-major)
+  std::vector<double> U_;       // inputs at the samples, T x n_in (sample-major; with --input-smoothing)
+  std::vector<double> smoothed_inputs(const AnimalData& data);
   std::vector<double> Win_;     // m x n_in, row-major
   std::vector<double> D_;       // target, local rows: T x m (sample-major)
   std::vector<double> noise_;   // L x m (step-major), u[step][row]

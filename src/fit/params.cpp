@@ -40,6 +40,25 @@ Start parse_start(const std::string& s) {
   fail("option --start: unknown start '", s, "' (use random or regression)");
 }
 
+std::vector<double> parse_input_smoothing(const std::string& s) {
+  std::vector<double> out;
+  if (s == "none") return out;
+  for (const std::string& item : split_list(s)) {
+    double v = -1;
+    try {
+      size_t used = 0;
+      v = std::stod(item, &used);
+      if (used != item.size()) v = -1;
+    } catch (const std::exception&) {
+    }
+    if (!(v > 0) || !std::isfinite(v))
+      fail("option --input-smoothing: '", item, "' is not a positive time constant in s (use none or e.g. 0.5,1,2)");
+    out.push_back(v);
+  }
+  if (out.empty()) fail("option --input-smoothing: no time constant given (use none or e.g. 0.5,1,2)");
+  return out;
+}
+
 std::optional<double> parse_prior_ratio(const std::string& s) {
   if (s == "auto") return std::nullopt;
   try {
@@ -250,6 +269,23 @@ std::vector<ParamSpec> make_table() {
       },
       // What acts is the number of input channels, which fingerprint() adds from the animal.
       [](const Params&) { return std::nullopt; }));
+  t.push_back(word(
+      "input-smoothing", "input_smoothing",
+      [](const Params& d) {
+        std::string s;
+        for (double v : d.input_smoothing) s += (s.empty() ? "" : ",") + text(v);
+        return s.empty() ? std::string("none") : s;
+      },
+      "'none', or time constants in s (e.g. 0.5,1,2): each input (/inputs) also enters smoothed causally "
+      "with each of them (exponentially, restarting at trial starts), as further input channels named "
+      "INPUT~TAUs, for W_in and for --gains inputs (a gating that lags the inputs; docs/currents.md)",
+      [](const std::string& s, Params& p) { p.input_smoothing = parse_input_smoothing(s); },
+      [](const Params& p) {
+        if (p.input_smoothing.empty() || !p.inputs_used()) return std::optional<std::string>();
+        std::string s;
+        for (double v : p.input_smoothing) s += (s.empty() ? "" : ",") + text(v);
+        return std::optional<std::string>(s);
+      }));
   t.push_back(number<int>("update-block", "update_block", &Params::update_block,
                           "apply the RLS updates of J and P together every B learning steps (1..16; exact in between, "
                           "results change only by rounding; docs/performance.md)",

@@ -63,6 +63,9 @@ struct Params {
   // little), 1e-3 from the random J0 (training has to learn them). docs/currents.md.
   std::optional<double> prior_ratio;
   bool use_inputs = true;         // the animal's /inputs enter through learned weights W_in (--inputs use)
+  // Causal exponential smoothings of every input (time constants, s) added as further input
+  // channels (--input-smoothing): a gating or drive that lags the inputs is linear in them.
+  std::vector<double> input_smoothing;
   // RLS rank-1 updates of J and P applied together every update_block learning steps (exact
   // corrections in between; 1 = every step). Changes results only by rounding. docs/performance.md
   int update_block = 8;
@@ -142,6 +145,8 @@ const char* start_name(Start s);
 Start parse_start(const std::string& s);  // "random" | "regression", else Error naming --start
 // "auto" (unset) or a number >= 0, else Error naming --prior-ratio.
 std::optional<double> parse_prior_ratio(const std::string& s);
+// --input-smoothing: "none" (empty) or comma-separated time constants > 0 (s), else Error naming it.
+std::vector<double> parse_input_smoothing(const std::string& s);
 
 // One fit parameter: its option and everything made from it.
 struct ParamSpec {

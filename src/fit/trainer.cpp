@@ -46,11 +46,47 @@ Trainer::Trainer(const AnimalData& data, std::uint64_t animal_index, const Param
   }
 }
 
+// --input-smoothing: the animal's inputs (channel-major, C x T) followed by each one smoothed with
+// each time constant, s(t) = s(t-1) + a (u(t) - s(t-1)), a = 1 - exp(-dt / tau), s = u at every
+// trial start (causal: a channel at t uses inputs up to t only, so nothing crosses from a
+// held-out block into the training samples before it). Appends the channels' names to meta_.
+std::vector<double> Trainer::smoothed_inputs(const AnimalData& data) {
+  std::vector<double> out = data.inputs;
+  if (params_.input_smoothing.empty() || !params_.inputs_used()) return out;
+  const size_t C = meta_.input_names.size(), T = size_t(meta_.n_samples);
+  if (C == 0)
+    fail("animal ", meta_.animal_id, ": option --input-smoothing needs the animal's known inputs (/inputs); it has none");
+  if (data.inputs.size() != C * T)
+    fail("animal ", meta_.animal_id, ": ", data.inputs.size(), " input values given for ", C, " inputs x ", T, " samples");
+  std::vector<char> restart(T, 0);
+  restart[0] = 1;
+  for (std::int64_t s : meta_.trial_starts)
+    if (s >= 0 && size_t(s) < T) restart[size_t(s)] = 1;
+  for (double tau : params_.input_smoothing) {
+    const double a = 1.0 - std::exp(-meta_.sample_interval / tau);
+    for (size_t c = 0; c < C; ++c) {
+      const double* u = &data.inputs[c * T];
+      const size_t at = out.size();
+      out.resize(at + T);
+      double s = 0;
+      for (size_t t = 0; t < T; ++t) {
+        s = restart[t] ? u[t] : s + a * (u[t] - s);
+        out[at + t] = s;
+      }
+      std::ostringstream name;
+      name << meta_.input_names[c] << "~" << tau << "s";
+      meta_.input_names.push_back(name.str());
+    }
+  }
+  return out;
+}
+
 void Trainer::setup(const AnimalData& data, const Init* init) {
   check_params(params_);
   const std::string& id = meta_.animal_id;
   N_ = meta_.n_units;
   T_ = meta_.n_samples;
+  const std::vector<double> inputs = smoothed_inputs(data);  // also names the smoothed channels in meta_
   setup_quality(data);  // may set tau-rnn and dt-factor from the data
   L_ = (T_ - 1) * params_.dt_factor + 1;
   dt_ = meta_.sample_interval / double(params_.dt_factor);
@@ -226,11 +262,11 @@ void Trainer::setup(const AnimalData& data, const Init* init) {
   lay.region_names = meta_.region_names;
   rls_ = std::make_unique<Rls>(params_.prior_used(), lay, n_in_, params_.update_block);
   if (n_in_ > 0) {
-    if (data.inputs.size() != size_t(n_in_) * size_t(T_))
-      fail("animal ", id, ": ", data.inputs.size(), " input values given for ", n_in_, " inputs x ", T_, " samples");
+    if (inputs.size() != size_t(n_in_) * size_t(T_))
+      fail("animal ", id, ": ", inputs.size(), " input values given for ", n_in_, " inputs x ", T_, " samples");
     U_.assign(size_t(T_) * size_t(n_in_), 0.0);
     for (int c = 0; c < n_in_; ++c)
-      for (std::int64_t t = 0; t < T_; ++t) U_[size_t(t) * size_t(n_in_) + size_t(c)] = data.inputs[size_t(c) * size_t(T_) + size_t(t)];
+      for (std::int64_t t = 0; t < T_; ++t) U_[size_t(t) * size_t(n_in_) + size_t(c)] = inputs[size_t(c) * size_t(T_) + size_t(t)];
     Win_.assign(size_t(m_) * size_t(n_in_), 0.0);
   }
   if (params_.gains_used()) {

@@ -62,6 +62,8 @@ Command make_validate_command() {
         ("normalise", po::value<std::string>()->default_value("none"),
          "--normalise of the fits: none (the simulated rates as they are, default) or global (as for "
          "recorded data; distorts the currents the data imply, docs/currents.md)")
+        ("input-smoothing", po::value<std::string>()->default_value("none"),
+         "--input-smoothing of the methods with inputs ('+inputs', '+gains'): none, or time constants (s)")
         ("gating-lag", po::value<double>()->default_value(1.0),
          "s by which the gains of a ':lagged' cohort case follow the state after its drives (/inputs)")
         ("start-p0", po::value<double>()->default_value(def.start_p0), "--start-p0 of the '@regression' methods")
@@ -161,6 +163,7 @@ Command make_validate_command() {
                "block, optionally +inputs and +gains, optionally @regression or @random)");
         m.fit.prior = fit::parse_prior(prior);
         m.fit.use_inputs = with_inputs;
+        if (with_inputs) m.fit.input_smoothing = fit::parse_input_smoothing(vm["input-smoothing"].as<std::string>());
         if (with_gains) {
           if (m.fit.prior != fit::Prior::Block || start != fit::Start::Regression)
             fail("option --methods: '", name, "': +gains needs the block prior and the regression start (block+gains)");

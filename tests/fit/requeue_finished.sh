@@ -27,4 +27,14 @@ grep -q "tau_rnn=" "$W/other.log" && die "the mismatch still prints the whole pa
 # The fit-quality options are part of the fingerprint too (the horizon changes every run's resets).
 launch "${OPTS[@]}" --resume --dt-factor 5 --horizon 7 > "$W/horizon.log" 2>&1 && die "--resume with another --horizon accepted"
 grep -q "horizon auto -> 7" "$W/horizon.log" || die "the mismatch does not name horizon: $(grep error "$W/horizon.log" | head -2)"
-echo "requeue after completion keeps both animals with inputs; another --dt-factor or --horizon is named ($NP ranks)"
+# With smoothed copies of the inputs (--input-smoothing) the finished fits are kept too (the
+# staleness check counts the file's inputs, the smoothing is a parameter), and another smoothing
+# is named.
+SM=(fit --cohort "$W/cohort" --out "$W/s" --tau-rnn 0.1 --dt-factor 5 --runs-train 1 --runs-free 1)
+launch "${SM[@]}" --input-smoothing 0.5,1 > "$W/smooth.log" 2>&1 || die "fit --input-smoothing"
+h5dump -d /input_names "$W/s/fits/a00.h5" | grep -q '~0.5s' || die "no smoothed input channel in /input_names"
+launch "${SM[@]}" --input-smoothing 0.5,1 --resume > "$W/smooth-requeue.log" 2>&1 || die "fit --resume with --input-smoothing exited $?"
+[ "$(grep -c "finished before" "$W/smooth-requeue.log")" = 2 ] || die "--resume with --input-smoothing did not keep both animals"
+launch "${SM[@]}" --input-smoothing 0.5 --resume > "$W/smooth-other.log" 2>&1 && die "--resume with another --input-smoothing accepted"
+grep -q "input_smoothing 0.5,1 -> 0.5" "$W/smooth-other.log" || die "the mismatch does not name input_smoothing: $(grep error "$W/smooth-other.log" | head -2)"
+echo "requeue after completion keeps both animals with inputs (and with --input-smoothing); another --dt-factor, --horizon or --input-smoothing is named ($NP ranks)"

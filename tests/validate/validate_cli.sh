@@ -69,6 +69,8 @@ h5dump -H "$W/gains.txt.h5" | grep -q '"gains_kept"' || die "HDF5 /gains_kept mi
 grep -q -- "+gains needs the block prior" "$W/bad8.log" || die "region+gains error does not say why"
 "$BIN" validate --out "$W/x.txt" --methods block+gains --ensemble 2 > "$W/bad9.log" 2>&1 && die "gated ensemble accepted"
 grep -q -- "--ensemble" "$W/bad9.log" || die "gated ensemble error does not name --ensemble"
+"$BIN" validate --out "$W/x.txt" --input-smoothing fast > "$W/bad11.log" 2>&1 && die "--input-smoothing fast accepted"
+grep -q -- "--input-smoothing" "$W/bad11.log" || die "bad --input-smoothing not named"
 "$BIN" validate --out "$W/x.txt" --methods block+sideways > "$W/bad10.log" 2>&1 && die "block+sideways accepted"
 grep -q -- "--methods" "$W/bad10.log" || die "block+sideways error does not name --methods"
 echo "validate CLI: table, HDF5 and option errors OK"
