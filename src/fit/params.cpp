@@ -53,6 +53,8 @@ std::vector<double> parse_input_smoothing(const std::string& s) {
     }
     if (!(v > 0) || !std::isfinite(v))
       fail("option --input-smoothing: '", item, "' is not a positive time constant in s (use none or e.g. 0.5,1,2)");
+    if (std::find(out.begin(), out.end(), v) != out.end())
+      fail("option --input-smoothing: time constant ", item, " given twice");
     out.push_back(v);
   }
   if (out.empty()) fail("option --input-smoothing: no time constant given (use none or e.g. 0.5,1,2)");
@@ -269,7 +271,7 @@ std::vector<ParamSpec> make_table() {
       },
       // What acts is the number of input channels, which fingerprint() adds from the animal.
       [](const Params&) { return std::nullopt; }));
-  t.push_back(word(
+  ParamSpec smoothing = word(
       "input-smoothing", "input_smoothing",
       [](const Params& d) {
         std::string s;
@@ -285,7 +287,12 @@ std::vector<ParamSpec> make_table() {
         std::string s;
         for (double v : p.input_smoothing) s += (s.empty() ? "" : ",") + text(v);
         return std::optional<std::string>(s);
-      }));
+      });
+  smoothing.check = [](const Params& p) {  // also for Params set in code
+    for (double v : p.input_smoothing)
+      if (!(v > 0) || !std::isfinite(v)) fail("option --input-smoothing: ", v, " is not a positive time constant in s");
+  };
+  t.push_back(smoothing);
   t.push_back(number<int>("update-block", "update_block", &Params::update_block,
                           "apply the RLS updates of J and P together every B learning steps (1..16; exact in between, "
                           "results change only by rounding; docs/performance.md)",

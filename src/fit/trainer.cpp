@@ -75,6 +75,9 @@ std::vector<double> Trainer::smoothed_inputs(const AnimalData& data) {
       }
       std::ostringstream name;
       name << meta_.input_names[c] << "~" << tau << "s";
+      if (std::find(meta_.input_names.begin(), meta_.input_names.end(), name.str()) != meta_.input_names.end())
+        fail("animal ", meta_.animal_id, ": option --input-smoothing makes the input channel name ", name.str(),
+             " twice (time constants too close, or an input already named so)");
       meta_.input_names.push_back(name.str());
     }
   }

@@ -594,7 +594,10 @@ TEST(FitInputs, SmoothedInputsLearnADriveThatLagsTheInputs) {
   fit::Trainer full(data, 1, shortp, MPI_COMM_WORLD);
   while (!full.finished()) full.run_next();
   expect_mid_run_resume_equals(data, shortp, dir + "/s.ckpt.h5", full);
-  for (const char* bad : {"0,1", "fast", "1,", "-2"}) {
+  fit::Params negative = input_params();
+  negative.input_smoothing = {-1.0};
+  EXPECT_THROW(fit::check_params(negative), Error);
+  for (const char* bad : {"0,1", "fast", "1,", "-2", "1,1"}) {
     try {
       (void)fit::parse_input_smoothing(bad);
       if (std::string(bad) != "1,") ADD_FAILURE() << "--input-smoothing " << bad << " accepted";
