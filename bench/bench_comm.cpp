@@ -1,14 +1,15 @@
-// bench_comm: the communication of one RNN step of the distributed CURBD fit (src/fit/curbd.cpp,
-// Trainer::run_next) on the communicator of the run, at N = 600 .. 19200, beside the machine's own
+// bench_comm: the communication of one RNN step of the distributed CURBD fit (src/fit/trainer.cpp
+// Trainer::run, src/fit/rls.cpp Rls::step_*) on the communicator of the run, at N = 600 .. 19200, beside the machine's own
 // reference figures measured in the same run (MPI_Barrier latency, a local memcpy of N doubles,
 // the fit's J r on this rank's rows), and the latency-bandwidth (alpha-beta) fit of the
 // MPI_Allgatherv. Not a test (see bench/README.md).
 //   mpirun -n P bench_comm [N ...]
 //
-// What the fit exchanges (read from run_next): every RNN step one MPI_Allgatherv of the local rates
-// (N doubles in total); every learning step (one RNN step in dtFactor) one more MPI_Allgatherv of
-// k = P r per P block (1 with --prior shared, M = number of regions with --prior region, the
-// default); every 100 RNN steps one MPI_Allreduce of one int (the SIGTERM stop check). r.k, c and
+// What the fit exchanges (read from Trainer::run and Rls::step_*): every RNN step one MPI_Allgatherv
+// of the local rates (N doubles in total); every learning step (one RNN step in dtFactor) one more
+// MPI_Allgatherv of k = P z: one with --prior block (the default: each unit's entry of k is its
+// own region's, one gather serves every region) and --prior shared, M (number of regions) with
+// --prior region; every 100 RNN steps one MPI_Allreduce of one int (the SIGTERM stop check). r.k, c and
 // the divergence check are computed redundantly on every rank: no per-step scalar reduction. Per
 // run: MPI_Allreduce of T doubles, of 1 double and of 4 ints (negligible against ~6000 steps).
 #include <mpi.h>
@@ -92,7 +93,7 @@ bool fit_line(const std::vector<double>& x, const std::vector<double>& t, double
 
 struct Row {
   long long N = 0;
-  Stat ag, step_shared, step_region, jr;
+  Stat ag, step_one, step_region, jr;
   double memcpy_s = 0;
 };
 
@@ -100,7 +101,7 @@ struct Row {
 
 int main(int argc, char** argv) {
   std::vector<long long> sizes;
-  int regions = 3;  // P blocks of the region prior (the default --prior region) in the second pattern
+  int regions = 3;  // gathers of k per learning step of the full region prior (--prior region), second pattern
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--regions") == 0 && i + 1 < argc) regions = std::max(1, std::atoi(argv[++i]));
     else if (argv[i][0] != '-') sizes.push_back(std::atoll(argv[i]));
@@ -134,7 +135,7 @@ int main(int argc, char** argv) {
       if (std::fscanf(f, "%lf %lf %lf", &load[0], &load[1], &load[2]) != 3) load[0] = -1;
       std::fclose(f);
     }
-    std::printf("bench_comm: %d rank(s), %d on this node, %u cores%s; dtFactor %d, region prior M = %d\n", p,
+    std::printf("bench_comm: %d rank(s), %d on this node, %u cores%s; dtFactor %d, full region prior M = %d\n", p,
                 on_node, cores, (cores > 0 && unsigned(on_node) > cores) ? " (OVERSUBSCRIBED)" : "", kDtFactor,
                 regions);
     std::printf("reference: MPI_Barrier median %.2f us (p90 %.2f); MPI_Allreduce(1 int) median %.2f us (p90 %.2f)\n",
@@ -173,12 +174,12 @@ int main(int argc, char** argv) {
         for (int b = 0; b < blocks; ++b) gather(kl.data(), k.data());
         if (++cycle_no % (kStopEvery / kDtFactor) == 0) stop_check();
       };
-      auto shared = [&] { cycle(1); };
+      auto one_k = [&] { cycle(1); };  // block and shared P: one gather of k
       auto region = [&] { cycle(regions); };
-      row.step_shared = time_loop(comm, choose_reps(comm, shared), shared);
+      row.step_one = time_loop(comm, choose_reps(comm, one_k), one_k);
       row.step_region = time_loop(comm, choose_reps(comm, region), region);
-      row.step_shared.med /= kDtFactor;
-      row.step_shared.p90 /= kDtFactor;
+      row.step_one.med /= kDtFactor;
+      row.step_one.p90 /= kDtFactor;
       row.step_region.med /= kDtFactor;
       row.step_region.p90 /= kDtFactor;
       // Reference: a local memcpy of N doubles (every rank its own copy, no MPI).
@@ -200,17 +201,17 @@ int main(int argc, char** argv) {
     rows.push_back(row);
     if (rank == 0 && !probe && rows.size() == 3) {
       std::printf("%6s %8s | %19s | %19s | %19s | %8s %7s | %10s %7s %9s\n", "", "", "one Allgatherv (us)",
-                  "comm/step shared P", "comm/step region P", "memcpy N", "", "J r rows", "", "");
+                  "comm/step block P", "comm/step region P", "memcpy N", "", "J r rows", "", "");
       std::printf("%6s %8s | %9s %9s | %9s %9s | %9s %9s | %8s %7s | %10s %7s %9s\n", "N", "8N B", "median", "p90",
                   "median", "p90", "median", "p90", "dbl (us)", "ag/mcpy", "(us)", "GB/s/rk", "comm/J r");
     }
     if (rank == 0 && !probe) {
       const double jr_bytes = 8.0 * double(N) * double(N) / double(p);  // this rank's share of J (about)
       std::printf("%6lld %8lld | %9.2f %9.2f | %9.2f %9.2f | %9.2f %9.2f | %8.3f %7.1f | %10.1f %7.2f %9.2e\n", N,
-                  8 * N, 1e6 * row.ag.med, 1e6 * row.ag.p90, 1e6 * row.step_shared.med, 1e6 * row.step_shared.p90,
+                  8 * N, 1e6 * row.ag.med, 1e6 * row.ag.p90, 1e6 * row.step_one.med, 1e6 * row.step_one.p90,
                   1e6 * row.step_region.med, 1e6 * row.step_region.p90, 1e6 * row.memcpy_s,
                   row.ag.med / row.memcpy_s, 1e6 * row.jr.med, jr_bytes / row.jr.med / 1e9,
-                  row.step_shared.med / row.jr.med);
+                  row.step_one.med / row.jr.med);
       std::fflush(stdout);
     }
   }
@@ -242,10 +243,11 @@ int main(int argc, char** argv) {
         std::printf("\n");
       }
     }
-    std::printf("\ncolumns: step = (dtFactor gathers of r + blocks x gather of k + stop check / 20) / dtFactor, "
-                "i.e. the average communication per RNN step;\n  J r = the fit's gemv on this rank's rows (the "
-                "compute of a plain RNN step; a learning cycle moves ~1.6x that per step on average, shared P);\n"
-                "  GB/s/rk = 8 N^2/p bytes / J r time; comm/J r = comm per step (shared P) / J r time;\n"
+    std::printf("\ncolumns: step = (dtFactor gathers of r + g gathers of k + stop check / 20) / dtFactor, "
+                "i.e. the average communication per RNN step; block P (the default) and shared P: g = 1; full "
+                "region P: g = M;\n  J r = the fit's gemv on this rank's rows (the compute of a plain RNN step; "
+                "with the block prior and M regions a learning cycle reads (dtFactor + 1/M) J's worth);\n"
+                "  GB/s/rk = 8 N^2/p bytes / J r time; comm/J r = comm per step (block P) / J r time;\n"
                 "  ag/mcpy = one Allgatherv / a local memcpy of N doubles\n");
   }
   return 0;

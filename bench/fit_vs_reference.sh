@@ -29,7 +29,7 @@ ranks=0
 while read -r line; do
   case "$line" in
     "== "*) ranks=$(echo "$line" | awk '{print $2}') ;;
-    *"block P"*)
+    [0-9]*"block P"*)
       n=$(echo "$line" | awk '{print $1}')
       s=$(echo "$line" | awk '{print $7}')
       xf=$(echo "$line" | awk '{print $9}')

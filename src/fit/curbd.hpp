@@ -95,6 +95,8 @@ class Trainer {
   const std::string& stop_reason() const { return stop_reason_; }
   int best_run() const { return best_run_; }
   double start_score() const { return start_score_; }
+  // Wall seconds of the regression start on this rank (NaN before it ran or after a resume).
+  double start_seconds() const { return start_seconds_; }
   // After the last run (collective): in-sample and held-out pVar of the last run, the noise-free
   // free run, the baselines on the same split and horizon, saturation and the status. The result
   // is also written by write_result. Does not change J or the recorded rates.
@@ -201,6 +203,7 @@ class Trainer {
   int mid_iter_ = 0;  // > 0: a run stopped at the top of this iteration
   bool started_ = false;  // J holds the start (regression_start done, or loaded from a checkpoint)
   double start_r2_ = NAN;  // regression start: R^2 of the implied input currents (in sample)
+  double start_seconds_ = NAN;
   std::vector<double> mid_x_, mid_err_;
   // Fit quality: the split, every reset sample (segment starts and every horizon_ samples inside).
   Split split_;

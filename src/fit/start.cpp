@@ -258,12 +258,13 @@ void Trainer::regression_start() {
   for (double y : Y) res[1] += y * y;
   MPI_Allreduce(MPI_IN_PLACE, res, 2, MPI_DOUBLE, MPI_SUM, comm_);
   start_r2_ = res[1] > 0 ? 1.0 - res[0] / res[1] : 0.0;
+  start_seconds_ = MPI_Wtime() - t0;
   std::ostringstream os;
   os.precision(4);
   os << meta_.animal_id << " start: ridge regression of the implied input currents over " << Ts << " samples ("
      << (per_region ? M : 1) << " prior group(s), "
      << (params_.gains_used() ? "pathway gains, dual" : primal ? "primal" : "dual") << " form): R^2 " << start_r2_
-     << " (" << MPI_Wtime() - t0 << " s)" << gains_note_;
+     << " (" << start_seconds_ << " s)" << gains_note_;
   log::info(comm_, os.str());
 }
 
