@@ -96,8 +96,10 @@ void add_options(po::options_description& d) {
       ("drive-amplitude", po::value<double>(),
        "cohort: std of the weights of the state-indicator drives /inputs (default 0.3; 0 = none)")
       ("gating", po::value<std::string>()->default_value(c.gating),
-       "cohort: states (inter-region gains follow the modes' activations) or constant (each at its mean "
-       "over the states: pathways present or absent, not switched)")
+       "cohort: states (inter-region gains follow the modes' activations), constant (each at its mean "
+       "over the states: pathways present or absent, not switched) or source (constant gains, and each state "
+       "drives one region 3x harder: activity, not gain, follows the state) or hidden (gains follow the states, "
+       "the drives /inputs an independent state sequence: no known input tells the gating)")
       ("gating-lag", dval(c.gating_lag),
        "cohort, --gating states: s by which the modes' activations (the gains) follow the state after the "
        "drives /inputs do (0: in step)");

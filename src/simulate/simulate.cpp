@@ -38,6 +38,7 @@ enum Purpose : std::uint64_t {
   kPDrive = 11,       // animal: weights of the state drives
   kPFixed = 12,       // animal, trial: fixed-point input pattern (three-region)
   kPExternal = 13,    // animal, region: which units receive the external input (three-region)
+  kPDriveStates = 14, // animal: the drives' own state sequence (--gating hidden)
 };
 
 bool is_cohort(const SimulateParams& p) { return p.preset == kPresetCohort; }
@@ -213,8 +214,11 @@ void validate_params(const SimulateParams& p) {
               " may be missing, got ", p.missing_per_animal));
   check(std::isfinite(p.drive_amplitude) && p.drive_amplitude >= 0, "drive-amplitude",
         cat("must be >= 0, got ", p.drive_amplitude));
-  check(p.gating == kGatingStates || p.gating == kGatingConstant, "gating",
-        cat("unknown gating '", p.gating, "' (use states or constant)"));
+  check(p.gating == kGatingStates || p.gating == kGatingConstant || p.gating == kGatingSource ||
+            p.gating == kGatingHidden, "gating",
+        cat("unknown gating '", p.gating, "' (use states, constant, source or hidden)"));
+  check(p.gating != kGatingSource || p.drive_amplitude > 0, "gating",
+        "source needs the state drives (--drive-amplitude > 0)");
   check(std::isfinite(p.gating_lag) && p.gating_lag >= 0, "gating-lag", cat("must be >= 0 s, got ", p.gating_lag));
   check(p.gating_lag == 0 || p.gating == kGatingStates, "gating-lag",
         cat("applies to --gating states only (gating is ", p.gating, ")"));
@@ -444,9 +448,9 @@ SimulatedAnimal simulate_animal(const SimulateParams& p, const CohortPlan& plan,
   // random order of all S states (no state twice in a row across rounds), and a dwell is at most
   // T/S samples so the first round always fits in the recording.
   const int S = cohort ? n_states(p) : 0;
-  if (cohort) {
-    Stream s(p.seed, {kTagSimulate, ua, kPStates});
-    out.states.resize(TT);
+  auto state_sequence = [&](Purpose purpose) {
+    Stream s(p.seed, {kTagSimulate, ua, purpose});
+    std::vector<int> seq(TT);
     const double mean_samples = p.dwell / p.dt;
     const double cap = std::max(1.0, std::floor(double(TT) / double(S)));
     size_t t = 0;
@@ -457,11 +461,20 @@ SimulatedAnimal simulate_animal(const SimulateParams& p, const CohortPlan& plan,
       for (int st : order) {
         const double e = -std::log(s.uniform_open());
         const size_t d = size_t(std::min(cap, std::max(1.0, std::round(mean_samples * (0.5 + 0.5 * e)))));
-        for (size_t i = 0; i < d && t < TT; ++i, ++t) out.states[t] = st;
+        for (size_t i = 0; i < d && t < TT; ++i, ++t) seq[t] = st;
         last = st;
         if (t >= TT) break;
       }
     }
+    return seq;
+  };
+  // The states the drives (/inputs) follow: the behaviour's, or with --gating hidden a sequence
+  // of their own, independent of the one that gates the pathways.
+  std::vector<int> drive_states;
+  if (cohort) {
+    const std::vector<int> seq = state_sequence(kPStates);
+    out.states.assign(seq.begin(), seq.end());
+    drive_states = p.gating == kGatingHidden ? state_sequence(kPDriveStates) : seq;
     for (int i = 0; i < S; ++i) meta.behaviour_names.push_back(cat("state", i));
     meta.behaviour.assign(out.states.begin(), out.states.end());
   }
@@ -485,6 +498,12 @@ SimulatedAnimal simulate_animal(const SimulateParams& p, const CohortPlan& plan,
   if (cohort && n_in > 0) {
     Stream s(p.seed, {kTagSimulate, ua, kPDrive});
     for (auto& b : B) b = p.drive_amplitude * s.normal();
+    if (p.gating == kGatingSource)
+      // State c drives only region c mod M (the same draws, scaled; zero elsewhere).
+      for (int q = 0; q < M; ++q)
+        for (int i = off[size_t(q)]; i < off[size_t(q) + 1]; ++i)
+          for (int c = 0; c < n_in; ++c)
+            B[size_t(i) * size_t(n_in) + size_t(c)] *= (c % M == q) ? kSourceDriveFactor : 0.0;
     for (int i = 0; i < S; ++i) meta.input_names.push_back(cat("drive_state", i));
   }
   for (size_t i : driven_units) meta.input_names.push_back(cat("drive_unit", i));
@@ -520,7 +539,7 @@ SimulatedAnimal simulate_animal(const SimulateParams& p, const CohortPlan& plan,
   };
   const long lag_samples = std::lround(p.gating_lag / p.dt);
   // --gating constant: every mode at its mean level over the states, for the whole recording.
-  const bool constant_gains = cohort && p.gating == kGatingConstant;
+  const bool constant_gains = cohort && (p.gating == kGatingConstant || p.gating == kGatingSource);
   std::vector<double> mean_level(static_cast<size_t>(K), 0.0);
   for (int k = 0; constant_gains && k < K; ++k) {
     if (!plan.mode_has[size_t(animal) * size_t(K) + size_t(k)]) continue;
@@ -528,7 +547,7 @@ SimulatedAnimal simulate_animal(const SimulateParams& p, const CohortPlan& plan,
     mean_level[size_t(k)] /= double(S);
   }
   if (cohort) {
-    set_targets(int(out.states[0]), int(out.states[0]));
+    set_targets(drive_states[0], int(out.states[0]));
     act = target;
     ind = itarget;
   }
@@ -651,7 +670,7 @@ SimulatedAnimal simulate_animal(const SimulateParams& p, const CohortPlan& plan,
         // The state of the sample this step belongs to (the first one during the lead-in).
         const size_t trial0 = size_t(tr) * size_t(p.samples), in_trial = t - trial0;
         const size_t tg = in_trial >= size_t(lag_samples) ? t - size_t(lag_samples) : trial0;
-        set_targets(int(out.states[t]), int(out.states[tg]));
+        set_targets(drive_states[t], int(out.states[tg]));
         for (int k = 0; k < K; ++k) act[size_t(k)] += relax * (target[size_t(k)] - act[size_t(k)]);
         for (int i = 0; i < S; ++i) ind[size_t(i)] += relax * (itarget[size_t(i)] - ind[size_t(i)]);
       }

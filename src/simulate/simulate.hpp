@@ -21,6 +21,16 @@ inline constexpr const char* kLinksOneToOne = "one-to-one";
 inline constexpr const char* kDrivesReference = "reference";
 inline constexpr const char* kGatingStates = "states";
 inline constexpr const char* kGatingConstant = "constant";
+// Constant gains (as "constant") while each state drives one source region strongly: pathway
+// currents change with the state through their source's activity, not their gain (issue 14's
+// control for a gating generator other than the modes' mix).
+inline constexpr const char* kGatingSource = "source";
+// Gains switched by the states (as "states") while the drives, and so /inputs, follow a second
+// state sequence of their own: the fit is told nothing about the gating (issue 14's control for
+// gating with no known inputs).
+inline constexpr const char* kGatingHidden = "hidden";
+// How much stronger the drive of a state's region is under "source" than drive_amplitude.
+inline constexpr double kSourceDriveFactor = 3.0;
 inline constexpr const char* kDrivesGaussian = "gaussian";
 
 struct SimulateParams {
@@ -74,7 +84,10 @@ struct SimulateParams {
   // How the modes act on the inter-region pathways: "states" (gain_QS(t) follows the modes'
   // activations, which follow the hidden state) or "constant" (each pathway's gain is fixed at its
   // average over the states: pathways are present or absent, not switched; the drives still follow
-  // the states). A fixed-J model (CURBD) can express only the second exactly.
+  // the states). A fixed-J model (CURBD) can express only the second exactly. "source": constant
+  // gains, and state i drives only the units of the animal's region i mod M (kSourceDriveFactor x
+  // stronger): activity, not gain, changes with the state. "hidden": the gains follow the
+  // states, the drives (/inputs) an independent state sequence.
   std::string gating = "states";
   // With "states": the modes' activations follow the state gating_lag seconds after the drives
   // (/inputs) do, so the gains are the unlagged gains shifted in time (a gating that lags what

@@ -27,8 +27,10 @@ Command make_validate_command() {
         ("cases", po::value<std::string>()->default_value("three-region:0.02,three-region:0.2,cohort,cohort:0.3::constant"),
          "comma-separated simulated settings PRESET[:LINK_STRENGTH[:LINKS[:GATING]]]: three-region or cohort; "
          "LINKS random or one-to-one (empty: the preset's); GATING (cohort) states (the preset's: pathways "
-         "switched with the hidden state), constant (pathways present or absent) or lagged (switched, the gains "
-         "--gating-lag behind the drives /inputs); docs/simulate.md")
+         "switched with the hidden state), constant (pathways present or absent), lagged (switched, the gains "
+         "--gating-lag behind the drives /inputs), source (constant gains, each state driving one region: "
+         "activity follows the state, gains do not) or hidden (switched; the drives /inputs follow other "
+         "states); docs/simulate.md")
         ("methods", po::value<std::string>()->default_value("shared@random,region@random,block,block+inputs"),
          "fit variants PRIOR[+inputs][+gains][@START]: PRIOR shared (the reference's one P), region or block "
          "(--prior); '+inputs': the animal's inputs as input channels (--inputs use; only for cases whose animals "
@@ -135,7 +137,9 @@ Command make_validate_command() {
           } else {
             cs.sim.gating = field[3];
           }
-          if (field[3] == "lagged" || field[3] == sim::kGatingConstant) gating_label = ":" + field[3];
+          if (field[3] == "lagged" || field[3] == sim::kGatingConstant || field[3] == sim::kGatingSource ||
+              field[3] == sim::kGatingHidden)
+            gating_label = ":" + field[3];
         }
         cs.name = cat(preset, ":", cs.sim.link_strength, links_given ? ":" + cs.sim.links : std::string(), gating_label);
         sim::validate_params(cs.sim);

@@ -738,6 +738,105 @@ TEST(Simulate, ConstantGatingFixesEveryPathwayAtItsMeanGain) {
   }
 }
 
+TEST(Simulate, SourceGatingKeepsTheGainsAndDrivesOneRegionPerState) {
+  // --gating source: the gains are the constant control's (each pathway at its mean), the states
+  // and /inputs are unchanged, and unit i of region q is driven by the states c with c mod M == q
+  // only, kSourceDriveFactor x harder: u_i(t) = 3 sum_{c = q mod M} w_ic ind_c(t), where w_ic are
+  // the constant control's weights (the same draws), recovered here by least squares of its u_i
+  // on the indicators (/inputs).
+  sim::SimulateParams p = small_cohort();
+  p.animals = 1;
+  p.missing_fraction = 0;
+  const sim::CohortPlan plan = sim::make_plan(p);
+  p.gating = sim::kGatingConstant;
+  const sim::SimulatedAnimal constant = sim::simulate_animal(p, plan, 0);
+  p.gating = sim::kGatingSource;
+  const sim::SimulatedAnimal source = sim::simulate_animal(p, plan, 0);
+  const size_t M = size_t(source.meta.n_regions()), T = size_t(source.meta.n_samples);
+  const size_t S = size_t(sim::n_states(p)), N = size_t(source.meta.n_units);
+  ASSERT_GT(S, 1u);
+  EXPECT_EQ(source.gains, constant.gains);
+  EXPECT_EQ(source.inputs, constant.inputs);
+  EXPECT_EQ(source.states, constant.states);
+  EXPECT_NE(source.rates, constant.rates);
+  // Normal equations of the indicators (S x S), shared by every unit.
+  std::vector<double> G(S * S, 0.0);
+  for (size_t a = 0; a < S; ++a)
+    for (size_t b = 0; b < S; ++b)
+      for (size_t t = 0; t < T; ++t) G[a * S + b] += source.inputs[a * T + t] * source.inputs[b * T + t];
+  size_t driven_units = 0, quiet_units = 0;
+  for (size_t i = 0; i < N; ++i) {
+    std::vector<double> A = G, w(S, 0.0);
+    for (size_t a = 0; a < S; ++a)
+      for (size_t t = 0; t < T; ++t) w[a] += source.inputs[a * T + t] * constant.external[i * T + t];
+    for (size_t k = 0; k < S; ++k)  // Gaussian elimination (G is positive definite)
+      for (size_t r = k + 1; r < S; ++r) {
+        const double f = A[r * S + k] / A[k * S + k];
+        for (size_t c = k; c < S; ++c) A[r * S + c] -= f * A[k * S + c];
+        w[r] -= f * w[k];
+      }
+    for (size_t k = S; k-- > 0;) {
+      for (size_t c = k + 1; c < S; ++c) w[k] -= A[k * S + c] * w[c];
+      w[k] /= A[k * S + k];
+    }
+    const size_t q = size_t(source.meta.unit_region[i]);
+    bool any = false;
+    for (size_t t = 0; t < T; ++t) {
+      double want = 0;
+      for (size_t c = q % M; c < S; c += M) want += sim::kSourceDriveFactor * w[c] * source.inputs[c * T + t];
+      ASSERT_NEAR(source.external[i * T + t], want, 1e-9) << "unit " << i << " region " << q << " t " << t;
+      any = any || source.external[i * T + t] != 0.0;
+    }
+    (any ? driven_units : quiet_units) += 1;
+  }
+  // With more regions than states some regions get no drive at all; with S >= 1 some do.
+  EXPECT_GT(driven_units, 0u);
+  if (M > S) {
+    EXPECT_GT(quiet_units, 0u);
+  }
+  sim::SimulateParams bad = p;
+  bad.drive_amplitude = 0;
+  try {
+    sim::validate_params(bad);
+    ADD_FAILURE() << "gating source without drives accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("--gating"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Simulate, HiddenGatingSwitchesTheGainsButNotTheInputs) {
+  // --gating hidden: the gains and the behaviour states are those of --gating states (the same
+  // sequence), while the drives and so /inputs follow an independent sequence: the largest input
+  // channel names the behaviour state at most at chance level, where under --gating states it
+  // names it nearly always.
+  sim::SimulateParams p = small_cohort();
+  p.animals = 1;
+  p.missing_fraction = 0;
+  p.samples = 600;  // several visits of every state
+  const sim::CohortPlan plan = sim::make_plan(p);
+  const sim::SimulatedAnimal gated = sim::simulate_animal(p, plan, 0);
+  p.gating = sim::kGatingHidden;
+  const sim::SimulatedAnimal hidden = sim::simulate_animal(p, plan, 0);
+  const size_t T = size_t(hidden.meta.n_samples), S = size_t(sim::n_states(p));
+  EXPECT_EQ(hidden.states, gated.states);
+  EXPECT_EQ(hidden.gains, gated.gains);
+  EXPECT_EQ(hidden.pair_coupled, gated.pair_coupled);
+  EXPECT_NE(hidden.inputs, gated.inputs);
+  EXPECT_NE(hidden.rates, gated.rates);
+  auto agreement = [&](const sim::SimulatedAnimal& a) {
+    size_t same = 0;
+    for (size_t t = 0; t < T; ++t) {
+      size_t best = 0;
+      for (size_t c = 1; c < S; ++c)
+        if (a.inputs[c * T + t] > a.inputs[best * T + t]) best = c;
+      same += std::int64_t(best) == a.states[t];
+    }
+    return double(same) / double(T);
+  };
+  EXPECT_GT(agreement(gated), 0.8);
+  EXPECT_LT(agreement(hidden), 0.6);
+}
+
 TEST(Simulate, LaggedGatingShiftsTheGainsNotTheDrives) {
   // --gating-lag L: the modes' activations follow the state L later than the drives do, so the
   // gains are exactly the in-step gains shifted by L (before L: the first state's), while the
