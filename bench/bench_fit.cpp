@@ -176,7 +176,7 @@ void run_once(std::int64_t N, std::int64_t T, const Variant& v, MPI_Comm comm, d
     if (v.gated) {
       p.gains = fit::GainModel::Inputs;
       // Time the gated model's training whatever the acceptance decides on synthetic data.
-      p.gains_accept = 1.0;
+      p.gains_accept = 1.0;  // (the gated product runs whether a region keeps gains or not)
       p.gains_min_modulation = 0.0;
     }
     if (v.prior == fit::Prior::Block) {

@@ -144,7 +144,7 @@ std::vector<double> GainFit::lambdas(const std::vector<double>& x) const {
   const size_t MC = size_t(p_.M) * size_t(p_.C);
   if (x.size() > MC)
     for (int s = 0; s < p_.M; ++s)
-      if (s != p_.q) lam[size_t(s)] *= std::exp(std::clamp(x[MC + size_t(s)], -30.0, 30.0));
+      if (s != p_.q) lam[size_t(s)] *= std::exp(std::clamp(x[MC + size_t(s)], -kEtaMax, kEtaMax));
   return lam;
 }
 
@@ -245,7 +245,7 @@ double GainFit::objective(const std::vector<double>& theta, std::vector<double>*
     grad->assign(theta.size(), 0.0);
     if (theta.size() > size_t(p_.M) * C)
       for (int s = 0; s < p_.M; ++s)
-        if (s != p_.q && std::fabs(theta[size_t(p_.M) * C + size_t(s)]) < 30.0)
+        if (s != p_.q && std::fabs(theta[size_t(p_.M) * C + size_t(s)]) < kEtaMax)
           (*grad)[size_t(p_.M) * C + size_t(s)] = deta[size_t(s)] / yy_;
     const std::vector<double> r = rho(theta);
     for (int s = 0; s < p_.M; ++s) {

@@ -29,7 +29,9 @@ struct PathwayGains {
   std::vector<double> rho;    // M x M, 1 on the diagonal
   std::vector<double> prior;  // M x M: prior variance of the weights of S's units into Q / start-p0 (1 on the diagonal)
   std::vector<int> kept;      // M: the target's gains passed cross-validation
-  std::vector<double> cv_fixed, cv_gated;  // M: cross-validated error of the implied currents (NaN: none)
+  // M: nested cross-validated error of the implied currents (NaN: none); cv_fixed is the better of
+  // the fixed J at its start prior and at the learnt prior factors (gains 1).
+  std::vector<double> cv_fixed, cv_gated;
   std::vector<double> modulation;          // M: the fitted gains' largest std over time (before acceptance)
   bool empty() const { return M == 0; }
   // Fixed J: theta 0, rho 1, nothing kept.
@@ -55,6 +57,12 @@ void same_sum(MPI_Comm comm, double* v, int n);
 // the full Ts x Ts ones (column-major), identical on every rank of `sub` (the ranks holding rows
 // of Q); Y holds this rank's rows of Q (Ts x mq, column-major). Every collective is on `sub`, and
 // every rank of it computes the same theta (values reduced to one rank and broadcast).
+// A source's learnt prior variance stays within e^(+-kEtaMax) (1e6) of its start value: on
+// noise-free data the cross-validated error keeps falling as a prior variance grows, and with the
+// bound at e^30 the ridge system I + sum lambda_S (g g^T o G_S) lost positive definiteness to
+// rounding and the fit stopped (bench_fit's synthetic sines, N 1,200; docs/currents.md).
+inline constexpr double kEtaMax = 13.815510557964274;  // ln 1e6
+
 struct GainProblem {
   int Ts = 0, M = 0, C = 0, q = 0;
   const std::vector<std::vector<double>>* G = nullptr;  // per source region: Ts x Ts

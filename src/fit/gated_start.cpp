@@ -142,7 +142,11 @@ double Trainer::gated_start(const std::vector<double>& Z, const std::vector<doub
     // (on the constant-gain control half of the regions "improved" so). For each outer fold f,
     // theta_f is fitted by the CV error over the other folds alone, then the gated model
     // (theta_f, J from the other folds) and the fixed one predict fold f.
-    double out_gated = 0, out_fixed = 0;
+    // The fixed model is scored twice: at its own start prior, and with the prior factors (eta)
+    // the gated fit learnt on the same inner folds but gains 1 (theta = 0). The gated model must
+    // beat both: a better-weighted fixed J is not evidence of gains that move (the source-driven
+    // control, where only activity follows the state, kept gains without this).
+    double out_gated = 0, out_fixed = 0, out_fixed_eta = 0;
     for (int f = 0; f < F; ++f) {
       const GainFold& outer = folds[size_t(f)];
       std::vector<GainFold> inner;
@@ -157,8 +161,11 @@ double Trainer::gated_start(const std::vector<double>& Z, const std::vector<doub
       GainFit(prob, inner).minimise(th);
       out_gated += GainFit(plain, {outer}).objective(th, nullptr);
       out_fixed += GainFit(fixed, {outer}).objective(zero, nullptr);
+      std::vector<double> eta_only = th;
+      std::fill_n(eta_only.begin(), size_t(M) * size_t(C), 0.0);
+      out_fixed_eta += GainFit(plain, {outer}).objective(eta_only, nullptr);
     }
-    const double err_fixed = out_fixed;
+    const double err_fixed = std::min(out_fixed, out_fixed_eta);
     // The modulation the gains would add: the largest std over the samples of g_QS(t) over the
     // sources. A better prediction alone is not enough: on longer recordings of the constant-gain
     // control the nested test passed in 2 of 11 regions with gains that barely move (std 0.04-0.06;
@@ -180,7 +187,7 @@ double Trainer::gated_start(const std::vector<double>& Z, const std::vector<doub
         modulation = std::max(modulation, std::sqrt(std::max(0.0, m2 / double(ts) - m1 * m1)));
       }
     }
-    const bool predicts = out_gated <= params_.gains_accept * out_fixed;
+    const bool predicts = out_gated <= params_.gains_accept * err_fixed;
     const bool kept = predicts && modulation >= params_.gains_min_modulation;
     if (!kept) theta = zero;
     GainFit final_fit(kept ? prob : fixed, {});
@@ -190,7 +197,7 @@ double Trainer::gated_start(const std::vector<double>& Z, const std::vector<doub
     for (int s = 0; s < M; ++s) {
       const size_t qs = size_t(q) * size_t(M) + size_t(s);
       gains_.rho[qs] = rho[size_t(s)];
-      gains_.prior[qs] = s == q ? 1.0 : ratio * std::exp(std::clamp(theta[size_t(M) * size_t(C) + size_t(s)], -30.0, 30.0));
+      gains_.prior[qs] = s == q ? 1.0 : ratio * std::exp(std::clamp(theta[size_t(M) * size_t(C) + size_t(s)], -kEtaMax, kEtaMax));
       for (int c = 0; c < C; ++c) gains_.theta[qs * size_t(C) + size_t(c)] = theta[size_t(s) * size_t(C) + size_t(c)];
     }
     gains_.kept[size_t(q)] = kept ? 1 : 0;
@@ -204,6 +211,7 @@ double Trainer::gated_start(const std::vector<double>& Z, const std::vector<doub
       notes << "\n  " << meta_.animal_id << " gains of " << meta_.region_names[size_t(q)]
             << ": cross-validated error of the implied currents " << err_start << " at gains 1 -> " << err_gated << " ("
             << its << " TAO iterations); nested held-out error gated " << out_gated << ", fixed J " << err_fixed
+            << " (start prior " << out_fixed << ", learnt prior " << out_fixed_eta << ")"
             << ", gated / fixed " << out_gated / err_fixed << ", modulation " << modulation
             << (kept ? ": kept"
                      : !predicts ? cat(": not kept (gains 1): gated / fixed > ", params_.gains_accept)
