@@ -107,64 +107,30 @@ std::vector<Segment> segments(const std::vector<int>& row_group) {
   return out;
 }
 
+// y += the product of W consecutive columns (from c, stride lda) with x[0..W), each y[i] adding its
+// terms one at a time in column order (the order segment_pass uses).
+template <int W>
+void add_columns(PetscInt m, const double* c, PetscInt lda, const double* x, double* __restrict yy) {
+  std::array<const double*, W> col{};
+  for (int k = 0; k < W; ++k) col[size_t(k)] = c + k * lda;
+#pragma GCC ivdep
+  for (PetscInt i = 0; i < m; ++i) {
+    double t = yy[i];
+    for (int k = 0; k < W; ++k) t += col[size_t(k)][i] * x[k];
+    yy[i] = t;
+  }
+}
+
 void gemv(PetscInt m, PetscInt n, const double* a, PetscInt lda, const double* x, double* y) {
   // Eight columns per pass (the plain product, J r at most RNN steps): y[i] is loaded and stored
-  // once per eight columns instead of four, +15% on a 1,200 x 2,400 block that sits in the L3
-  // (bench/README.md). Each y[i] still adds its terms one at a time in column order, so the result
-  // is segment_pass's (and apply_updates') to the bit; the remaining columns go through it.
-  double* __restrict yy = y;
-  for (PetscInt i = 0; i < m; ++i) yy[i] = 0.0;
+  // once per eight columns instead of four, 3-15% faster on blocks that sit in the L3
+  // (bench/README.md, 2026-12-07). The order of every y[i]'s terms is segment_pass's, so the
+  // result equals apply_updates' product to the bit (tests/fit/test_kernels.cpp).
+  for (PetscInt i = 0; i < m; ++i) y[i] = 0.0;
   PetscInt j = 0;
-  for (; j + 8 <= n; j += 8) {
-    const double* __restrict c0 = a + j * lda;
-    const double* __restrict c1 = c0 + lda;
-    const double* __restrict c2 = c1 + lda;
-    const double* __restrict c3 = c2 + lda;
-    const double* __restrict c4 = c3 + lda;
-    const double* __restrict c5 = c4 + lda;
-    const double* __restrict c6 = c5 + lda;
-    const double* __restrict c7 = c6 + lda;
-    const double x0 = x[j], x1 = x[j + 1], x2 = x[j + 2], x3 = x[j + 3], x4 = x[j + 4], x5 = x[j + 5],
-                 x6 = x[j + 6], x7 = x[j + 7];
-#pragma GCC ivdep
-    for (PetscInt i = 0; i < m; ++i) {
-      double t = yy[i];
-      t += c0[i] * x0;
-      t += c1[i] * x1;
-      t += c2[i] * x2;
-      t += c3[i] * x3;
-      t += c4[i] * x4;
-      t += c5[i] * x5;
-      t += c6[i] * x6;
-      t += c7[i] * x7;
-      yy[i] = t;
-    }
-  }
-  {
-    // The remaining columns, four and then one at a time, in the same order.
-    for (; j + 4 <= n; j += 4) {
-      const double* __restrict c0 = a + j * lda;
-      const double* __restrict c1 = c0 + lda;
-      const double* __restrict c2 = c1 + lda;
-      const double* __restrict c3 = c2 + lda;
-      const double x0 = x[j], x1 = x[j + 1], x2 = x[j + 2], x3 = x[j + 3];
-#pragma GCC ivdep
-      for (PetscInt i = 0; i < m; ++i) {
-        double t = yy[i];
-        t += c0[i] * x0;
-        t += c1[i] * x1;
-        t += c2[i] * x2;
-        t += c3[i] * x3;
-        yy[i] = t;
-      }
-    }
-    for (; j < n; ++j) {
-      const double* __restrict c0 = a + j * lda;
-      const double x0 = x[j];
-#pragma GCC ivdep
-      for (PetscInt i = 0; i < m; ++i) yy[i] += c0[i] * x0;
-    }
-  }
+  for (; j + 8 <= n; j += 8) add_columns<8>(m, a + j * lda, lda, x + j, y);
+  for (; j + 4 <= n; j += 4) add_columns<4>(m, a + j * lda, lda, x + j, y);
+  for (; j < n; ++j) add_columns<1>(m, a + j * lda, lda, x + j, y);
 }
 
 void apply_updates(PetscInt m, PetscInt n, double* a, PetscInt lda, int nu, const double* U, const double* S,
