@@ -352,11 +352,14 @@ std::vector<ParamSpec> make_table() {
         else if (s == "inputs") p.gains = GainModel::Inputs;
         else fail("option --gains: unknown model '", s, "' (use none or inputs)");
       },
-      // Absent from the fingerprint without gains: fits made before the option stay current.
-      [](const Params& p) { return p.gains_used() ? std::optional<std::string>("inputs") : std::nullopt; }));
+      // Absent from the fingerprint without gains: fits made before the option stay current. With
+      // gains the record names the acceptance rule's version: gated fits made under the older rule
+      // (v1: against the start-prior fixed J only, 2026-12-04) are stale on --resume.
+      [](const Params& p) { return p.gains_used() ? std::optional<std::string>("inputs/acceptance-v2") : std::nullopt; }));
   t.push_back(number<double>("gains-accept", "gains_accept", &Params::gains_accept,
                              "--gains inputs: keep a target region's gains when their nested cross-validated error is at "
-                             "most this times the fixed-J error (0..1]",
+                             "most this times the fixed J's (the better of the fixed J at the start prior and at the "
+                             "learnt per-pathway priors) (0..1]",
                              std::function<void(double, const char*)>([](double v, const char* o) {
                                if (!(v > 0 && v <= 1)) fail("option --", o, " must lie in (0, 1], is ", v);
                              }),

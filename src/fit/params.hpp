@@ -96,7 +96,8 @@ struct Params {
   int stop_when_flat = 5;
   // Gated pathways (GainModel). A target region's gains are kept when their cross-validated
   // error of the implied currents (gains_folds folds of gains_block-second blocks of the training
-  // samples) is at most gains_accept x the fixed-J error; otherwise its gains stay 1.
+  // samples) is at most gains_accept x the fixed J's (the better of the fixed J at the start
+  // prior and at the gated fit's learnt prior factors); otherwise its gains stay 1.
   GainModel gains = GainModel::None;
   double gains_accept = 0.9;
   int gains_folds = 3;
