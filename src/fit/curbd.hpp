@@ -160,9 +160,20 @@ class Trainer {
   void regression_start();  // start.cpp: Start::Regression, before the first run
   // start.cpp: the primal form of the same ridge solve (T >> N); returns this rank's residual SS.
   double primal_start(const std::vector<double>& Z, const std::vector<double>& Y, const std::vector<double>& Uz, int Ts);
-  // gated_start.cpp: --gains inputs, the regression start with pathway gains (dual form); this
+  // gated_start.cpp: --gains inputs, the regression start with pathway gains (dual or primal form); this
   // rank's residual sum of squares.
   double gated_start(const std::vector<double>& Z, const std::vector<double>& Y, const std::vector<double>& Uz, int Ts);
+  // Its primal form's moments (gains.hpp): every source's samples, the folds' H, mean(ut ut^T).
+  struct PrimalMoments {
+    std::vector<double> Zf;          // Ts x n: the units' samples, then the inputs'
+    std::vector<int> feature_region;  // n: source region (-1: an input)
+    std::vector<GainMoments> H;       // per fold
+    std::vector<double> ubar2;        // (C+1) x (C+1)
+  };
+  PrimalMoments primal_moments(const std::vector<double>& Z, const std::vector<double>& Uz, const std::vector<double>& uc,
+                               const std::vector<GainFold>& folds, size_t ts) const;
+  std::vector<GainTargetMoments> target_moments(const PrimalMoments& pm, const std::vector<double>& Yq, size_t rows,
+                                                const std::vector<double>& uc, const std::vector<GainFold>& folds) const;
   // start.cpp, shared by both starts: every rank's block of Z broadcast in rank order; W_in from alpha.
   void each_source_block(const std::vector<double>& Z, size_t ts,
                          const std::function<void(PetscInt off, PetscInt rows, const double* Zr)>& use) const;

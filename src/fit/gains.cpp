@@ -150,6 +150,13 @@ std::vector<double> GainFit::lambdas(const std::vector<double>& x) const {
 
 void GainFit::solve(const std::vector<double>& theta) {
   const size_t Ts = size_t(p_.Ts);
+  if (primal()) {
+    lam_ = lambdas(theta);
+    GainFold all;  // every base fold trains, none is tested
+    residual_ = 0;
+    primal_fold(coefficients(theta), all, nullptr, nullptr, &weights_, &residual_);
+    return;
+  }
   std::vector<double> g, K;
   lam_ = lambdas(theta);
   gains_all(theta, g);
@@ -168,10 +175,13 @@ double GainFit::objective(const std::vector<double>& theta, std::vector<double>*
   const size_t Ts = size_t(p_.Ts), C = size_t(p_.C), mq = size_t(p_.mq);
   std::vector<double> g, K, Kc, A, R, Bt, O1, O2;
   lam_ = lambdas(theta);
+  double e = 0;
+  if (primal()) {
+    e = primal_objective(theta, grad);
+  } else {
   gains_all(theta, g);
   std::vector<double> dg(size_t(p_.M) * Ts, 0.0);  // dE/dg_S(t)
   std::vector<double> deta(size_t(p_.M), 0.0);      // dE/deta_S = lambda_S dE/dlambda_S
-  double e = 0;
   const double one = 1.0, zero = 0.0, minus = -1.0;
   for (const GainFold& f : folds_) {
     const size_t n = f.train.size(), nt = f.test.size();
@@ -261,6 +271,7 @@ double GainFit::objective(const std::vector<double>& theta, std::vector<double>*
         (*grad)[size_t(s) * C + c] = v / r[size_t(s)] / yy_ + 2.0 * p_.shrink * theta[size_t(s) * C + c];
       }
     }
+  }
   }
   // The prior on x (theta and eta alike): keeps the fit well posed where a source's prior
   // variance goes to zero and its gains stop mattering.

@@ -16,6 +16,7 @@
 #include <mpi.h>
 
 #include "core/h5.hpp"
+#include "fit/params.hpp"
 
 #include <string>
 #include <vector>
@@ -63,6 +64,26 @@ void same_sum(MPI_Comm comm, double* v, int n);
 // rounding and the fit stopped (bench_fit's synthetic sines, N 1,200; docs/currents.md).
 inline constexpr double kEtaMax = 13.815510557964274;  // ln 1e6
 
+// The primal form of the gated start, for recordings with more samples than sources (the dual
+// form's Ts x Ts systems cost Ts^3 per factorisation: at Ts 4,000 a start took > 20 min). With
+// every source's features z_j(t) = g_{S(j)}(t) rt_j(t) (rt: the units' rates, then the inputs,
+// whose gain is 1) and g_S(t) = sum_c a_Sc ut_c(t) (ut_0 = 1, ut_c the centred inputs), each
+// matrix the ridge needs is sum_{c,d} a_Sc a_S'd H_cd with the input-weighted moments
+// H_cd = sum_t ut_c ut_d rt rt^T (n x n, n = N + C) and K_c = sum_t ut_c rt y^T (n x rows): the
+// same solution and error as the dual form (tested), with n^3 instead of Ts^3 per factorisation.
+// One moment set per fold of the regression samples (the set of all samples is their sum).
+struct GainMoments {
+  std::vector<std::vector<double>> H;  // pair (c <= d) in order (0,0), (0,1), ..., (C,C): n x n, both triangles
+};
+struct GainTargetMoments {
+  std::vector<std::vector<double>> K;  // c: n x mq, this rank's rows of the target region
+  double yy = 0;                       // this rank's sum of y^2
+};
+inline int moment_pairs(int C) { return (C + 1) * (C + 2) / 2; }
+// Whether the gated start takes the primal form: forced by --start-form, else (auto) when its
+// moments take less memory than the dual form's Gram matrices (the fit and its memory plan).
+bool gated_start_primal(StartForm form, double n, double Ts, int M, int C, int folds);
+
 struct GainProblem {
   int Ts = 0, M = 0, C = 0, q = 0;
   const std::vector<std::vector<double>>* G = nullptr;  // per source region: Ts x Ts
@@ -73,12 +94,24 @@ struct GainProblem {
   std::vector<double> lambda;  // per source region: base prior variance of its weights (x's eta scales it)
   double p0u = 0;              // ... of the input weights
   double shrink = 0;           // + shrink * |theta|^2 in the objective (theta's prior)
+  // Primal form (when H is set): n features (the N units, then the C inputs), the source region
+  // of each (-1: an input), the moments of each fold's test samples, mean(ut ut^T) over all Ts
+  // samples ((C+1) x (C+1): the gains' rho); G and Gu are then unused.
+  int n = 0;
+  const std::vector<int>* feature_region = nullptr;
+  const std::vector<GainMoments>* H = nullptr;
+  const std::vector<GainTargetMoments>* K = nullptr;
+  const double* ubar2 = nullptr;
   MPI_Comm sub = MPI_COMM_NULL;
 };
 
 // The samples a fold trains on and the ones it predicts (indices into Ts, ascending).
 struct GainFold {
   std::vector<int> train, test;
+  // The same sets as base folds (primal form): train = every base fold not in `out`, test = base
+  // fold `tested` (-1: none).
+  std::vector<int> out;
+  int tested = -1;
 };
 
 class GainFit {
@@ -99,6 +132,11 @@ class GainFit {
   // The ridge solution at theta on all Ts samples: alpha (Ts x mq, column-major).
   void solve(const std::vector<double>& theta);
   const std::vector<double>& alpha() const { return alpha_; }
+  // Primal form: the weights of every feature for this rank's rows (n x mq) from solve(), and
+  // this rank's in-sample residual sum of squares.
+  const std::vector<double>& weights() const { return weights_; }
+  double residual() const { return residual_; }
+  bool primal() const { return p_.H != nullptr; }
 
  private:
   void gains_all(const std::vector<double>& theta, std::vector<double>& g) const;  // (s, t) -> g[s*Ts + t]
@@ -106,9 +144,16 @@ class GainFit {
   // K on rows `a` x columns `b` (lower triangle only when a == b and `sym`), plus I on the diagonal if sym.
   void kernel(const std::vector<double>& g, const std::vector<int>& a, const std::vector<int>& b, bool sym,
               std::vector<double>& K) const;
+  // Primal form: a = (M + 1) x (C + 1) gain coefficients (row M: the inputs, gain 1); one fold's
+  // error summed over this rank's rows and, with da, its gradients in a and eta (local sums).
+  std::vector<double> coefficients(const std::vector<double>& theta) const;
+  double primal_objective(const std::vector<double>& theta, std::vector<double>* grad);  // error / yy, + gradient
+  double primal_fold(const std::vector<double>& a, const GainFold& f, std::vector<double>* da,
+                     std::vector<double>* deta, std::vector<double>* W = nullptr, double* in_sample = nullptr) const;
   GainProblem p_;
   std::vector<GainFold> folds_;
-  std::vector<double> alpha_;
+  std::vector<double> alpha_, weights_;
+  double residual_ = 0;
   mutable std::vector<double> lam_;
   double yy_ = 0;  // sum of y^2 over all samples (sub): the objective's scale
 };

@@ -47,6 +47,108 @@ std::vector<double> Trainer::gains_at_samples() const {
 }
 
 
+// The primal form's moments (gains.hpp, GainMoments) of each fold's test samples: every rank
+// computes the columns of its own units (and all the inputs' columns), all-gathered, so each
+// rank holds the same n x n matrices. Flops P n Ts (m + C) per rank, P = (C+1)(C+2)/2.
+Trainer::PrimalMoments Trainer::primal_moments(const std::vector<double>& Z, const std::vector<double>& Uz,
+                                               const std::vector<double>& uc, const std::vector<GainFold>& folds,
+                                               size_t ts) const {
+  const int C = n_in_, C1 = C + 1;
+  const size_t n = size_t(N_) + size_t(C), m = size_t(m_);
+  PrimalMoments pm;
+  pm.feature_region.assign(n, -1);
+  for (std::int64_t j = 0; j < N_; ++j) pm.feature_region[size_t(j)] = meta_.unit_region[size_t(j)];
+  // Every source's samples (Ts x n): the units' gathered, then the inputs (uncentred, as the dual's G_u).
+  pm.Zf.assign(ts * n, 0.0);
+  {
+    MPI_Datatype col;
+    MPI_Type_contiguous(int(ts), MPI_DOUBLE, &col);
+    MPI_Type_commit(&col);
+    MPI_Allgatherv(Z.data(), int(m), col, pm.Zf.data(), counts_.data(), offsets_.data(), col, comm_);
+    MPI_Type_free(&col);
+    std::copy(Uz.begin(), Uz.end(), pm.Zf.begin() + std::ptrdiff_t(ts * size_t(N_)));
+  }
+  auto ut = [&](int c, size_t t) { return c == 0 ? 1.0 : uc[t + size_t(c - 1) * ts]; };
+  pm.ubar2.assign(size_t(C1) * size_t(C1), 0.0);
+  for (int c = 0; c < C1; ++c)
+    for (int d = 0; d < C1; ++d) {
+      double v = 0;
+      for (size_t t = 0; t < ts; ++t) v += ut(c, t) * ut(d, t);
+      pm.ubar2[size_t(c) + size_t(d) * size_t(C1)] = v / double(std::max<size_t>(ts, 1));
+    }
+  pm.H.assign(folds.size(), GainMoments{});
+  std::vector<double> Xw, Xl, Hl, Hp;
+  const double one = 1.0, zero = 0.0;
+  for (size_t b = 0; b < folds.size(); ++b) {
+    const std::vector<int>& S = folds[b].test;
+    const size_t nb = S.size();
+    Xl.assign(nb * (m + size_t(C)), 0.0);  // this rank's units' and the inputs' samples of the fold
+    for (size_t r = 0; r < m + size_t(C); ++r) {
+      const double* src = r < m ? &Z[r * ts] : &pm.Zf[(size_t(N_) + r - m) * ts];
+      for (size_t a = 0; a < nb; ++a) Xl[a + r * nb] = src[size_t(S[a])];
+    }
+    for (int c = 0; c < C1; ++c)
+      for (int d = c; d < C1; ++d) {
+        Xw.assign(nb * n, 0.0);
+        for (size_t j = 0; j < n; ++j)
+          for (size_t a = 0; a < nb; ++a) {
+            const size_t t = size_t(S[a]);
+            Xw[a + j * nb] = ut(c, t) * ut(d, t) * pm.Zf[t + j * ts];
+          }
+        Hl.assign(n * (m + size_t(C)), 0.0);
+        const PetscBLASInt nn = PetscBLASInt(n), kk = PetscBLASInt(nb), cols = PetscBLASInt(m + size_t(C));
+        if (nb > 0 && cols > 0)
+          BLASgemm_("T", "N", &nn, &cols, &kk, &one, Xw.data(), &kk, Xl.data(), &kk, &zero, Hl.data(), &nn);
+        Hp.assign(n * n, 0.0);
+        MPI_Datatype col;
+        MPI_Type_contiguous(int(n), MPI_DOUBLE, &col);
+        MPI_Type_commit(&col);
+        MPI_Allgatherv(Hl.data(), int(m), col, Hp.data(), counts_.data(), offsets_.data(), col, comm_);
+        MPI_Type_free(&col);
+        std::copy(Hl.begin() + std::ptrdiff_t(n * m), Hl.end(), Hp.begin() + std::ptrdiff_t(n * size_t(N_)));
+        pm.H[b].H.push_back(Hp);
+      }
+  }
+  return pm;
+}
+
+// The target region's moments per fold: K_c = sum_t ut_c(t) rt(t) y(t)^T over the fold's test
+// samples (n x rows, this rank's rows of Q), and the sum of y^2.
+std::vector<GainTargetMoments> Trainer::target_moments(const PrimalMoments& pm, const std::vector<double>& Yq, size_t rows,
+                                                       const std::vector<double>& uc,
+                                                       const std::vector<GainFold>& folds) const {
+  const int C = n_in_, C1 = C + 1;
+  const size_t n = size_t(N_) + size_t(C);
+  const size_t ts = pm.Zf.size() / std::max<size_t>(n, 1);
+  std::vector<GainTargetMoments> K(folds.size());
+  std::vector<double> Xw, Yb;
+  const double one = 1.0, zero = 0.0;
+  for (size_t b = 0; b < folds.size(); ++b) {
+    const std::vector<int>& S = folds[b].test;
+    const size_t nb = S.size();
+    Yb.assign(nb * rows, 0.0);
+    for (size_t i = 0; i < rows; ++i)
+      for (size_t a = 0; a < nb; ++a) {
+        const double y = Yq[size_t(S[a]) + i * ts];
+        Yb[a + i * nb] = y;
+        K[b].yy += y * y;
+      }
+    for (int c = 0; c < C1; ++c) {
+      Xw.assign(nb * n, 0.0);
+      for (size_t j = 0; j < n; ++j)
+        for (size_t a = 0; a < nb; ++a) {
+          const size_t t = size_t(S[a]);
+          Xw[a + j * nb] = (c == 0 ? 1.0 : uc[t + size_t(c - 1) * ts]) * pm.Zf[t + j * ts];
+        }
+      std::vector<double> Kc(n * rows, 0.0);
+      const PetscBLASInt nn = PetscBLASInt(n), kk = PetscBLASInt(nb), rb = PetscBLASInt(rows);
+      if (nb > 0 && rows > 0) BLASgemm_("T", "N", &nn, &rb, &kk, &one, Xw.data(), &kk, Yb.data(), &kk, &zero, Kc.data(), &nn);
+      K[b].K.push_back(std::move(Kc));
+    }
+  }
+  return K;
+}
+
 double Trainer::gated_start(const std::vector<double>& Z, const std::vector<double>& Y, const std::vector<double>& Uz,
                             int Ts_) {
   const PetscInt m = m_;
@@ -55,10 +157,12 @@ double Trainer::gated_start(const std::vector<double>& Z, const std::vector<doub
   const size_t ts = size_t(Ts_);
   const PetscBLASInt Ts = PetscBLASInt(Ts_);
 
-  // Every source region's Gram matrix of its rates (summed over the ranks, the same on all), the
-  // inputs' and the centred inputs.
-  std::vector<std::vector<double>> G(static_cast<size_t>(M));
-  {
+  const int F = params_.gains_folds;
+  const bool primal = gated_start_primal(params_.start_form, double(N_ + C), double(Ts_), M, C, F);
+  // Dual form: every source region's Gram matrix of its rates (summed over the ranks, the same on
+  // all) and the inputs'. Primal form: the folds' moments (below). Both: the centred inputs.
+  std::vector<std::vector<double>> G(static_cast<size_t>(primal ? 0 : M));
+  if (!primal) {
     std::vector<double> Zs;
     for (int s = 0; s < M; ++s) {
       Zs.clear();
@@ -69,8 +173,8 @@ double Trainer::gated_start(const std::vector<double>& Z, const std::vector<doub
       same_sum(comm_, G[size_t(s)].data(), int(ts * ts));
     }
   }
-  std::vector<double> Gu(ts * ts);
-  full_gram(Ts, PetscBLASInt(C), Uz.data(), Gu.data());
+  std::vector<double> Gu(primal ? 0 : ts * ts);
+  if (!primal) full_gram(Ts, PetscBLASInt(C), Uz.data(), Gu.data());
   gains_ = PathwayGains::identity(M, C);
   std::vector<double> uc(Uz);
   for (int c = 0; c < C; ++c) {
@@ -81,7 +185,6 @@ double Trainer::gated_start(const std::vector<double>& Z, const std::vector<doub
     for (size_t t = 0; t < ts; ++t) uc[t + size_t(c) * ts] -= mean;
   }
   // The folds: blocks of gains_block seconds of the regression samples, dealt round-robin.
-  const int F = params_.gains_folds;
   // Every fold gets at least two blocks: with fewer, the nested test's inner fits have no
   // training samples and the test degenerates to "gated = fixed" (a 3 s recording in 1 s blocks).
   const int block = std::max(1, std::min(int(std::lround(params_.gains_block / meta_.sample_interval)),
@@ -94,8 +197,12 @@ double Trainer::gated_start(const std::vector<double>& Z, const std::vector<doub
     const int f = int(a / size_t(block)) % F;
     for (int h = 0; h < F; ++h) (h == f ? folds[size_t(h)].test : folds[size_t(h)].train).push_back(int(a));
   }
+  for (int f = 0; f < F; ++f) folds[size_t(f)].tested = f;
+  PrimalMoments pm;
+  if (primal) pm = primal_moments(Z, Uz, uc, folds, ts);
 
-  std::vector<double> alpha(ts * size_t(m), 0.0);
+  std::vector<double> alpha(primal ? 0 : ts * size_t(m), 0.0);
+  double primal_res = 0;
   std::vector<int> owner(static_cast<size_t>(M));
   const int me = comm_rank(comm_);
   std::ostringstream notes;
@@ -126,6 +233,15 @@ double Trainer::gated_start(const std::vector<double>& Z, const std::vector<doub
     prob.p0u = p0;
     prob.shrink = params_.gains_shrink;
     prob.sub = sub;
+    std::vector<GainTargetMoments> Kq;
+    if (primal) {
+      Kq = target_moments(pm, Yq, rows.size(), uc, folds);
+      prob.n = int(N_ + C);
+      prob.feature_region = &pm.feature_region;
+      prob.H = &pm.H;
+      prob.K = &Kq;
+      prob.ubar2 = pm.ubar2.data();
+    }
     GainProblem plain = prob;  // the error alone (no prior on theta): what the acceptance compares
     plain.shrink = 0;
     GainProblem fixed = plain;  // the fixed-J start at its own prior
@@ -155,6 +271,8 @@ double Trainer::gated_start(const std::vector<double>& Z, const std::vector<doub
         GainFold in;
         for (int a : outer.train)
           (std::binary_search(folds[size_t(h)].test.begin(), folds[size_t(h)].test.end(), a) ? in.test : in.train).push_back(a);
+        in.out = {f};
+        in.tested = h;
         inner.push_back(std::move(in));
       }
       std::vector<double> th = theta;  // warm start from the full fit's theta
@@ -193,7 +311,19 @@ double Trainer::gated_start(const std::vector<double>& Z, const std::vector<doub
     GainFit final_fit(kept ? prob : fixed, {});
     const std::vector<double> rho = final_fit.rho(theta);
     final_fit.solve(theta);
-    for (size_t c = 0; c < rows.size(); ++c) std::copy_n(&final_fit.alpha()[c * ts], ts, &alpha[size_t(rows[c]) * ts]);
+    if (primal) {  // J's rows and the input weights are the primal weights themselves
+      DenseArray Ja(J_);
+      const std::vector<double>& W = final_fit.weights();
+      const size_t n = size_t(N_ + C);
+      for (size_t c = 0; c < rows.size(); ++c) {
+        const PetscInt i = rows[c];
+        for (std::int64_t j = 0; j < N_; ++j) Ja.a[i + j * Ja.lda] = W[size_t(j) + c * n];
+        for (int d = 0; d < C; ++d) Win_[size_t(i) * size_t(C) + size_t(d)] = W[size_t(N_ + d) + c * n];
+      }
+      primal_res += final_fit.residual();
+    } else {
+      for (size_t c = 0; c < rows.size(); ++c) std::copy_n(&final_fit.alpha()[c * ts], ts, &alpha[size_t(rows[c]) * ts]);
+    }
     for (int s = 0; s < M; ++s) {
       const size_t qs = size_t(q) * size_t(M) + size_t(s);
       gains_.rho[qs] = rho[size_t(s)];
@@ -251,6 +381,7 @@ double Trainer::gated_start(const std::vector<double>& Z, const std::vector<doub
     }
   }
 
+  if (primal) return primal_res;
   // J's rows: per source region S, Atil_S[t, i] = alpha_i(t) g_{Q(i) S}(t), times S's columns.
   std::vector<double> gs(ts * size_t(M) * size_t(M));  // (q*M + s)*ts + t at the regression samples
   {

@@ -1,5 +1,7 @@
 #include "fit/memory.hpp"
 
+#include "fit/gains.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <iomanip>
@@ -41,7 +43,16 @@ MemoryPlan plan_fit_memory(const FitSizes& s, const Params& p) {
     // The fit chooses with its training samples (about T - held out); the terms use T (a bound).
     const double Ts_used = p.split_used() ? T * (1.0 - p.holdout_fraction) : T;
     const bool primal = p.start_form == StartForm::Primal || (p.start_form == StartForm::Auto && n < Ts_used);
-    if (p.gains_used()) {
+    if (p.gains_used() && gated_start_primal(p.start_form, n, Ts_used, int(M), int(nin), p.gains_folds)) {
+      // gains_primal.cpp: every source's samples, the folds' moments H (P n^2 each), a fold's A,
+      // its factor, B, V W^T and W W^T (5 n^2), the target's K per fold and its rows' samples.
+      const double P = moment_pairs(int(nin));
+      add("start", "gains (primal): Z, Y, the inputs, every source's samples (2 m Ts + n Ts)", 2 * m * Ts + n * Ts);
+      add("start", "gains (primal): the folds' moments and a fold's systems ((F P + 5) n^2)",
+          (p.gains_folds * P + 5.0) * n * n);
+      add("start", "gains (primal): the target's moments and weights ((F + 1)(C + 1) n m + 4 n m)",
+          ((p.gains_folds + 1.0) * (nin + 1.0) + 4.0) * n * m);
+    } else if (p.gains_used()) {
       // gated_start.cpp: every source region's Gram matrix, the inputs', a fold's K, Kc and the
       // Omega matrices (about 4 Ts^2), per-source alpha x gains (M m Ts) and the gains (M^2 Ts).
       add("start", "gains: Z, Y, alpha and a received block (6 m Ts)", 6 * m * Ts);

@@ -263,7 +263,12 @@ void Trainer::regression_start() {
   os.precision(4);
   os << meta_.animal_id << " start: ridge regression of the implied input currents over " << Ts << " samples ("
      << (per_region ? M : 1) << " prior group(s), "
-     << (params_.gains_used() ? "pathway gains, dual" : primal ? "primal" : "dual") << " form): R^2 " << start_r2_
+     << (params_.gains_used()
+             ? (gated_start_primal(params_.start_form, double(n_src), double(Ts), M, n_in_, params_.gains_folds)
+                    ? "pathway gains, primal"
+                    : "pathway gains, dual")
+             : primal ? "primal" : "dual")
+     << " form): R^2 " << start_r2_
      << " (" << start_seconds_ << " s)" << gains_note_;
   log::info(comm_, os.str());
 }

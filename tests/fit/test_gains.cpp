@@ -81,6 +81,108 @@ TEST(Gains, ObjectiveGradientMatchesFiniteDifferences) {
   }
 }
 
+// The primal form (moments of the features weighted by the inputs) gives the dual form's
+// cross-validated error and gradient, for the main folds and a nested fold (one fold left out).
+TEST(Gains, PrimalObjectiveEqualsTheDualOne) {
+  const int Ts = 60, M = 3, C = 2, per = 4, N = M * per, n = N + C, F = 3;
+  std::mt19937_64 rng(11);  // the same data on every rank; each rank its own rows of Y
+  std::normal_distribution<double> nd;
+  std::vector<double> Zf(size_t(Ts) * size_t(n)), uc(size_t(Ts) * C);  // Zf: Ts x n (units, then inputs)
+  for (double& v : Zf) v = nd(rng);
+  for (double& v : uc) v = 0.5 * nd(rng);
+  std::vector<int> region(static_cast<size_t>(n), -1);
+  for (int j = 0; j < N; ++j) region[size_t(j)] = j / per;
+  std::vector<std::vector<double>> G(size_t(M), std::vector<double>(size_t(Ts) * Ts, 0.0));
+  std::vector<double> Gu(size_t(Ts) * Ts, 0.0);
+  for (int a = 0; a < Ts; ++a)
+    for (int b = 0; b < Ts; ++b)
+      for (int j = 0; j < n; ++j) {
+        const double v = Zf[size_t(a) + size_t(j) * Ts] * Zf[size_t(b) + size_t(j) * Ts];
+        (j < N ? G[size_t(region[size_t(j)])] : Gu)[size_t(a) + size_t(b) * Ts] += v;
+      }
+  const int mq = 2;
+  std::mt19937_64 mine(200 + std::uint64_t(comm_rank(MPI_COMM_WORLD)));
+  std::vector<double> Y(size_t(Ts) * mq);
+  for (double& v : Y) v = nd(mine);
+  std::vector<fit::GainFold> folds(static_cast<size_t>(F));
+  for (int a = 0; a < Ts; ++a)
+    for (int f = 0; f < F; ++f) ((a / 5) % F == f ? folds[size_t(f)].test : folds[size_t(f)].train).push_back(a);
+  for (int f = 0; f < F; ++f) folds[size_t(f)].tested = f;
+  // The moments per fold, computed directly from their definition.
+  auto ut = [&](int c, int t) { return c == 0 ? 1.0 : uc[size_t(t) + size_t(c - 1) * Ts]; };
+  std::vector<fit::GainMoments> H(static_cast<size_t>(F));
+  std::vector<fit::GainTargetMoments> K(static_cast<size_t>(F));
+  for (int f = 0; f < F; ++f) {
+    for (int c = 0; c <= C; ++c)
+      for (int d = c; d <= C; ++d) {
+        std::vector<double> h(size_t(n) * n, 0.0);
+        for (int t : folds[size_t(f)].test)
+          for (int k = 0; k < n; ++k)
+            for (int j = 0; j < n; ++j)
+              h[size_t(j) + size_t(k) * n] += ut(c, t) * ut(d, t) * Zf[size_t(t) + size_t(j) * Ts] * Zf[size_t(t) + size_t(k) * Ts];
+        H[size_t(f)].H.push_back(h);
+      }
+    for (int c = 0; c <= C; ++c) {
+      std::vector<double> k(size_t(n) * mq, 0.0);
+      for (int t : folds[size_t(f)].test)
+        for (int i = 0; i < mq; ++i)
+          for (int j = 0; j < n; ++j) k[size_t(j) + size_t(i) * n] += ut(c, t) * Zf[size_t(t) + size_t(j) * Ts] * Y[size_t(t) + size_t(i) * Ts];
+      K[size_t(f)].K.push_back(k);
+    }
+    for (int t : folds[size_t(f)].test)
+      for (int i = 0; i < mq; ++i) K[size_t(f)].yy += Y[size_t(t) + size_t(i) * Ts] * Y[size_t(t) + size_t(i) * Ts];
+  }
+  std::vector<double> ubar2(size_t(C + 1) * (C + 1), 0.0);
+  for (int c = 0; c <= C; ++c)
+    for (int d = 0; d <= C; ++d) {
+      for (int t = 0; t < Ts; ++t) ubar2[size_t(c) + size_t(d) * (C + 1)] += ut(c, t) * ut(d, t);
+      ubar2[size_t(c) + size_t(d) * (C + 1)] /= Ts;
+    }
+  fit::GainProblem dual;
+  dual.Ts = Ts;
+  dual.M = M;
+  dual.C = C;
+  dual.q = 2;
+  dual.G = &G;
+  dual.Gu = &Gu;
+  dual.uc = uc.data();
+  dual.Y = Y.data();
+  dual.mq = mq;
+  dual.lambda = {0.05, 0.3, 0.02};
+  dual.p0u = 0.1;
+  dual.shrink = 0.01;
+  dual.sub = MPI_COMM_WORLD;
+  fit::GainProblem primal = dual;
+  primal.n = n;
+  primal.feature_region = &region;
+  primal.H = &H;
+  primal.K = &K;
+  primal.ubar2 = ubar2.data();
+  // A nested fold: fold 0 left out, fold 1 predicted from fold 2.
+  fit::GainFold nested;
+  nested.train = folds[2].test;
+  nested.test = folds[1].test;
+  nested.out = {0};
+  nested.tested = 1;
+  std::vector<double> theta(size_t(M) * C + M);
+  for (double& v : theta) v = 0.3 * nd(rng);
+  for (const std::vector<fit::GainFold>& fs : {folds, std::vector<fit::GainFold>{nested}}) {
+    std::vector<double> gd, gp;
+    const double ed = fit::GainFit(dual, fs).objective(theta, &gd);
+    const double ep = fit::GainFit(primal, fs).objective(theta, &gp);
+    EXPECT_NEAR(ep, ed, 1e-10 * std::fabs(ed)) << fs.size() << " fold(s)";
+    ASSERT_EQ(gp.size(), gd.size());
+    for (size_t k = 0; k < gd.size(); ++k) EXPECT_NEAR(gp[k], gd[k], 1e-8 * std::max(1.0, std::fabs(gd[k]))) << "gradient entry " << k;
+  }
+  // The in-sample solution: the primal weights predict what the dual's alpha implies.
+  fit::GainFit fd(dual, {}), fp(primal, {});
+  fd.solve(theta);
+  fp.solve(theta);
+  double rd = 0;
+  for (double a : fd.alpha()) rd += a * a;  // the dual residual is alpha itself
+  EXPECT_NEAR(fp.residual(), rd, 1e-9 * rd);
+}
+
 namespace {
 
 struct GatedFit {
@@ -126,6 +228,27 @@ TEST(Gains, GatedStartDoesNotDependOnTheRankCount) {
   // The optimiser stops at a gradient tolerance; rounding differences move it by far less.
   EXPECT_LT(dj, 1e-6 * jmax) << "J differs between " << comm_size(MPI_COMM_WORLD) << " rank(s) and 1";
   EXPECT_LT(dt, 1e-5) << "the gains' theta differ";
+}
+
+// The gated start in its primal form equals the dual form: the same gains kept, J and theta to
+// the optimiser's tolerance (the two take the same path up to rounding).
+TEST(Gains, GatedStartPrimalEqualsDual) {
+  const sim::SimulatedAnimal a = fittest::simulated_animal(3, 12, 301);
+  fit::Params pd = fittest::gated_start_params_accepting(), pp = pd;
+  pd.start_form = fit::StartForm::Dual;
+  pp.start_form = fit::StartForm::Primal;
+  const GatedFit dual = fit_gated(a, MPI_COMM_WORLD, pd);
+  const GatedFit primal = fit_gated(a, MPI_COMM_WORLD, pp);
+  ASSERT_GT(std::count(dual.kept.begin(), dual.kept.end(), 1), 0) << "no region kept gains: the test needs one";
+  EXPECT_EQ(primal.kept, dual.kept);
+  double jmax = 0, dj = 0, dt = 0;
+  for (size_t k = 0; k < dual.J.size(); ++k) {
+    jmax = std::max(jmax, std::fabs(dual.J[k]));
+    dj = std::max(dj, std::fabs(primal.J[k] - dual.J[k]));
+  }
+  for (size_t k = 0; k < dual.theta.size(); ++k) dt = std::max(dt, std::fabs(primal.theta[k] - dual.theta[k]));
+  EXPECT_LT(dj, 1e-6 * jmax) << "J of the primal and dual gated starts";
+  EXPECT_LT(dt, 1e-5) << "the gains' theta of the primal and dual gated starts";
 }
 
 // RLS training on the gated network, stopped inside a run and resumed from the checkpoint (which
