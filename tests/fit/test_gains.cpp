@@ -30,6 +30,27 @@ std::vector<double> random_gram(int n, int k, std::mt19937_64& rng) {
   return g;
 }
 
+// A dual-form problem on these Gram matrices (3 source regions, priors fixed for the tests).
+fit::GainProblem dual_problem(int Ts, int M, int C, int q, const std::vector<std::vector<double>>& G,
+                              const std::vector<double>& Gu, const std::vector<double>& uc, const std::vector<double>& Y,
+                              int mq) {
+  fit::GainProblem p;
+  p.Ts = Ts;
+  p.M = M;
+  p.C = C;
+  p.q = q;
+  p.G = &G;
+  p.Gu = &Gu;
+  p.uc = uc.data();
+  p.Y = Y.data();
+  p.mq = mq;
+  p.lambda = {0.05, 0.3, 0.02};
+  p.p0u = 0.1;
+  p.shrink = 0.01;
+  p.sub = MPI_COMM_WORLD;
+  return p;
+}
+
 }  // namespace
 
 TEST(Gains, ObjectiveGradientMatchesFiniteDifferences) {
@@ -44,20 +65,7 @@ TEST(Gains, ObjectiveGradientMatchesFiniteDifferences) {
   const int rank = comm_rank(MPI_COMM_WORLD);
   std::mt19937_64 mine(100 + std::uint64_t(rank));
   for (double& v : Y) v = nd(mine);
-  fit::GainProblem p;
-  p.Ts = Ts;
-  p.M = M;
-  p.C = C;
-  p.q = 1;
-  p.G = &G;
-  p.Gu = &Gu;
-  p.uc = uc.data();
-  p.Y = Y.data();
-  p.mq = 3;
-  p.lambda = {0.05, 0.3, 0.02};
-  p.p0u = 0.1;
-  p.shrink = 0.01;
-  p.sub = MPI_COMM_WORLD;
+  const fit::GainProblem p = dual_problem(Ts, M, C, 1, G, Gu, uc, Y, 3);
   std::vector<fit::GainFold> folds(3);
   for (int a = 0; a < Ts; ++a)
     for (int f = 0; f < 3; ++f) ((a / 8) % 3 == f ? folds[size_t(f)].test : folds[size_t(f)].train).push_back(a);
@@ -138,20 +146,7 @@ TEST(Gains, PrimalObjectiveEqualsTheDualOne) {
       for (int t = 0; t < Ts; ++t) ubar2[size_t(c) + size_t(d) * (C + 1)] += ut(c, t) * ut(d, t);
       ubar2[size_t(c) + size_t(d) * (C + 1)] /= Ts;
     }
-  fit::GainProblem dual;
-  dual.Ts = Ts;
-  dual.M = M;
-  dual.C = C;
-  dual.q = 2;
-  dual.G = &G;
-  dual.Gu = &Gu;
-  dual.uc = uc.data();
-  dual.Y = Y.data();
-  dual.mq = mq;
-  dual.lambda = {0.05, 0.3, 0.02};
-  dual.p0u = 0.1;
-  dual.shrink = 0.01;
-  dual.sub = MPI_COMM_WORLD;
+  const fit::GainProblem dual = dual_problem(Ts, M, C, 2, G, Gu, uc, Y, mq);
   fit::GainProblem primal = dual;
   primal.n = n;
   primal.feature_region = &region;
