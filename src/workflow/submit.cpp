@@ -169,21 +169,38 @@ long slurm_minutes(const std::string& what, const std::string& time) {
   return minutes;
 }
 
+double estimate_fit_seconds(const SubmitSettings& s, const PlannedAnimal& a) {
+  const double N = double(a.n_units), T = double(a.n_samples), df = double(std::max(1, s.dt_factor));
+  const double p = double(std::max(1, a.ranks)), M = double(std::max(1, a.n_regions));
+  double mats = s.region_prior ? M : 1.0, U = 8, runs = 51;
+  if (s.fit_params) {
+    const fit::Params& fp = *s.fit_params;
+    mats = fp.block_prior() ? 1.0 / M : fp.region_prior() ? M : 1.0;
+    U = double(std::max(1, fp.update_block));
+    runs = double(fp.total_runs());
+  }
+  const double rank_bw = s.node_gbs * 1e9 / std::min(p, double(std::max(1, s.cores_per_node)));
+  const double bytes_per_step = (df + mats + (1.0 + mats) / U) / df * 8.0 * N * N / p;
+  return (runs + 1.0) * std::max(0.0, T - 1.0) * df * bytes_per_step / rank_bw;
+}
+
 std::string plan_tsv(const SubmitSettings& s, const SubmitPlan& plan) {
   std::ostringstream t;
-  t << "stage\tanimal\tranks\tnodes\tmem_per_rank_mb\tmem_mb\ttime_min\tn_units\tn_samples\tn_regions\tfit_exists\n";
+  t << "stage\tanimal\tranks\tnodes\tmem_per_rank_mb\tmem_mb\ttime_min\tn_units\tn_samples\tn_regions\tfit_exists"
+       "\test_fit_min\n";
   const long fit_min = slurm_minutes("option --time-fit", s.time_fit);
   for (auto& a : plan.animals) {
     const long per_rank = long(std::ceil(kHeadroom * a.bytes_per_rank / 1e6));
     const int nodes = (a.ranks + s.cores_per_node - 1) / s.cores_per_node;
     t << "fit\t" << a.id << "\t" << a.ranks << "\t" << nodes << "\t" << per_rank << "\t" << per_rank * a.ranks << "\t"
-      << fit_min << "\t" << a.n_units << "\t" << a.n_samples << "\t" << a.n_regions << "\t" << (a.done ? 1 : 0) << "\n";
+      << fit_min << "\t" << a.n_units << "\t" << a.n_samples << "\t" << a.n_regions << "\t" << (a.done ? 1 : 0) << "\t"
+      << long(std::ceil(a.fit_seconds / 60.0)) << "\n";
   }
   if (s.has_modes)
     t << "modes\t-\t" << s.modes_ranks << "\t1\t0\t0\t" << slurm_minutes("option --time-modes", s.time_modes)
-      << "\t0\t0\t0\t0\n";
+      << "\t0\t0\t0\t0\t0\n";
   if (s.has_report)
-    t << "report\t-\t1\t1\t0\t0\t" << slurm_minutes("option --time-report", s.time_report) << "\t0\t0\t0\t0\n";
+    t << "report\t-\t1\t1\t0\t0\t" << slurm_minutes("option --time-report", s.time_report) << "\t0\t0\t0\t0\t0\n";
   return t.str();
 }
 
@@ -191,6 +208,7 @@ SubmitPlan make_submit_plan(const SubmitSettings& s, const std::vector<PlannedAn
   if (!(s.mem_per_node_gb > 0)) fail("option --mem-per-node must be > 0 GB");
   if (s.cores_per_node < 1) fail("option --cores-per-node must be >= 1");
   if (s.max_nodes < 1) fail("option --max-nodes must be >= 1");
+  if (!(s.node_gbs > 0)) fail("option --node-gbs must be > 0 (GB/s of one node's memory)");
   const double per_core = s.mem_per_node_gb * 1e9 / s.cores_per_node;
   const int max_ranks = s.max_ranks_per_animal > 0 ? s.max_ranks_per_animal : s.cores_per_node * s.max_nodes;
   SubmitPlan plan;
@@ -215,6 +233,7 @@ SubmitPlan make_submit_plan(const SubmitSettings& s, const std::vector<PlannedAn
     }
     a.ranks = p;
     a.bytes_per_rank = bytes(p);
+    a.fit_seconds = estimate_fit_seconds(s, a);
     if (kHeadroom * a.bytes_per_rank > per_core)
       fail("animal ", a.id, " (", a.n_units, " units) needs ", a.bytes_per_rank / 1e9, " GB per rank even at ", p,
            " ranks, more than a core's share of a node (", per_core / 1e9,
@@ -299,6 +318,9 @@ Command make_submit_command(const std::vector<Command>& stages) {
         "time-fit", po::value<std::string>()->default_value(def.time_fit), "time limit of one fit task")(
         "time-modes", po::value<std::string>()->default_value(def.time_modes), "time limit of the modes job")(
         "time-report", po::value<std::string>()->default_value(def.time_report), "time limit of the report job")(
+        "node-gbs", po::value<double>()->default_value(def.node_gbs),
+        "memory bandwidth of one node (GB/s, e.g. from STREAM): the fits' time estimate, which is compared with "
+        "--time-fit")(
         "signal-lead", po::value<int>()->default_value(def.signal_lead_s),
         "seconds before the time limit that Slurm sends SIGTERM (the fit checkpoints then)")(
         "modes-ranks", po::value<int>()->default_value(def.modes_ranks), "MPI ranks of the modes job")(
@@ -335,6 +357,7 @@ int submit_study(const std::vector<Command>& stages, const po::variables_map& vm
     s.time_modes = vm["time-modes"].as<std::string>();
     s.time_report = vm["time-report"].as<std::string>();
     s.signal_lead_s = vm["signal-lead"].as<int>();
+    s.node_gbs = vm["node-gbs"].as<double>();
     s.modes_ranks = vm["modes-ranks"].as<int>();
     s.array_limit = vm["array-limit"].as<int>();
     s.launcher = vm["launcher"].as<std::string>();
@@ -432,13 +455,26 @@ int submit_study(const std::vector<Command>& stages, const po::variables_map& vm
     std::ostringstream os;
     os << "study " << s.config << "\ncohort " << s.cohort_dir << " (" << animals.size() << " animals)\n"
        << "node: " << s.mem_per_node_gb << " GB, " << s.cores_per_node << " cores; estimate = peak resident memory per rank\n"
-       << "animal                units  samples  ranks  GB/rank  status\n";
+       << "estimated fit time at " << s.node_gbs << " GB/s per node (--node-gbs; the fit is memory-bound)\n"
+       << "animal                units  samples  ranks  GB/rank  fit h  status\n";
+    const double limit_s = double(slurm_minutes("option --time-fit", s.time_fit)) * 60.0 - double(s.signal_lead_s);
+    std::ostringstream over;
     for (auto& a : plan.animals) {
       char line[256];
-      std::snprintf(line, sizeof line, "%-20s %6lld %8lld %6d %8.3f  %s\n", a.id.c_str(), (long long)a.n_units,
-                    (long long)a.n_samples, a.ranks, a.bytes_per_rank / 1e9, why[size_t(&a - plan.animals.data())].c_str());
+      std::snprintf(line, sizeof line, "%-20s %6lld %8lld %6d %8.3f %6.2f  %s\n", a.id.c_str(), (long long)a.n_units,
+                    (long long)a.n_samples, a.ranks, a.bytes_per_rank / 1e9, a.fit_seconds / 3600.0,
+                    why[size_t(&a - plan.animals.data())].c_str());
       os << line;
+      // Not an error: the task checkpoints at SIGTERM and requeues itself, but each requeue waits in the queue.
+      if (!a.done && a.fit_seconds > limit_s)
+        over << "\n  " << a.id << ": about " << std::ceil(a.fit_seconds / 360.0) / 10.0 << " h, "
+             << long(std::ceil(a.fit_seconds / std::max(limit_s, 1.0))) << " tasks of --time-fit " << s.time_fit;
     }
+    if (!over.str().empty())
+      log::warn(comm, "fits estimated to take longer than --time-fit (less --signal-lead); each task checkpoints "
+                      "and requeues itself, but waits in the queue again: raise --time-fit, --max-nodes or "
+                      "--ranks-per-animal",
+                over.str());
     auto scripts = render_scripts(s, plan);
     os << "jobs: ";
     for (auto& arr : plan.arrays) os << "fit array of " << arr.animals.size() << " tasks x " << arr.ranks << " ranks; ";

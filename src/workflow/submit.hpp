@@ -25,6 +25,7 @@ struct SubmitSettings {
   int ranks_per_animal = 0;    // 0: from memory
   std::string time_fit = "04:00:00", time_modes = "01:00:00", time_report = "00:30:00";
   int signal_lead_s = 300;     // SIGTERM this long before the time limit: the fit checkpoints
+  double node_gbs = 200;       // memory bandwidth of one node, GB/s: the fit's time estimate
   int modes_ranks = 2;
   int array_limit = 0;         // %N of the job arrays (0: no limit)
   int dt_factor = 1;
@@ -45,6 +46,7 @@ struct PlannedAnimal {
   int ranks = 1;
   double bytes_per_rank = 0;   // estimated peak resident memory of one rank
   bool done = false;           // its fit output already exists
+  double fit_seconds = 0;      // estimated time of its whole fit at its ranks (estimate_fit_seconds)
 };
 
 struct FitArray {
@@ -65,6 +67,16 @@ struct SubmitPlan {
 // n_p: P matrices held (1 with the shared prior, the animal's regions with the region prior).
 double fit_peak_bytes_per_rank(std::int64_t n_units, std::int64_t n_samples, int dt_factor, int ranks, int n_p);
 
+// Estimated seconds of an animal's whole fit at a.ranks: the fit is memory-bound (docs/performance.md),
+// so per RNN step each rank streams its rows of J once and, per learning step, its share of the RLS
+// matrices (s N x N matrices: 1/M with the block prior, M with the region prior, 1 shared), with
+// J and P written every update block; the ranks of a node share its bandwidth (--node-gbs).
+// (start + runs) x (T - 1) dtFactor steps x (dtFactor + s + (1 + s)/U) / dtFactor x 8 N^2 / p bytes
+// / (node_gbs / ranks on a node); the regression start is counted as one run (measured 0.03-0.28
+// runs, bench/README.md); a gated start (--gains inputs) is not counted. bench/comm_model.py adds
+// the communication (a few % up to 64 nodes with a hierarchical all-gather).
+double estimate_fit_seconds(const SubmitSettings& s, const PlannedAnimal& a);
+
 // Sizes every animal (ranks so a rank's share fits one core's memory) and groups the unfinished
 // ones into job arrays. Throws Error naming the animal if even max ranks cannot hold it.
 SubmitPlan make_submit_plan(const SubmitSettings& s, const std::vector<PlannedAnimal>& animals);
@@ -79,7 +91,8 @@ std::vector<BatchScript> render_scripts(const SubmitSettings& s, const SubmitPla
 // The plan as tab-separated text for programs (`cohortnet submit --plan`; workflows/Snakefile reads
 // it): a header line, then one line per animal (stage fit) and one each for modes and report when
 // the study has them. Columns: stage animal ranks nodes mem_per_rank_mb mem_mb time_min n_units
-// n_samples n_regions fit_exists. mem_per_rank_mb is what `--mem-per-cpu` gets (estimate x headroom,
+// n_samples n_regions fit_exists est_fit_min (estimate_fit_seconds in minutes, rounded up; 0 for
+// modes and report). mem_per_rank_mb is what `--mem-per-cpu` gets (estimate x headroom,
 // rounded up), mem_mb = ranks x mem_per_rank_mb (0: no estimate, for modes and report), time_min
 // the stage's time limit in minutes.
 std::string plan_tsv(const SubmitSettings& s, const SubmitPlan& plan);

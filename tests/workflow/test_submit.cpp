@@ -1,6 +1,7 @@
 // Slurm submission plans: ranks sized from memory, finished animals skipped, scripts that
 // checkpoint before the time limit and requeue, and nothing unsafe reaching a batch script.
 #include <gtest/gtest.h>
+#include <cmath>
 #include <sstream>
 
 #include "fit/memory.hpp"
@@ -159,7 +160,8 @@ TEST(SubmitPlan, TsvForProgramsListsEveryAnimalWithItsRanksMemoryAndTime) {
   EXPECT_EQ(rows[0][0], "stage");
   EXPECT_EQ(rows[0][2], "ranks");
   EXPECT_EQ(rows[0][5], "mem_mb");
-  for (auto& r : rows) ASSERT_EQ(r.size(), 11u) << t;
+  for (auto& r : rows) ASSERT_EQ(r.size(), 12u) << t;
+  EXPECT_EQ(rows[0][11], "est_fit_min");
   EXPECT_EQ(rows[1][1], "a1");
   EXPECT_EQ(rows[1][10], "1");  // its fit exists
   EXPECT_EQ(rows[2][1], "big");
@@ -171,6 +173,8 @@ TEST(SubmitPlan, TsvForProgramsListsEveryAnimalWithItsRanksMemoryAndTime) {
   EXPECT_LT(double(per_rank), 1.25 * p.animals[1].bytes_per_rank / 1e6 + 1);
   EXPECT_EQ(std::stol(rows[2][5]), per_rank * p.animals[1].ranks);
   EXPECT_EQ(rows[2][6], std::to_string(24 * 60 + 150));
+  EXPECT_EQ(std::stol(rows[2][11]), long(std::ceil(estimate_fit_seconds(s, p.animals[1]) / 60.0)));
+  EXPECT_GT(std::stol(rows[2][11]), 0);
   EXPECT_EQ(rows[3][0], "modes");
   EXPECT_EQ(rows[3][2], "3");
   EXPECT_EQ(rows[3][6], "45");
@@ -218,4 +222,41 @@ TEST(SubmitPlan, WithTheStudysFitParametersTheFitsOwnMemoryPlanSizesTheJobs) {
   const double planned = fit::plan_fit_memory(sz, fp).peak;
   EXPECT_GT(p.arrays[0].mem_per_rank_mb * 1e6, planned);  // the plan plus libraries and headroom
   EXPECT_LT(p.arrays[0].mem_per_rank_mb * 1e6, 1.5 * planned + 2e8);
+}
+
+// The fit is memory-bound: its estimated time grows as N^2 T x runs, falls with the node's
+// bandwidth, does not fall with more ranks on one node (they share its bandwidth) and halves with
+// twice the nodes. Checked against the model's own terms for the block prior (1/M matrices of P).
+TEST(SubmitPlan, FitTimeEstimateFollowsTheWorkAndTheMemoryBandwidth) {
+  SubmitSettings s = settings();
+  fit::Params fp;
+  fp.runs_train = 9;
+  fp.runs_free = 1;
+  s.fit_params = fp;
+  s.node_gbs = 100;
+  PlannedAnimal a = animal("a", 10000);
+  a.n_regions = 4;
+  a.ranks = 4;
+  const double t = estimate_fit_seconds(s, a);
+  const double df = 5, mats = 0.25, U = 8, N = 10000, steps = 1200 * df;
+  const double expected = (10 + 1) * steps * (df + mats + (1 + mats) / U) / df * 8 * N * N / 4 / (100e9 / 4);
+  EXPECT_NEAR(t, expected, 1e-9 * expected);
+  PlannedAnimal big = a;
+  big.n_units = 20000;
+  EXPECT_NEAR(estimate_fit_seconds(s, big), 4 * t, 1e-9 * t);
+  PlannedAnimal longer = a;
+  longer.n_samples = 2 * 1200 + 1;
+  EXPECT_NEAR(estimate_fit_seconds(s, longer), 2 * t, 1e-9 * t);
+  PlannedAnimal node = a;
+  node.ranks = 16;  // one full node: the same bandwidth, the same time
+  EXPECT_NEAR(estimate_fit_seconds(s, node), t, 1e-9 * t);
+  PlannedAnimal two = a;
+  two.ranks = 32;  // two nodes
+  EXPECT_NEAR(estimate_fit_seconds(s, two), t / 2, 1e-9 * t);
+  SubmitSettings fast = s;
+  fast.node_gbs = 200;
+  EXPECT_NEAR(estimate_fit_seconds(fast, a), t / 2, 1e-9 * t);
+  fp.prior = fit::Prior::Region;  // M full P's per step instead of 1/M
+  s.fit_params = fp;
+  EXPECT_GT(estimate_fit_seconds(s, a), 1.5 * t);
 }
