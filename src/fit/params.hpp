@@ -104,7 +104,7 @@ struct Params {
   double gains_block = 1.0;  // s
   // Prior on the gains' theta and the per-source prior factors' logs: + gains_shrink |x|^2 added to the cross-validated error (a share
   // of the implied currents' sum of squares), so refits on part of the samples overfit less.
-  double gains_shrink = 1e-3;
+  double gains_shrink = 1e-5;
   // ... and when the gains move materially: the largest std over time of g_QS(t) over its sources.
   double gains_min_modulation = 0.1;
   // Fixed time settings (not from the data): what `--tau-rnn X --dt-factor K` means.

@@ -140,7 +140,7 @@ Command make_modes_command() {
       ("input", po::value<std::string>(), "folder with fits/<id>.h5 (fit outputs) or truth/<id>.h5 (a simulated cohort)")
       ("out", po::value<std::string>(), "results folder: writes modes.h5 and modes_summary.txt (with --project: the output file)")
       ("source", po::value<std::string>()->default_value("auto"), "auto | fits | truth (auto: fits/ if present, else truth/)")
-      ("summary", po::value<std::string>()->default_value("rms"), "current summary: rms | mean | exc_rms | exc_mean | inh_rms | inh_mean | gains (the pathway gains: truth /gains, or fits of fit --gains inputs, rows of target regions without kept gains masked)")
+      ("summary", po::value<std::string>()->default_value("rms"), "current summary: rms | mean | exc_rms | exc_mean | inh_rms | inh_mean | gains (the pathway gains: truth /gains, or fits of fit --gains inputs, rows of target regions without kept gains masked) | pathways (the gains times each pathway's strength, /pathway_strength: the fitted gains have rms 1 per pathway, their scale is in J)")
       ("regions", po::value<std::string>(), "cohort region list a,b,c (default: cohort.ini, else the union of names)")
       ("cohort", po::value<std::string>(), "cohort folder (cohort.ini, animal files' /behaviour) when --input holds fits")
       ("self-pairs", po::bool_switch(), "include within-region pairs (target == source) as rows (default: excluded)")

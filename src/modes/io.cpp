@@ -95,6 +95,7 @@ std::string summary_dataset(const std::string& path, const std::string& summary,
   if (h5::exists(f, "/currents/" + summary)) return "/currents/" + summary;
   if (h5::exists(f, "/current_" + summary)) return "/current_" + summary;
   if (h5::exists(f, "/" + summary)) return "/" + summary;
+  if (summary == "pathways" && h5::exists(f, "/gains")) return "/pathways";
   return "";
 }
 
@@ -106,13 +107,26 @@ AnimalMatrix load_summary(const std::string& path, const std::string& dataset, c
   a.id = animal_id_of(f, path);
   const std::string nd = names_dataset(f);
   const std::vector<std::string> names = h5::read_strings(f, nd);
-  const auto shape = h5::dims(f, dataset);
+  const auto shape = h5::dims(f, dataset == "/pathways" ? std::string("/gains") : dataset);
   const size_t M = names.size();
   if (shape.size() != 3 || shape[0] != M || shape[1] != M)
     fail("file ", path, ": dataset ", dataset, " must be [M x M x T] with M = ", M, " (the length of ", nd, ")");
   if (shape[2] < 2) fail("file ", path, ": dataset ", dataset, " has fewer than 2 samples");
   a.T = int(shape[2]);
-  const std::vector<double> raw = h5::read_doubles(f, dataset);
+  // "/pathways": the effective pathway gains, /gains x /pathway_strength (modes --summary pathways).
+  const bool pathways = dataset == "/pathways";
+  const std::string ds = pathways ? "/gains" : dataset;
+  std::vector<double> raw = h5::read_doubles(f, ds);
+  if (pathways) {
+    if (!h5::exists(f, "/pathway_strength"))
+      fail("file ", path, ": --summary pathways needs /pathway_strength (written by fit and simulate since 2026-12-07; "
+           "refit, or use --summary gains)");
+    const std::vector<double> st = h5::read_doubles(f, "/pathway_strength");
+    if (st.size() != M * M) fail("file ", path, ": /pathway_strength must be [", M, " x ", M, "]");
+    const size_t T = size_t(shape[2]);
+    for (size_t qs = 0; qs < M * M; ++qs)
+      for (size_t t = 0; t < T; ++t) raw[qs * T + t] *= st[qs];
+  }
   // Map the file's regions to the cohort list by name.
   std::vector<int> to_cohort(M, -1);
   for (size_t q = 0; q < M; ++q) {
@@ -133,7 +147,7 @@ AnimalMatrix load_summary(const std::string& path, const std::string& dataset, c
   a.present = present_rows(L, a.regions);
   // Fitted gains (fit --gains inputs): a target region whose gains the fit did not keep has gain 1
   // by construction, which says nothing about its pathways' use: its rows are masked like absent ones.
-  if (dataset == "/gains" && h5::exists(f, "/gains_model/kept")) {
+  if ((dataset == "/gains" || dataset == "/pathways") && h5::exists(f, "/gains_model/kept")) {
     const auto kept = h5::read_ints(f, "/gains_model/kept");
     if (kept.size() != M) fail("file ", path, ": /gains_model/kept has ", kept.size(), " entries for ", M, " regions");
     for (size_t q = 0; q < M; ++q)
@@ -310,7 +324,8 @@ LoadedCohort load_cohort(const InputSpec& in, MPI_Comm comm) {
   c.files = files;
   // The summary dataset (the same kind in every file).
   c.dataset = c.source == "fits" ? (in.summary == "gains" ? "/gains" : "/currents/" + in.summary) : "/current_" + in.summary;
-  if (c.source == "fits" && in.summary == "gains") {
+  if (in.summary == "pathways") c.dataset = "/pathways";
+  if (c.source == "fits" && (in.summary == "gains" || in.summary == "pathways")) {
     h5::File f0 = h5::open_read(files.front(), comm);
     if (!h5::exists(f0, "/gains"))
       fail("option --summary gains: ", files.front(), " has no /gains (the fits were made without fit --gains inputs)");

@@ -727,6 +727,18 @@ void write_truth_file(const SimulateParams& p, const SimulatedAnimal& a, int K, 
   h5::write_ints(f, "/region_draws", {M}, a.region_draws.data());
   h5::write_doubles(f, "/gains", shape3(M, M, T), a.gains.data());
   h5::write_doubles(f, "/J", {N, N}, a.J.data());
+  {
+    // The same pathway strength as the fit's output (modes --summary pathways).
+    std::vector<double> st(size_t(M) * size_t(M), 0.0), n(size_t(M), 0.0);
+    const size_t NN = size_t(N);
+    for (size_t i = 0; i < NN; ++i) {
+      n[size_t(a.meta.unit_region[i])] += 1;
+      for (size_t j = 0; j < NN; ++j)
+        st[size_t(a.meta.unit_region[i]) * size_t(M) + size_t(a.meta.unit_region[j])] += a.J[i * NN + j] * a.J[i * NN + j];
+    }
+    for (size_t qs = 0; qs < st.size(); ++qs) st[qs] = n[qs / size_t(M)] > 0 ? std::sqrt(st[qs] / n[qs / size_t(M)]) : 0.0;
+    h5::write_doubles(f, "/pathway_strength", {M, M}, st.data());
+  }
   h5::write_doubles(f, "/rates", {N, T}, a.rates.data());
   h5::write_doubles(f, "/external", {N, T}, a.external.data());
   std::vector<std::int64_t> labels(a.meta.unit_region.begin(), a.meta.unit_region.end());

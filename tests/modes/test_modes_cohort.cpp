@@ -390,6 +390,49 @@ TEST(ModesCommand, TruthCheckOnASimulatedCohort) {
   }
 }
 
+// --summary pathways: each pair's gains times its /pathway_strength (the fitted gains carry no
+// scale: it is in J), with the same masking; a file without /pathway_strength is an error naming it.
+TEST(ModesCommand, PathwaysAreGainsTimesTheirStrength) {
+  const std::string dir = cohortnet::testutil::scratch_dir("modes-pathways");
+  const std::vector<std::string> names = {"A", "B", "C"};
+  const hsize_t M = 3, T = 30;
+  std::vector<double> g(M * M * T), st(M * M);
+  for (size_t e = 0; e < g.size(); ++e) g[e] = 1.0 + 0.5 * std::sin(0.7 * double(e));
+  for (size_t e = 0; e < st.size(); ++e) st[e] = 0.1 * double(e + 1);
+  auto write = [&](const std::string& path, bool strength) {
+    if (comm_rank(MPI_COMM_WORLD) == 0) {
+      h5::File f = h5::create(path, MPI_COMM_SELF);
+      h5::set_attr(f, "/", "animal_id", "a00");
+      h5::ensure_group(f, "/currents");
+      h5::write_strings(f, "/currents/region_names", names);
+      h5::write_doubles(f, "/gains", {M, M, T}, g.data());
+      if (strength) h5::write_doubles(f, "/pathway_strength", {M, M}, st.data());
+    }
+    MPI_Barrier(MPI_COMM_WORLD);
+  };
+  const PairLayout L = make_layout(3, false);
+  write(dir + "/with.h5", true);
+  const AnimalMatrix a = load_summary(dir + "/with.h5", "/pathways", L, names, "none", "error", false, nullptr, MPI_COMM_WORLD);
+  const AnimalMatrix b = load_summary(dir + "/with.h5", "/gains", L, names, "none", "error", false, nullptr, MPI_COMM_WORLD);
+  ASSERT_EQ(a.T, int(T));
+  for (int q = 0; q < 3; ++q)
+    for (int src = 0; src < 3; ++src) {
+      const int p = L.row(q, src);
+      if (p < 0) continue;
+      for (size_t t = 0; t < T; ++t)
+        EXPECT_NEAR(a.X[size_t(p) * T + t], st[size_t(q) * M + size_t(src)] * b.X[size_t(p) * T + t], 1e-15)
+            << "pair " << q << "<-" << src << " sample " << t;
+    }
+  write(dir + "/without.h5", false);
+  try {
+    load_summary(dir + "/without.h5", "/pathways", L, names, "none", "error", false, nullptr, MPI_COMM_WORLD);
+    ADD_FAILURE() << "a file without /pathway_strength was accepted";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("without.h5: --summary pathways needs /pathway_strength"), std::string::npos)
+        << e.what();
+  }
+}
+
 // --summary gains on fits (fit --gains inputs): /gains is read, and the rows of a target region
 // whose gains the fit did not keep (gain 1 by construction, /gains_model/kept = 0) are masked like
 // an absent region's; a fit that kept none is an error naming the file.
