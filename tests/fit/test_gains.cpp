@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <random>
+#include <string>
 
 #include "core/parallel.hpp"
 #include "fit/curbd.hpp"
@@ -204,6 +205,21 @@ GatedFit fit_gated(const sim::SimulatedAnimal& a, MPI_Comm comm,
   return out;
 }
 
+// Two gated fits of one animal agree: the same regions kept, J to 1e-6 of its largest entry and
+// theta to 1e-5 (the optimiser stops at a gradient tolerance; rounding moves it by far less).
+void expect_same_fit(const GatedFit& a, const GatedFit& b, const std::string& what) {
+  ASSERT_EQ(a.J.size(), b.J.size());
+  EXPECT_EQ(a.kept, b.kept) << what;
+  double jmax = 0, dj = 0, dt = 0;
+  for (size_t k = 0; k < a.J.size(); ++k) {
+    jmax = std::max(jmax, std::fabs(b.J[k]));
+    dj = std::max(dj, std::fabs(a.J[k] - b.J[k]));
+  }
+  for (size_t k = 0; k < a.theta.size(); ++k) dt = std::max(dt, std::fabs(a.theta[k] - b.theta[k]));
+  EXPECT_LT(dj, 1e-6 * jmax) << "J: " << what;
+  EXPECT_LT(dt, 1e-5) << "the gains' theta: " << what;
+}
+
 }  // namespace
 
 TEST(Gains, GatedStartDoesNotDependOnTheRankCount) {
@@ -211,18 +227,8 @@ TEST(Gains, GatedStartDoesNotDependOnTheRankCount) {
   ASSERT_GT(a.meta.input_names.size(), 0u);
   const GatedFit all = fit_gated(a, MPI_COMM_WORLD);
   const GatedFit one = fit_gated(a, MPI_COMM_SELF);
-  ASSERT_EQ(all.J.size(), one.J.size());
   ASSERT_GT(std::count(one.kept.begin(), one.kept.end(), 1), 0) << "no region kept gains: the test needs one";
-  EXPECT_EQ(all.kept, one.kept);
-  double jmax = 0, dj = 0, dt = 0;
-  for (size_t k = 0; k < all.J.size(); ++k) {
-    jmax = std::max(jmax, std::fabs(one.J[k]));
-    dj = std::max(dj, std::fabs(all.J[k] - one.J[k]));
-  }
-  for (size_t k = 0; k < all.theta.size(); ++k) dt = std::max(dt, std::fabs(all.theta[k] - one.theta[k]));
-  // The optimiser stops at a gradient tolerance; rounding differences move it by far less.
-  EXPECT_LT(dj, 1e-6 * jmax) << "J differs between " << comm_size(MPI_COMM_WORLD) << " rank(s) and 1";
-  EXPECT_LT(dt, 1e-5) << "the gains' theta differ";
+  expect_same_fit(all, one, std::to_string(comm_size(MPI_COMM_WORLD)) + " rank(s) against 1");
 }
 
 // The gated start in its primal form equals the dual form: the same gains kept, J and theta to
@@ -235,15 +241,7 @@ TEST(Gains, GatedStartPrimalEqualsDual) {
   const GatedFit dual = fit_gated(a, MPI_COMM_WORLD, pd);
   const GatedFit primal = fit_gated(a, MPI_COMM_WORLD, pp);
   ASSERT_GT(std::count(dual.kept.begin(), dual.kept.end(), 1), 0) << "no region kept gains: the test needs one";
-  EXPECT_EQ(primal.kept, dual.kept);
-  double jmax = 0, dj = 0, dt = 0;
-  for (size_t k = 0; k < dual.J.size(); ++k) {
-    jmax = std::max(jmax, std::fabs(dual.J[k]));
-    dj = std::max(dj, std::fabs(primal.J[k] - dual.J[k]));
-  }
-  for (size_t k = 0; k < dual.theta.size(); ++k) dt = std::max(dt, std::fabs(primal.theta[k] - dual.theta[k]));
-  EXPECT_LT(dj, 1e-6 * jmax) << "J of the primal and dual gated starts";
-  EXPECT_LT(dt, 1e-5) << "the gains' theta of the primal and dual gated starts";
+  expect_same_fit(primal, dual, "primal against dual gated start");
 }
 
 // RLS training on the gated network, stopped inside a run and resumed from the checkpoint (which
