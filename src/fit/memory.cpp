@@ -1,6 +1,7 @@
 #include "fit/memory.hpp"
 
 #include "fit/gains.hpp"
+#include "fit/quality.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -66,6 +67,16 @@ MemoryPlan plan_fit_memory(const FitSizes& s, const Params& p) {
       add("start", "Z, Y, alpha and a received block (6 m Ts)", 6 * m * Ts);
       add("start", "Gram matrices and factor (4 Ts^2)", 4 * Ts * Ts);
     }
+  }
+  if (p.split_used()) {
+    // The held-out evaluation (output.cpp, quality.cpp): the VAR baseline's Gram matrix of the P
+    // training pairs on every rank (left out above kMaxVarPairs), its centred pairs and its
+    // predictions, and the model rates kept across the noise-free run. P <= T (1 - holdout).
+    const double P = std::floor(T * (1.0 - p.holdout_fraction));
+    add("evaluate", "model rates kept across the noise-free run (m T)", m * T);
+    if (P <= double(kMaxVarPairs))
+      add("evaluate", "VAR baseline: Gram matrix of the training pairs, centred pairs, predictions (P^2 + 2 m P + m T)",
+          P * P + 2 * m * P + m * T);
   }
   // The decomposition by rows (decompose::region_currents_by_rows): rates gathered a time chunk
   // at a time, the summaries of the target regions a rank holds (grouped units: about M m / N + 1).

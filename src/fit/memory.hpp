@@ -9,6 +9,9 @@
 //   setup     the activity rows m T (freed after the target is made)
 //   start     dual: Z, Y, alpha, Z_g, Y_g and one other rank's Z: 6 m Ts; Gram and factor: 4 Ts^2;
 //             primal (n = N + n_in < Ts): Z, Y 2 m Ts, all samples n Ts, C and its factor 2 n^2
+//   evaluate  (with a held-out split) the model rates m T kept across the noise-free run; the VAR
+//             baseline's P x P Gram matrix of the P <= T (1 - holdout) training pairs (up to
+//             kMaxVarPairs), its centred pairs 2 m P and predictions m T
 //   output    row-major J m N (file order in place), rates m T and a file-order copy, one time
 //             chunk of all rates N Tc (Tc = min(T, 8e6 / N): the decomposition by rows), the
 //             sums and summaries 12 H M T of the H target regions a rank holds (H = min(M,

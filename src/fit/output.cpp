@@ -69,9 +69,7 @@ const FitQuality& Trainer::evaluate() {
     R_ = keep;
   }
   if (q.split) {
-    // The VAR baseline's dual form holds the P x P Gram matrix of the P training pairs on every
-    // rank: above kMaxVarPairs (8000: 0.5 GB) only the unit mean is compared (recorded).
-    constexpr std::int64_t kMaxVarPairs = 8000;
+    // Above kMaxVarPairs training pairs (quality.hpp) only the unit mean is compared (recorded).
     std::int64_t pairs = 0;
     for (const Segment& g : split_.segments)
       if (!g.held_out) pairs += g.end - g.begin - 1;

@@ -30,6 +30,10 @@
 
 namespace cohortnet::fit {
 
+// The VAR baseline's dual form holds the P x P Gram matrix of the P training pairs on every rank:
+// above this many pairs (0.5 GB) only the unit mean is compared (output.cpp; counted by memory.cpp).
+inline constexpr std::int64_t kMaxVarPairs = 8000;
+
 // ---- views ---------------------------------------------------------------------------------
 // A rank's rows of a units x samples matrix: row-major (value (i,t) at i*T + t, the animal file's
 // layout) or time-major (t*rows + i, the trainer's D_ and R_). No copy.

@@ -177,12 +177,29 @@ TEST(FitUnitOrder, UnitsGroupedByRegionGiveTheFileOrdersResult) {
   EXPECT_EQ(h5::read_ints(a, "/unit_region"), h5::read_ints(b, "/unit_region"));
   EXPECT_EQ(h5::attr_string(a, "/", "fingerprint"), h5::attr_string(b, "/", "fingerprint"));
   for (const char* ds : {"/J", "/W_in", "/rates", "/pvar", "/pvar_heldout", "/currents/mean", "/currents/inh_rms",
-                         "/currents/per_unit", "/currents/input_mean", "/currents/input_per_unit"}) {
+                         "/currents/per_unit", "/currents/input_mean", "/currents/input_per_unit", "/pathway_strength"}) {
     const std::vector<double> x = h5::read_doubles(a, ds), y = h5::read_doubles(b, ds);
     ASSERT_EQ(x.size(), y.size()) << ds;
     double d = 0, s = 0;
     for (size_t k = 0; k < x.size(); ++k) d = std::max(d, std::abs(x[k] - y[k])), s = std::max(s, std::abs(x[k]));
     EXPECT_LE(d, 1e-9 * std::max(s, 1.0)) << ds << ": max difference " << d;
+  }
+  // /pathway_strength is its definition on the written J and unit regions (file order), in both.
+  for (h5::File* f : {&a, &b}) {
+    const std::vector<double> J = h5::read_doubles(*f, "/J"), st = h5::read_doubles(*f, "/pathway_strength");
+    const std::vector<std::int64_t> reg = h5::read_ints(*f, "/unit_region");
+    const size_t N = reg.size(), M = 3;
+    ASSERT_EQ(st.size(), M * M);
+    std::vector<double> ss(M * M, 0.0), n(M, 0.0);
+    for (size_t i = 0; i < N; ++i) {
+      n[size_t(reg[i])] += 1;
+      for (size_t j = 0; j < N; ++j) ss[size_t(reg[i]) * M + size_t(reg[j])] += J[i * N + j] * J[i * N + j];
+    }
+    for (size_t qs = 0; qs < M * M; ++qs) {
+      const double want = std::sqrt(ss[qs] / n[qs / M]);
+      EXPECT_NEAR(st[qs], want, 1e-12 * std::max(1.0, want)) << "pathway " << qs / M << " <- " << qs % M;
+      EXPECT_GT(st[qs], 0.0);
+    }
   }
   EXPECT_EQ(h5::attr_string(a, "/", "status"), h5::attr_string(b, "/", "status"));
   // The defaults' stopping rule: the start was scored, and the output says the held-out part chose the run.

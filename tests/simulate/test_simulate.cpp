@@ -227,6 +227,22 @@ TEST(Simulate, TruthCurrentsFollowFromJAndRates) {
     EXPECT_EQ(T, 240u);
     EXPECT_EQ(an.d("/activity"), R);
     EXPECT_EQ(an.i("/trial_starts"), (std::vector<std::int64_t>{0, 120}));
+    {
+      // Pathway strength: sqrt(sum over i in Q, j in S of J_ij^2 / n_Q); zero exactly where no link.
+      auto st = tr.d("/pathway_strength");
+      ASSERT_EQ(st.size(), M * M);
+      std::vector<double> ss(M * M, 0.0), nq(M, 0.0);
+      for (size_t i = 0; i < N; ++i) {
+        nq[size_t(lab[i])] += 1;
+        for (size_t j = 0; j < N; ++j) ss[size_t(lab[i]) * M + size_t(lab[j])] += J[i * N + j] * J[i * N + j];
+      }
+      for (size_t qs = 0; qs < M * M; ++qs) {
+        EXPECT_NEAR(st[qs], std::sqrt(ss[qs] / nq[qs / M]), 1e-12) << "pathway " << qs / M << " <- " << qs % M;
+        if (qs / M != qs % M) {
+          EXPECT_EQ(st[qs] > 0, coupled[qs] != 0) << "pathway " << qs / M << " <- " << qs % M;
+        }
+      }
+    }
     double worst = 0, scale = 0;
     int nonzero_between = 0;
     for (size_t t = 0; t < T; t += 7)
