@@ -158,8 +158,8 @@ AnimalMatrix load_summary(const std::string& path, const std::string& dataset, c
             if (p >= 0) a.present[size_t(p)] = 0;
           }
     if (std::find(a.present.begin(), a.present.end(), std::uint8_t(1)) == a.present.end())
-      fail("file ", path, ": the fit kept gains in none of its target regions (/gains_model/kept), so --summary "
-           "gains has nothing of this animal to factor (use --summary rms)");
+      fail("file ", path, ": the fit kept gains in none of its target regions (/gains_model/kept), so --summary ",
+           dataset == "/pathways" ? "pathways" : "gains", " has nothing of this animal to factor (use --summary rms)");
   }
   a.X.assign(size_t(P) * size_t(a.T), 0.0);
   const size_t T = size_t(a.T);
