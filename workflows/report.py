@@ -251,7 +251,75 @@ def load_animals(results, cohort):
                 a["truth_file"] = t
         if a["animal_file"] is None and a.get("source") and os.path.exists(a["source"]):
             a["animal_file"] = a["source"]
+        try:
+            gains_of(a)
+        except Exception as e:  # unreadable gains: say so, go on
+            note("fits/%s.h5" % a["id"], "gains cannot be read: %s" % e)
+            a["gains"] = None
     return animals
+
+
+def gains_of(a):
+    """The fit's gated pathways (fit --gains): targets whose gains were kept, and where the simulator's
+    truth exists, r = correlation over time of the fitted and true gains, median over the coupled
+    pairs of kept targets (as cohortnet validate scores it). Sets a["gains"] = None for a fixed-J fit."""
+    a["gains"] = None
+    if a["fit_file"] is None:
+        return
+    with h5py.File(a["fit_file"], "r") as f:
+        if "gains_model/kept" not in f or "gains" not in f:
+            return
+        kept = np.asarray(f["gains_model/kept"][()]).astype(bool)
+        names = strings(f["region_names"])
+        g = {"kept": int(kept.sum()), "targets": int(kept.size), "kept_regions": [n for n, k in zip(names, kept) if k],
+             "r": None, "pairs": 0}
+        a["gains"] = g
+        if not kept.any() or not a["truth_file"]:
+            return
+        G = f["gains"][()]
+    with h5py.File(a["truth_file"], "r") as t:
+        if "gains" not in t or "pair_coupled" not in t:
+            return
+        tnames = strings(t["region_names"])
+        TG, coupled = t["gains"][()], t["pair_coupled"][()]
+    idx = [tnames.index(n) if n in tnames else -1 for n in names]
+    rs, best = [], []
+    for q in range(len(names)):
+        for s_ in range(len(names)):
+            iq, js = idx[q], idx[s_]
+            if q == s_ or not kept[q] or iq < 0 or js < 0 or not coupled[iq, js]:
+                continue
+            x, y = G[q, s_], TG[iq, js]
+            if np.std(x) > 0 and np.std(y) > 0:
+                r = float(np.corrcoef(x, y)[0, 1])
+                rs.append(r)
+                best.append((np.std(y), q, s_, iq, js))
+    if rs:
+        g["r"], g["pairs"] = float(np.median(rs)), len(rs)
+        best.sort(reverse=True)  # the most modulated true pathways, for the figure
+        g["show"] = [(names[q], names[s_], G[q, s_], TG[iq, js]) for _, q, s_, iq, js in best[:4]]
+
+
+def gains_cells(a):
+    g = a.get("gains")
+    if not g:
+        return cell(None, "") + cell(None, "")
+    return cell(g["kept"], "%d of %d" % (g["kept"], g["targets"]), "gains_kept:" + a["id"]) + \
+        cell(g["r"], fmt(g["r"], "%.3f"), "gains_r:" + a["id"])
+
+
+def fig_gains(a):
+    fig, axes = plt.subplots(len(a["gains"]["show"]), 1, figsize=(10, 1.6 * len(a["gains"]["show"])), sharex=True,
+                             squeeze=False)
+    dt = a.get("sample_interval") or 1.0
+    for axis, (qn, sn, fitted, true) in zip(axes[:, 0], a["gains"]["show"]):
+        t = np.arange(fitted.size) * dt
+        axis.plot(t, true / max(np.sqrt(np.mean(true ** 2)), 1e-12), color="k", lw=1, label="true")
+        axis.plot(t, fitted / max(np.sqrt(np.mean(fitted ** 2)), 1e-12), color="tab:red", lw=1, label="fitted")
+        axis.set_ylabel("%s<-%s" % (qn, sn), fontsize=8)
+    axes[0, 0].legend(loc="upper right", fontsize=8)
+    axes[-1, 0].set_xlabel("time (s)")
+    return fig
 
 
 def load_modes(path):
@@ -871,7 +939,10 @@ def main(argv=None):
                      "pvar_train": num(a["pvar_train"]), "pvar_heldout": num(a["pvar_heldout"]),
                      "pvar_noise_free": num(a["pvar_noise_free"]), "baseline_best": num(a["baseline_best"]),
                      "baseline_best_name": a["baseline_best_name"],
-                     "conservation_index": num(index_of[a["id"]]) if a["id"] in index_of else None}
+                     "conservation_index": num(index_of[a["id"]]) if a["id"] in index_of else None,
+                     "gains_kept": a["gains"]["kept"] if a.get("gains") else None,
+                     "gains_targets": a["gains"]["targets"] if a.get("gains") else None,
+                     "gains_r_truth": num(a["gains"]["r"]) if a.get("gains") else None}
                     for a in animals],
         "modes": None,
         "stale": stale,
@@ -921,6 +992,20 @@ def main(argv=None):
     H.append("<tr><th>fit quality</th>%s</tr>\n" % cell(
         summary["mean_final_pvar"], "mean final pVar %s over %d fitted animals" % (fmt(summary["mean_final_pvar"]), len(ok))
         if ok else "no fitted animal", "mean_final_pvar"))
+    gated = [a for a in ok + poor if a.get("gains")]
+    if gated:
+        kept = sum(a["gains"]["kept"] for a in gated)
+        targets = sum(a["gains"]["targets"] for a in gated)
+        rs = [a["gains"]["r"] for a in gated if a["gains"]["r"] is not None]
+        text_ = "kept in %d of %d target regions over %d gated fits (fit --gains: where nested cross-validation " \
+                "says they predict)" % (kept, targets, len(gated))
+        if rs:
+            text_ += "; against the simulator's true gains: median r %.3f (per animal %.2f-%.2f; coupled pairs of " \
+                     "kept targets)" % (np.median(rs), min(rs), max(rs))
+        summary["gains"] = {"kept": kept, "targets": targets, "fits": len(gated),
+                            "r_truth_median": num(np.median(rs)) if rs else None}
+        H.append("<tr><th>pathway gains</th><td data-key=\"gains_kept\" data-value=\"%d\">%s</td></tr>\n" % (
+            kept, esc(text_)))
     if failed:
         H.append("<tr><th>failed animals</th><td>%s</td></tr>\n" % "<br>".join(
             "<b>%s</b>: %s" % (esc(a["id"]), esc(a["reason"] or "no reason recorded")) for a in failed))
@@ -955,12 +1040,13 @@ def main(argv=None):
     # Per-animal table
     H.append("<table>\n<tr><th>animal</th><th>status</th><th>units</th><th>samples</th><th>regions</th><th>runs</th>"
              "<th>final pVar</th><th>in-sample pVar (non-reset)</th><th>held-out pVar (non-reset)</th>"
-             "<th>best baseline, held out</th><th>final chi2</th><th>conservation index</th><th>reason</th></tr>\n")
+             "<th>best baseline, held out</th><th>final chi2</th><th>conservation index</th>%s<th>reason</th></tr>\n"
+             % ("<th>gains kept</th><th>gains r (truth)</th>" if gated else ""))
     for a in animals:
         cls = ' class="failed"' if not a["status"].startswith("ok") else ""
         base = fmt(a["baseline_best"]) + (" (%s)" % a["baseline_best_name"] if a["baseline_best_name"] else "")
         reason = a["reason"] or (a["status_reason"] if a["status"] == "poor" else "") or ""
-        H.append("<tr%s>%s%s%s%s%s%s%s%s%s%s%s%s%s</tr>\n" % (
+        H.append("<tr%s>%s%s%s%s%s%s%s%s%s%s%s%s%s%s</tr>\n" % (
             cls, cell(None, a["id"]), cell(None, a["status"], None), cell(a["n_units"], a["n_units"], "units:" + a["id"]),
             cell(a["n_samples"], a["n_samples"], "samples:" + a["id"]), cell(None, ", ".join(a["regions"])),
             cell(a["runs_done"], a["runs_done"], "runs:" + a["id"]),
@@ -970,7 +1056,7 @@ def main(argv=None):
             cell(a["baseline_best"], base, "baseline:" + a["id"]),
             cell(a["final_chi2"], fmt(a["final_chi2"], "%.4g"), "chi2:" + a["id"]),
             cell(index_of.get(a["id"]), fmt(index_of.get(a["id"]), "%.3f"), "index:" + a["id"]),
-            cell(None, reason)))
+            gains_cells(a) if gated else "", cell(None, reason)))
     H.append("</table>\n")
     if m is not None:
         H.append("<table>\n<tr><th>mode</th><th>conserved</th><th>statistic</th><th>p</th><th>corrected p</th>"
@@ -1060,6 +1146,12 @@ def main(argv=None):
         H.append(figs.make("currents_" + a["id"], "Current decomposition (/currents): current into each target region "
                            "(row) from each source region (column), root-mean-square and mean over the target's units, "
                            "in the model's units; grey panels: within-region.", lambda a=a: fig_currents(a)))
+        if a.get("gains") and a["gains"].get("show"):
+            H.append(figs.make("gains_" + a["id"], "Gated pathways: fitted gains (red) against the simulator's true "
+                               "gains (black) on the %d most modulated coupled pathways of kept targets, each divided "
+                               "by its rms (the gains' scale sits in J); median r over all %d such pairs %.3f." % (
+                                   len(a["gains"]["show"]), a["gains"]["pairs"], a["gains"]["r"]),
+                               lambda a=a: fig_gains(a)))
     fit_txt = read_text(os.path.join(fits_dir, "summary.txt"))
     if fit_txt:
         H.append("<details><summary>fits/summary.txt</summary><pre>%s</pre></details>\n" % esc(fit_txt))

@@ -127,6 +127,21 @@ TruthCheck check_truth(const std::string& truth_file, const LoadedCohort& c, con
   }
   t.mean_cosine = t.n_conserved ? sum / t.n_conserved : 0.0;
   std::vector<std::string> failed;
+  if (t.n_conserved == 0) {
+    // A null cohort (simulate --mode-sharing none): nothing is shared, so K and the cosines have
+    // nothing to be scored against; the one rule is that no recovered mode is called conserved.
+    int called = 0;
+    for (int i = 0; tested && i < K; ++i) called += r.conserved[size_t(i)] ? 1 : 0;
+    t.false_conserved = std::max(t.false_conserved, called);
+    const std::string numbers = cat("K = ", t.k_found, ", ", tested ? cat(called, " of ", K, " modes called conserved")
+                                                                    : std::string("conservation not tested"));
+    t.pass = tested && called == 0;
+    t.verdict = t.pass ? cat("no mode is shared by the simulator (a null cohort) and none is called conserved: ", numbers)
+                       : cat("the modes do NOT pass the null cohort (no mode is shared by the simulator",
+                             tested ? std::string(", yet some are called conserved") : std::string(", and conservation was not tested"),
+                             "): ", numbers);
+    return t;
+  }
   // K: every true mode, or only the shared ones (a mode of a few animals need not carry over to
   // animals left out, which is what the K rule asks).
   if (t.k_found != t.k_true && t.k_found != t.n_conserved)

@@ -36,7 +36,8 @@ std::string truth_file_of(const std::string& cohort_dir);
 
 // Compares r's modes with the truth. Pass: K found = true K (or the shared modes' number); mean cosine >= min_cosine; every truly
 // conserved mode but at most one matched to a mode called conserved (when conservation ran); no
-// mode the simulator did not share called conserved. Collective (rank 0 reads; result broadcast).
+// mode the simulator did not share called conserved. A null cohort (no mode shared): conservation
+// tested and no mode called conserved. Collective (rank 0 reads; result broadcast).
 TruthCheck check_truth(const std::string& truth_file, const LoadedCohort& c, const ModesResult& r, double min_cosine,
                        MPI_Comm comm);
 

@@ -20,7 +20,7 @@ using sim::SimulateParams;
 // declared below without a default are preset-dependent and resolved in params_from().)
 const std::vector<std::string> kCohortOnly = {"regions", "unit-variation", "modes", "pairs-per-mode", "states",
                                               "dwell", "ramp", "mode-variation", "individual-mode",
-                                              "individual-fraction", "missing-fraction", "missing-per-animal",
+                                              "individual-fraction", "mode-sharing", "missing-fraction", "missing-per-animal",
                                               "drive-amplitude", "gating", "gating-lag"};
 const std::vector<std::string> kThreeRegionOnly = {"g-undriven", "bump-width", "bump-amplitude", "fixed-amplitude",
                                                    "external-fraction", "drives", "drives-as-inputs"};
@@ -89,6 +89,9 @@ void add_options(po::options_description& d) {
       ("individual-mode", po::bool_switch(), "cohort: add one mode that only some animals have")
       ("individual-fraction", dval(c.individual_fraction),
        "cohort: fraction of animals with the individual mode")
+      ("mode-sharing", po::value<std::string>()->default_value(c.mode_sharing),
+       "cohort: shared (every animal has the cohort's modes) or none (a null cohort: every animal "
+       "draws modes of its own, nothing is shared, none may be called conserved)")
       ("missing-fraction", po::value<double>(),
        "cohort: fraction of animals that miss regions (default 0.25)")
       ("missing-per-animal", po::value<int>()->default_value(c.missing_per_animal),
@@ -156,6 +159,7 @@ SimulateParams params_from(const po::variables_map& vm, po::variables_map& resol
   take(vm, "mode-variation", p.mode_variation);
   take(vm, "individual-mode", p.individual_mode);
   take(vm, "individual-fraction", p.individual_fraction);
+  take(vm, "mode-sharing", p.mode_sharing);
   take(vm, "missing-fraction", p.missing_fraction);
   take(vm, "missing-per-animal", p.missing_per_animal);
   take(vm, "drive-amplitude", p.drive_amplitude);

@@ -205,6 +205,10 @@ void validate_params(const SimulateParams& p) {
         cat("must be between 0 and 10, got ", p.mode_variation));
   check(p.individual_fraction > 0 && p.individual_fraction < 1, "individual-fraction",
         cat("must be in (0, 1), got ", p.individual_fraction));
+  check(p.mode_sharing == kSharingShared || p.mode_sharing == kSharingNone, "mode-sharing",
+        cat("unknown mode sharing '", p.mode_sharing, "' (use shared or none)"));
+  check(p.mode_sharing == kSharingShared || !p.individual_mode, "mode-sharing",
+        "none (every mode is an animal's own) cannot be combined with --individual-mode");
   check(p.missing_fraction >= 0 && p.missing_fraction <= 1, "missing-fraction",
         cat("must be in [0, 1], got ", p.missing_fraction));
   check(p.missing_per_animal >= 0, "missing-per-animal", cat("must be >= 0, got ", p.missing_per_animal));
@@ -248,21 +252,26 @@ CohortPlan make_plan(const SimulateParams& p) {
       if (q != s) pairs.push_back(q * R + s);
   const int P = int(pairs.size());
 
-  // Shared modes: a few (target, source) pairs each, weights in [0.6, 1] ("0/1-ish").
-  const int K0 = p.modes;
-  plan.n_modes = K0 + (p.individual_mode ? 1 : 0);
+  // Shared modes: a few (target, source) pairs each, weights in [0.6, 1] ("0/1-ish"). A null
+  // cohort draws them per animal (its own stream): A groups of K0 modes, each carried by one animal.
+  const bool null_cohort = p.mode_sharing == kSharingNone;
+  const int K0 = p.modes, groups = null_cohort ? A : 1;
+  plan.n_modes = K0 * groups + (p.individual_mode ? 1 : 0);
   const int K = plan.n_modes;
   plan.modes.assign(size_t(K) * size_t(RR), 0.0);
   std::vector<int> used(size_t(RR), 0);
-  {
-    Stream s(p.seed, {kTagSimulate, kCohort, kPModes});
-    for (int k = 0; k < K0; ++k)
+  for (int g = 0; g < groups; ++g) {
+    Stream s(p.seed, {kTagSimulate, null_cohort ? std::uint64_t(g) : kCohort, kPModes});
+    for (int k = g * K0; k < (g + 1) * K0; ++k)
       for (int i : choose(s, P, p.pairs_per_mode)) {
         plan.modes[size_t(k) * size_t(RR) + size_t(pairs[size_t(i)])] = 0.6 + 0.4 * s.uniform();
         used[size_t(pairs[size_t(i)])] = 1;
       }
   }
   plan.mode_has.assign(size_t(A) * size_t(K), 1);
+  if (null_cohort)
+    for (int a = 0; a < A; ++a)
+      for (int k = 0; k < K; ++k) plan.mode_has[size_t(a) * size_t(K) + size_t(k)] = k / K0 == a ? 1 : 0;
   if (p.individual_mode) {
     // Prefer pairs no shared mode uses, so the individual mode is visible on its own.
     Stream s(p.seed, {kTagSimulate, kCohort, kPIndividual});
@@ -287,13 +296,15 @@ CohortPlan make_plan(const SimulateParams& p) {
   // patterns exist (2^S - 1 >= K). With S >= K the distinct homes make the levels matrix of full
   // column rank; with S < K the activations stay linearly dependent (n_states() avoids that).
   {
+    // A null cohort: every animal's k-th mode switches with the states as the shared cohort's
+    // k-th would (the levels of its first K0 modes, repeated), so only the pathways differ.
     Stream s(p.seed, {kTagSimulate, kCohort, kPStateLevels});
-    const int S = n_states(p);
+    const int S = n_states(p), KL = K / groups;
     std::vector<int> home_order = choose(s, S, S);
     plan.state_levels.assign(size_t(S) * size_t(K), 0.0);
-    const bool can_differ = S >= 20 || (1L << S) - 1 >= K;
+    const bool can_differ = S >= 20 || (1L << S) - 1 >= KL;
     std::vector<std::vector<int>> patterns;
-    for (int k = 0; k < K; ++k) {
+    for (int k = 0; k < KL; ++k) {
       std::vector<double> lv(static_cast<size_t>(S));
       std::vector<int> on(static_cast<size_t>(S));
       for (int attempt = 0; attempt < 1000; ++attempt) {
@@ -306,7 +317,9 @@ CohortPlan make_plan(const SimulateParams& p) {
         if (!can_differ || std::find(patterns.begin(), patterns.end(), on) == patterns.end()) break;
       }
       patterns.push_back(on);
-      for (int st = 0; st < S; ++st) plan.state_levels[size_t(st) * size_t(K) + size_t(k)] = lv[size_t(st)];
+      for (int g = 0; g < groups; ++g)
+        for (int st = 0; st < S; ++st)
+          plan.state_levels[size_t(st) * size_t(K) + size_t(g * KL + k)] = lv[size_t(st)];
     }
   }
 
@@ -764,7 +777,7 @@ void write_cohort_truth(const SimulateParams& p, const CohortPlan& plan, const s
   std::vector<std::int64_t> present(plan.mode_present.begin(), plan.mode_present.end());
   h5::write_ints(f, "/mode_present", {A, K}, present.data());
   h5::write_doubles(f, "/mode_active_fraction", {A, K}, used.data());
-  std::vector<std::int64_t> conserved(size_t(K), 1);
+  std::vector<std::int64_t> conserved(size_t(K), p.mode_sharing == kSharingNone ? 0 : 1);
   if (plan.individual >= 0) conserved[size_t(plan.individual)] = 0;
   h5::write_ints(f, "/mode_conserved", {K}, conserved.data());
   h5::write_doubles(f, "/state_levels", {hsize_t(n_states(p)), K}, plan.state_levels.data());
@@ -790,7 +803,7 @@ std::string describe(const SimulateParams& p) {
      << "\nexternal-fraction = " << p.external_fraction << "\ndrives = " << p.drives
      << "\ndrives-as-inputs = " << (p.drives_as_inputs ? "true" : "false") << "\nmissing-fraction = " << p.missing_fraction
      << "\nmissing-per-animal = " << p.missing_per_animal << "\nmode-variation = " << p.mode_variation
-     << "\nmodes = " << p.modes << "\npairs-per-mode = " << p.pairs_per_mode << "\npreset = " << p.preset
+     << "\nmodes = " << p.modes << "\nmode-sharing = " << p.mode_sharing << "\npairs-per-mode = " << p.pairs_per_mode << "\npreset = " << p.preset
      << "\nramp = " << p.ramp << "\nregions = " << p.regions << "\nsamples = " << p.samples << "\nseed = " << p.seed
      << "\nstates = " << n_states(p) << "\ntau = " << p.tau << "\ntrials = " << p.trials
      << "\nunit-variation = " << p.unit_variation << "\nunits-per-region = " << p.units_per_region << "\n";

@@ -32,6 +32,8 @@ inline constexpr const char* kGatingHidden = "hidden";
 // How much stronger the drive of a state's region is under "source" than drive_amplitude.
 inline constexpr double kSourceDriveFactor = 3.0;
 inline constexpr const char* kDrivesGaussian = "gaussian";
+inline constexpr const char* kSharingShared = "shared";
+inline constexpr const char* kSharingNone = "none";
 
 struct SimulateParams {
   std::string preset = kPresetCohort;  // "cohort" or "three-region"
@@ -77,6 +79,10 @@ struct SimulateParams {
   double ramp = 0.25;              // s, time constant of mode activations following the state
   double mode_variation = 0.1;     // per-animal multiplicative jitter (std) of mode weights
   bool individual_mode = false;    // one extra mode only some animals have
+  // "shared": the cohort's modes are the same (up to --mode-variation) in every animal; "none": a
+  // null cohort, every animal draws its own --modes modes (same states and activations, other
+  // pathways), so no mode is shared and none may be called conserved (issue 14's null cohorts).
+  std::string mode_sharing = "shared";
   double individual_fraction = 0.25;
   double missing_fraction = 0.25;  // fraction of animals missing regions
   int missing_per_animal = 1;
@@ -113,7 +119,8 @@ void validate_params(const SimulateParams& p);
 struct CohortPlan {
   std::vector<std::string> regions;     // R cohort regions
   std::vector<std::string> animal_ids;  // A
-  int n_modes = 0;                      // K, including the individual mode if any
+  int n_modes = 0;                      // K, including the individual mode if any; a null cohort
+                                        // (--mode-sharing none): A x modes, mode k belongs to animal k / modes
   int individual = -1;                  // index of the individual (non-conserved) mode, or -1
   std::vector<double> modes;            // K x R x R, target x source, >= 0, zero diagonal
   std::vector<double> state_levels;     // n_states x K: target activation of each mode per state

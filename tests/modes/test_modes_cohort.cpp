@@ -390,6 +390,59 @@ TEST(ModesCommand, TruthCheckOnASimulatedCohort) {
   }
 }
 
+// A null cohort's truth (every true mode an animal's own, /mode_conserved all 0: simulate
+// --mode-sharing none): K and cosines have nothing to be scored against; the check passes only
+// when conservation ran and called no mode conserved. Shared data declared null must fail.
+TEST(ModesCommand, TruthCheckOnANullCohort) {
+  auto run_case = [](SyntheticSpec s, const std::string& name, std::vector<std::string> extra = {}) {
+    const SyntheticCohort c = make_synthetic(s);
+    const std::string dir = cohortnet::testutil::scratch_dir("modes-truth-null-" + name);
+    write_cohort_files(c, dir + "/cohort", false, MPI_COMM_WORLD);
+    if (comm_rank(MPI_COMM_WORLD) == 0) {
+      const int R = c.layout.R, KT = 2 * s.A;  // two modes of its own per animal
+      std::vector<double> modes(size_t(KT) * size_t(R) * size_t(R), 0.0);
+      for (int k = 0; k < KT; ++k) modes[(size_t(k) * size_t(R) + size_t(k % R)) * size_t(R) + size_t((k + 1) % R)] = 1.0;
+      std::vector<std::int64_t> conserved(size_t(KT), 0);
+      h5::File f = h5::create(dir + "/cohort/truth/cohort.h5", MPI_COMM_SELF);
+      h5::write_doubles(f, "/modes", {hsize_t(KT), hsize_t(R), hsize_t(R)}, modes.data());
+      h5::write_strings(f, "/region_names", c.region_names);
+      h5::write_ints(f, "/mode_conserved", {hsize_t(KT)}, conserved.data());
+    }
+    MPI_Barrier(MPI_COMM_WORLD);
+    std::vector<std::string> a = {"--input", dir + "/cohort", "--out", dir + "/out", "--k", "3", "--starts", "2",
+                                  "--loo-starts", "1", "--loo-null", "5", "--permutations", "999", "--max-iter", "150",
+                                  "--seed", "7"};
+    a.insert(a.end(), extra.begin(), extra.end());
+    return std::make_pair(run_cli(a, MPI_COMM_WORLD), dir + "/out/modes.h5");
+  };
+  SyntheticSpec s = spec(44);
+  s.A = 10;
+  s.K = 3;
+  s.null_cohort = true;
+  {
+    const auto [rc, h5path] = run_case(s, "null");
+    EXPECT_EQ(rc, 0);
+    h5::File f = h5::open_read(h5path, MPI_COMM_WORLD);
+    EXPECT_EQ(h5::attr_string(f, "/", "truth_check"), "pass");
+    EXPECT_EQ(h5::attr_int(f, "/truth_check", "n_conserved"), 0);
+    EXPECT_EQ(h5::attr_int(f, "/truth_check", "false_conserved"), 0);
+    EXPECT_NE(h5::attr_string(f, "/truth_check", "verdict").find("null cohort"), std::string::npos);
+  }
+  {  // conservation not tested: nothing shown, so no pass
+    const auto [rc, h5path] = run_case(s, "untested", {"--no-conserve"});
+    EXPECT_EQ(rc, book::kExitTruthFailed);
+  }
+  s.null_cohort = false;  // the modes are shared, the truth says none is: they get called conserved
+  {
+    const auto [rc, h5path] = run_case(s, "shared");
+    EXPECT_EQ(rc, book::kExitTruthFailed);
+    h5::File f = h5::open_read(h5path, MPI_COMM_WORLD);
+    EXPECT_EQ(h5::attr_string(f, "/", "truth_check"), "fail");
+    EXPECT_GE(h5::attr_int(f, "/truth_check", "false_conserved"), 2);
+    EXPECT_NE(h5::attr_string(f, "/truth_check", "verdict").find("NOT pass the null cohort"), std::string::npos);
+  }
+}
+
 // --summary pathways: each pair's gains times its /pathway_strength (the fitted gains carry no
 // scale: it is in J), with the same masking; a file without /pathway_strength is an error naming it.
 TEST(ModesCommand, PathwaysAreGainsTimesTheirStrength) {

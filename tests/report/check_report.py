@@ -69,6 +69,7 @@ def main():
     p.add_argument("--expect-failed", nargs="*", default=[])
     p.add_argument("--expect-no-modes", action="store_true")
     p.add_argument("--expect-truth", action="store_true")
+    p.add_argument("--expect-gains", action="store_true", help="gated fits (fit --gains) with kept gains and truth")
     a = p.parse_args()
 
     index = os.path.join(a.report, "index.html")
@@ -96,6 +97,7 @@ def main():
     byid = {x["id"]: x for x in js["animals"]}
     check([r["animal_id"] for r in rows] == [x["id"] for x in js["animals"]], "animals differ from summary.csv")
     ok_ids = []
+    gated_kept = []
     for r in rows:
         aid = r["animal_id"]
         x = byid.get(aid)
@@ -115,15 +117,35 @@ def main():
                     "n_units": int(f["unit_region"].shape[0]), "n_samples": int(f["rates"].shape[1]),
                     "runs_done": int(f["pvar"].shape[0])}
             check(float(f["pvar"][-1]) == want["final_pvar"], "%s: final_pvar attribute != last /pvar" % aid)
+            # Gated pathways (fit --gains): kept targets as in /gains_model/kept; none for a fixed J.
+            kept = int(np.sum(f["gains_model/kept"][()])) if "gains_model/kept" in f else None
         for k, v in want.items():
             check(same(x[k], v), "%s: summary.json %s = %r, HDF5 %r" % (aid, k, x[k], v))
         for key, k in (("pvar", "final_pvar"), ("chi2", "final_chi2"), ("units", "n_units"),
                        ("samples", "n_samples"), ("runs", "runs_done")):
             check(same(page_number(page, "%s:%s" % (key, aid)), want[k]),
                   "%s: page %s = %r, HDF5 %r" % (aid, key, page.values.get("%s:%s" % (key, aid)), want[k]))
+        check(x["gains_kept"] == kept, "%s: summary.json gains_kept %r, HDF5 %r" % (aid, x["gains_kept"], kept))
+        if kept is not None:
+            check(same(page_number(page, "gains_kept:" + aid), kept), "%s: page gains_kept %r, HDF5 %r" % (
+                aid, page.values.get("gains_kept:" + aid), kept))
+            r = x["gains_r_truth"]
+            check(kept == 0 or r is not None, "%s: kept gains on a simulated cohort without their r" % aid)
+            check(r is None or -1 <= r <= 1, "%s: gains r %r" % (aid, r))
+            check(r is None or ("gains_" + aid + ".png") in js["figures"], "%s: gains figure missing" % aid)
+            gated_kept.append(kept)
         for fig in ("fit_", "activity_", "traces_", "currents_"):
             check(fig + aid + ".png" in js["figures"], "%s: figure %s missing" % (aid, fig + aid))
     check(js["n_ok"] == len(ok_ids), "n_ok %d, expected %d" % (js["n_ok"], len(ok_ids)))
+    if a.expect_gains:  # the summary row at the top, and kept gains that follow the truth
+        check(sum(gated_kept) > 0, "no gated fit kept gains")
+        check(js.get("gains", {}).get("kept") == sum(gated_kept), "summary gains %r, HDF5 kept %r" % (
+            js.get("gains"), gated_kept))
+        check(same(page_number(page, "gains_kept"), sum(gated_kept)), "page gains row %r" % page.values.get("gains_kept"))
+        r = js["gains"]["r_truth_median"]
+        check(r is not None and r > 0.5, "gains against the truth: median r %r (<= 0.5)" % r)
+    else:
+        check(not gated_kept or "gains" in js, "gated fits without the summary's gains row")
     if ok_ids:
         mean = float(np.mean([byid[i]["final_pvar"] for i in ok_ids]))
         check(same(js["mean_final_pvar"], mean), "mean_final_pvar %r != %r" % (js["mean_final_pvar"], mean))

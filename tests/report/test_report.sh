@@ -41,6 +41,18 @@ set -e
 run 2 "$B" report --results results --cohort cohort
 "$PY" "$CHECK" --results results --report results/report --expect-failed a01 --expect-truth
 
+# 2b. Gated fits (fit --gains inputs; the mechanism tests' stronger prior so these 10-unit regions
+# keep gains): the page's top row and per-animal columns give the kept targets as in
+# /gains_model/kept and the gains' r against the simulator's true gains, with a figure per animal.
+set +e
+run 2 "$B" fit --cohort cohort --out results-gated --runs-train 2 --dt-factor 2 --tau-rnn 0.1 --gains inputs \
+  --gains-accept 1 --gains-min-modulation 0 --gains-shrink 1e-3 > fit-gated.log 2>&1
+rc=$?
+set -e
+[ "$rc" = 1 ] || { cat fit-gated.log; echo "FAIL: gated fit should exit 1 (a01 failed), got $rc"; exit 1; }
+run 2 "$B" report --results results-gated --cohort cohort
+"$PY" "$CHECK" --results results-gated --report results-gated/report --expect-failed a01 --expect-no-modes --expect-gains
+
 # 3. Errors name what is missing; exit status non-zero on every rank.
 set +e
 out=$(run 2 "$B" report --results nowhere 2>&1); rc=$?

@@ -417,6 +417,63 @@ TEST(Simulate, EveryAnimalUsesEverySharedMode) {
   }
 }
 
+// --mode-sharing none (a null cohort): every animal carries modes of its own, drawn from its own
+// stream, switched by the states as the shared cohort's would be; nothing is shared, so the
+// truth calls no mode conserved, and every animal uses its own modes only.
+TEST(Simulate, NullCohortSharesNoMode) {
+  const int rank = comm_rank(MPI_COMM_WORLD);
+  sim::SimulateParams p = small_cohort();
+  p.animals = 4;
+  p.individual_mode = false;
+  p.missing_fraction = 0;
+  p.mode_sharing = sim::kSharingNone;
+  const std::string dir = testutil::scratch_dir("sim-null");
+  sim::simulate_cohort(p, dir, MPI_COMM_WORLD);
+  if (rank != 0) return;
+  Reader c(dir + "/truth/cohort.h5");
+  const size_t A = 4, K0 = 3, K = A * K0, R = 4, S = size_t(sim::n_states(p));
+  EXPECT_EQ(c.dims("/modes"), (std::vector<hsize_t>{K, R, R}));
+  EXPECT_EQ(c.i("/mode_conserved"), std::vector<std::int64_t>(K, 0));
+  auto modes = c.d("/modes"), levels = c.d("/state_levels");
+  auto present = c.i("/mode_present");
+  // Each animal's modes switch in the states the first animal's do; the pathways differ.
+  for (size_t st = 0; st < S; ++st)
+    for (size_t k = K0; k < K; ++k) EXPECT_EQ(levels[st * K + k], levels[st * K + k % K0]);
+  std::set<std::vector<int>> pair_sets;
+  for (size_t a = 0; a < A; ++a) {
+    std::vector<int> on;
+    for (size_t k = a * K0; k < (a + 1) * K0; ++k)
+      for (size_t e = 0; e < R * R; ++e) on.push_back(modes[k * R * R + e] > 0 ? 1 : 0);
+    pair_sets.insert(on);
+    for (size_t k = 0; k < K; ++k) EXPECT_EQ(present[a * K + k], k / K0 == a ? 1 : 0) << "animal " << a << " mode " << k;
+  }
+  EXPECT_EQ(pair_sets.size(), A) << "two animals drew the same modes";
+  for (size_t a = 0; a < A; ++a) {
+    SCOPED_TRACE(cat("animal ", a));
+    Reader tr(cat(dir, "/truth/a0", a, ".h5"));
+    auto P = tr.d("/mode_patterns"), frac = tr.d("/mode_active_fraction");
+    auto coupled = tr.i("/pair_coupled");
+    ASSERT_EQ(frac.size(), K);
+    for (size_t k = 0; k < K; ++k) {
+      double pmax = 0;
+      for (size_t e = 0; e < R * R; ++e) pmax = std::max(pmax, P[k * R * R + e]);
+      if (k / K0 == a) {
+        EXPECT_GT(pmax, 0.3);
+        EXPECT_GT(frac[k], 0.05);
+      } else {
+        EXPECT_EQ(pmax, 0.0);
+        EXPECT_EQ(frac[k], 0.0);
+      }
+    }
+    // Coupled exactly where the animal's own modes are.
+    for (size_t e = 0; e < R * R; ++e) {
+      bool own = false;
+      for (size_t k = a * K0; k < (a + 1) * K0; ++k) own = own || modes[k * R * R + e] > 0;
+      EXPECT_EQ(coupled[e], own ? 1 : 0) << "pair " << e;
+    }
+  }
+}
+
 // With fewer states than modes, on/off patterns are still distinct as long as possible.
 TEST(Simulate, ModesNeverShareTheirStatePattern) {
   for (std::uint64_t seed = 1; seed <= 40; ++seed) {
@@ -675,6 +732,8 @@ TEST(Simulate, OptionErrorsNameTheOption) {
       {{"--preset", "cohort", "--drives-as-inputs", "--out", out}, "--drives-as-inputs"},
       {{"--missing-per-animal", "5", "--out", out}, "--missing-per-animal"},
       {{"--dt-factor", "0", "--out", out}, "--dt-factor"},
+      {{"--mode-sharing", "some", "--out", out}, "--mode-sharing"},
+      {{"--mode-sharing", "none", "--individual-mode", "--out", out}, "--mode-sharing"},
       {{"--animals", "2"}, "--out"},
       {{"--animals", "2", "--out", base + "/file/sub"}, "--out"},
   };

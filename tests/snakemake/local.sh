@@ -2,7 +2,7 @@
 # usage: local.sh COHORTNET SOURCE_DIR
 # workflows/Snakefile run locally (snakemake --cores 2) on a small study of the demo's shape
 # (simulate preset cohort -> fit -> modes -> report; 3 animals of up to 3 regions x 20 units, 201
-# samples, 3 training runs; configs/demo.ini has 8 x 6 x 40 units, 1201 samples, 15 runs):
+# samples, 3 training runs; configs/demo.ini has 8 x 6 x 40 units, 6001 samples, 15 runs, gated):
 #  1. its fits and modes equal `mpirun -n 2 cohortnet run` of the same study (h5diff);
 #  2. a second `snakemake -n` lists no jobs;
 #  3. touching one animal's file reruns exactly that animal's fit, modes and report (the other
