@@ -158,7 +158,10 @@ void check_petsc_options(const Command& cmd, const std::vector<std::string>& arg
   // Read by PETSc at PetscFinalize or on demand, so not yet "used" at start-up: let them through.
   static const char* const later[] = {"log", "malloc", "memory", "options", "objects", "info", "on_error",
                                       "no_signal_handler", "fp_trap", "checkstack", "viewer", "mpi", "help",
-                                      "debugger", "start_in_debugger", "stop_for_debugger", "citations"};
+                                      "debugger", "start_in_debugger", "stop_for_debugger", "citations",
+                                      // objects created later with a prefix: the gated start's TAO
+                                      // (src/fit/gains.cpp), e.g. -gains_tao_max_it, -gains_tao_monitor
+                                      "gains_"};
   PetscInt n = 0;
   char **names = nullptr, **values = nullptr;
   if (PetscOptionsLeftGet(nullptr, &n, &names, &values)) return;
