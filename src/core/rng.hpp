@@ -16,6 +16,7 @@ enum StreamTag : std::uint64_t {
   kTagModes = 4,
   kTagPermutation = 5,
   kTagHoldout = 6,
+  kTagLatent = 7,
 };
 
 class Stream {

@@ -145,6 +145,9 @@ class Trainer {
   // (index (q*M + s)*T + t, the fit's region order = the animal's).
   const PathwayGains& gains() const { return gains_; }
   std::vector<double> gains_at_samples() const;
+  // What the gains are linear in, T x n_gain_drivers (sample-major): the inputs or latent factors.
+  const std::vector<double>& gain_drivers() const { return Gd_; }
+  int n_gain_drivers() const { return n_drv_; }
   Mat J() const { return J_; }
 
  private:
@@ -160,9 +163,10 @@ class Trainer {
   void regression_start();  // start.cpp: Start::Regression, before the first run
   // start.cpp: the primal form of the same ridge solve (T >> N); returns this rank's residual SS.
   double primal_start(const std::vector<double>& Z, const std::vector<double>& Y, const std::vector<double>& Uz, int Ts);
-  // gated_start.cpp: --gains inputs, the regression start with pathway gains (dual or primal form); this
-  // rank's residual sum of squares.
-  double gated_start(const std::vector<double>& Z, const std::vector<double>& Y, const std::vector<double>& Uz, int Ts);
+  // gated_start.cpp: --gains, the regression start with pathway gains (dual or primal form), Gz the
+  // gains' drivers at the regression samples (Ts x n_drv); this rank's residual sum of squares.
+  double gated_start(const std::vector<double>& Z, const std::vector<double>& Y, const std::vector<double>& Uz,
+                     const std::vector<double>& Gz, int Ts);
   // Its primal form's moments (gains.hpp): every source's samples, the folds' H, mean(ut ut^T).
   struct PrimalMoments {
     std::vector<double> Zf;          // Ts x n: the units' samples, then the inputs'
@@ -178,8 +182,8 @@ class Trainer {
   void each_source_block(const std::vector<double>& Z, size_t ts,
                          const std::function<void(PetscInt off, PetscInt rows, const double* Zr)>& use) const;
   void input_weights(const std::vector<double>& alpha, const std::vector<double>& Uz, size_t ts, double p0);
-  // y = J_eff(u) r with the pathway gains at inputs u (one gemv per source region's columns).
-  void gated_product(const double* r, const double* u, double* y) const;
+  // y = J_eff(v) r with the pathway gains at drivers v (one gemv per source region's columns).
+  void gated_product(const double* r, const double* v, double* y) const;
   void set_prior(double p0, double ratio) { rls_->set_prior(p0, ratio); }
 
   MPI_Comm comm_;
@@ -199,6 +203,12 @@ class Trainer {
   int n_in_ = 0;
   std::vector<double> U_;       // inputs at the samples, T x n_in (sample-major; with --input-smoothing)
   std::vector<double> smoothed_inputs(const AnimalData& data);
+  // The gains' drivers at the samples, T x n_drv (sample-major): the input channels (--gains
+  // inputs) or the latent factors of the activity (--gains latent:K, gain_drivers.cpp), with names.
+  int n_drv_ = 0;
+  std::vector<double> Gd_;
+  std::vector<std::string> driver_names_;
+  void make_gain_drivers();
   std::vector<double> Win_;     // m x n_in, row-major
   std::vector<double> D_;       // target, local rows: T x m (sample-major)
   std::vector<double> noise_;   // L x m (step-major), u[step][row]

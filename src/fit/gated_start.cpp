@@ -1,4 +1,4 @@
-// --gains inputs: the regression start with pathway gains, and the gated J r product
+// --gains: the regression start with pathway gains, and the gated J r product
 // (gains.hpp; docs/currents.md "Gated pathways").
 //
 // Per target region Q the start minimises the cross-validated error of the implied currents over
@@ -24,10 +24,10 @@
 
 namespace cohortnet::fit {
 
-void Trainer::gated_product(const double* r, const double* u, double* y) const {
+void Trainer::gated_product(const double* r, const double* v, double* y) const {
   DenseArray Ja(J_);
   const int M = gains_.M;
-  gains_.fill(u, gbuf_.data());
+  gains_.fill(v, gbuf_.data());
   std::fill_n(y, size_t(m_), 0.0);
   for (const kernels::Segment& run : col_runs_) {
     kernels::gemv(m_, run.end - run.begin, Ja.a + std::ptrdiff_t(run.begin) * Ja.lda, Ja.lda, r + run.begin, pbuf_.data());
@@ -40,7 +40,7 @@ std::vector<double> Trainer::gains_at_samples() const {
   const size_t MM = size_t(gains_.M) * size_t(gains_.M), T = size_t(T_);
   std::vector<double> out(MM * T), g(MM);
   for (size_t t = 0; t < T; ++t) {
-    gains_.fill(&U_[t * size_t(n_in_)], g.data());
+    gains_.fill(&Gd_[t * size_t(n_drv_)], g.data());
     for (size_t qs = 0; qs < MM; ++qs) out[qs * T + t] = g[qs];
   }
   return out;
@@ -49,12 +49,13 @@ std::vector<double> Trainer::gains_at_samples() const {
 
 // The primal form's moments (gains.hpp, GainMoments) of each fold's test samples: every rank
 // computes the columns of its own units (and all the inputs' columns), all-gathered, so each
-// rank holds the same n x n matrices. Flops P n Ts (m + C) per rank, P = (C+1)(C+2)/2.
+// rank holds the same n x n matrices. Flops P n Ts (m + Ci) per rank, P = (C+1)(C+2)/2
+// (n = N + Ci sources: the units, then the Ci inputs; C gain drivers, uc).
 Trainer::PrimalMoments Trainer::primal_moments(const std::vector<double>& Z, const std::vector<double>& Uz,
                                                const std::vector<double>& uc, const std::vector<GainFold>& folds,
                                                size_t ts) const {
-  const int C = n_in_, C1 = C + 1;
-  const size_t n = size_t(N_) + size_t(C), m = size_t(m_);
+  const int C = n_drv_, C1 = C + 1, Ci = n_in_;
+  const size_t n = size_t(N_) + size_t(Ci), m = size_t(m_);
   PrimalMoments pm;
   pm.feature_region.assign(n, -1);
   for (std::int64_t j = 0; j < N_; ++j) pm.feature_region[size_t(j)] = meta_.unit_region[size_t(j)];
@@ -82,8 +83,8 @@ Trainer::PrimalMoments Trainer::primal_moments(const std::vector<double>& Z, con
   for (size_t b = 0; b < folds.size(); ++b) {
     const std::vector<int>& S = folds[b].test;
     const size_t nb = S.size();
-    Xl.assign(nb * (m + size_t(C)), 0.0);  // this rank's units' and the inputs' samples of the fold
-    for (size_t r = 0; r < m + size_t(C); ++r) {
+    Xl.assign(nb * (m + size_t(Ci)), 0.0);  // this rank's units' and the inputs' samples of the fold
+    for (size_t r = 0; r < m + size_t(Ci); ++r) {
       const double* src = r < m ? &Z[r * ts] : &pm.Zf[(size_t(N_) + r - m) * ts];
       for (size_t a = 0; a < nb; ++a) Xl[a + r * nb] = src[size_t(S[a])];
     }
@@ -95,8 +96,8 @@ Trainer::PrimalMoments Trainer::primal_moments(const std::vector<double>& Z, con
             const size_t t = size_t(S[a]);
             Xw[a + j * nb] = ut(c, t) * ut(d, t) * pm.Zf[t + j * ts];
           }
-        Hl.assign(n * (m + size_t(C)), 0.0);
-        const PetscBLASInt nn = PetscBLASInt(n), kk = PetscBLASInt(nb), cols = PetscBLASInt(m + size_t(C));
+        Hl.assign(n * (m + size_t(Ci)), 0.0);
+        const PetscBLASInt nn = PetscBLASInt(n), kk = PetscBLASInt(nb), cols = PetscBLASInt(m + size_t(Ci));
         if (nb > 0 && cols > 0)
           BLASgemm_("T", "N", &nn, &cols, &kk, &one, Xw.data(), &kk, Xl.data(), &kk, &zero, Hl.data(), &nn);
         Hp.assign(n * n, 0.0);
@@ -117,8 +118,8 @@ Trainer::PrimalMoments Trainer::primal_moments(const std::vector<double>& Z, con
 std::vector<GainTargetMoments> Trainer::target_moments(const PrimalMoments& pm, const std::vector<double>& Yq, size_t rows,
                                                        const std::vector<double>& uc,
                                                        const std::vector<GainFold>& folds) const {
-  const int C = n_in_, C1 = C + 1;
-  const size_t n = size_t(N_) + size_t(C);
+  const int C = n_drv_, C1 = C + 1;
+  const size_t n = size_t(N_) + size_t(n_in_);
   const size_t ts = pm.Zf.size() / std::max<size_t>(n, 1);
   std::vector<GainTargetMoments> K(folds.size());
   std::vector<double> Xw, Yb;
@@ -150,15 +151,16 @@ std::vector<GainTargetMoments> Trainer::target_moments(const PrimalMoments& pm, 
 }
 
 double Trainer::gated_start(const std::vector<double>& Z, const std::vector<double>& Y, const std::vector<double>& Uz,
+                            const std::vector<double>& Gz,
                             int Ts_) {
   const PetscInt m = m_;
-  const int M = meta_.n_regions(), C = n_in_;
+  const int M = meta_.n_regions(), C = n_drv_, Ci = n_in_;
   const double p0 = params_.start_p0, ratio = params_.start_ratio;
   const size_t ts = size_t(Ts_);
   const PetscBLASInt Ts = PetscBLASInt(Ts_);
 
   const int F = params_.gains_folds;
-  const bool primal = gated_start_primal(params_.start_form, double(N_ + C), double(Ts_), M, C, F);
+  const bool primal = gated_start_primal(params_.start_form, double(N_ + Ci), double(Ts_), M, C, F);
   // Dual form: every source region's Gram matrix of its rates (summed over the ranks, the same on
   // all) and the inputs'. Primal form: the folds' moments (below). Both: the centred inputs.
   std::vector<std::vector<double>> G(static_cast<size_t>(primal ? 0 : M));
@@ -174,12 +176,12 @@ double Trainer::gated_start(const std::vector<double>& Z, const std::vector<doub
     }
   }
   std::vector<double> Gu(primal ? 0 : ts * ts);
-  if (!primal) full_gram(Ts, PetscBLASInt(C), Uz.data(), Gu.data());
+  if (!primal) full_gram(Ts, PetscBLASInt(Ci), Uz.data(), Gu.data());
   gains_ = PathwayGains::identity(M, C);
-  std::vector<double> uc(Uz);
+  std::vector<double> uc(Gz);  // the gains' drivers, centred
   for (int c = 0; c < C; ++c) {
     double mean = 0;
-    for (size_t t = 0; t < ts; ++t) mean += Uz[t + size_t(c) * ts];
+    for (size_t t = 0; t < ts; ++t) mean += Gz[t + size_t(c) * ts];
     mean /= double(std::max<size_t>(ts, 1));
     gains_.ubar[size_t(c)] = mean;
     for (size_t t = 0; t < ts; ++t) uc[t + size_t(c) * ts] -= mean;
@@ -236,7 +238,7 @@ double Trainer::gated_start(const std::vector<double>& Z, const std::vector<doub
     std::vector<GainTargetMoments> Kq;
     if (primal) {
       Kq = target_moments(pm, Yq, rows.size(), uc, folds);
-      prob.n = int(N_ + C);
+      prob.n = int(N_ + Ci);
       prob.feature_region = &pm.feature_region;
       prob.H = &pm.H;
       prob.K = &Kq;
@@ -314,11 +316,11 @@ double Trainer::gated_start(const std::vector<double>& Z, const std::vector<doub
     if (primal) {  // J's rows and the input weights are the primal weights themselves
       DenseArray Ja(J_);
       const std::vector<double>& W = final_fit.weights();
-      const size_t n = size_t(N_ + C);
+      const size_t n = size_t(N_ + Ci);
       for (size_t c = 0; c < rows.size(); ++c) {
         const PetscInt i = rows[c];
         for (std::int64_t j = 0; j < N_; ++j) Ja.a[i + j * Ja.lda] = W[size_t(j) + c * n];
-        for (int d = 0; d < C; ++d) Win_[size_t(i) * size_t(C) + size_t(d)] = W[size_t(N_ + d) + c * n];
+        for (int d = 0; d < Ci; ++d) Win_[size_t(i) * size_t(Ci) + size_t(d)] = W[size_t(N_ + d) + c * n];
       }
       primal_res += final_fit.residual();
     } else {
@@ -387,7 +389,7 @@ double Trainer::gated_start(const std::vector<double>& Z, const std::vector<doub
   {
     std::vector<double> g(static_cast<size_t>(M * M)), u(static_cast<size_t>(C));
     for (size_t t = 0; t < ts; ++t) {
-      for (int c = 0; c < C; ++c) u[size_t(c)] = Uz[t + size_t(c) * ts];
+      for (int c = 0; c < C; ++c) u[size_t(c)] = Gz[t + size_t(c) * ts];
       gains_.fill(u.data(), g.data());
       for (size_t qs = 0; qs < g.size(); ++qs) gs[qs * ts + t] = g[qs];
     }

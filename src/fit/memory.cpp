@@ -18,6 +18,7 @@ MemoryPlan plan_fit_memory(const FitSizes& s, const Params& p) {
   const double nmax =
       s.largest_region > 0 ? double(s.largest_region) : std::min(N, std::ceil(2.0 * N / M));
   const double B = double(p.update_block), nin = double(s.n_inputs);
+  const double ng = double(p.gain_drivers(s.n_inputs));  // the gains' drivers (inputs, or latent factors)
   const Prior prior = p.prior_used();
   // Target regions a rank's rows span: the fit holds the units grouped by region (UnitOrder), so
   // about M m / N + 1 (a caller that hands the Trainer interleaved rows can span up to min(M, m)).
@@ -39,20 +40,23 @@ MemoryPlan plan_fit_memory(const FitSizes& s, const Params& p) {
       (prior == Prior::Region ? B * M * m : prior == Prior::Block ? B * (m + slots * (nmax + nin)) : B * m));
   add("always", "input parts of P (replicated)", (prior == Prior::Shared ? 1.0 : M) * nin * (N + nin) + m * nin * 2);
   add("setup", "activity rows as read (m T)", m * T);
+  if (p.gains_used()) add("always", "the gains' drivers at the samples (replicated, T C_g)", T * ng);
+  if (p.latent_gains())  // gain_drivers.cpp: the smoothed activity, all samples and the training ones
+    add("setup", "latent factors: smoothed activity rows (2 m T)", 2 * m * T);
   if (p.starts_from_regression()) {
     const double n = N + nin;
     // The fit chooses with its training samples (about T - held out); the terms use T (a bound).
     const double Ts_used = p.split_used() ? T * (1.0 - p.holdout_fraction) : T;
     const bool primal = p.start_form == StartForm::Primal || (p.start_form == StartForm::Auto && n < Ts_used);
-    if (p.gains_used() && gated_start_primal(p.start_form, n, Ts_used, int(M), int(nin), p.gains_folds)) {
+    if (p.gains_used() && gated_start_primal(p.start_form, n, Ts_used, int(M), int(ng), p.gains_folds)) {
       // gains_primal.cpp: every source's samples, the folds' moments H (P n^2 each), a fold's A,
       // its factor, B, V W^T and W W^T (5 n^2), the target's K per fold and its rows' samples.
-      const double P = moment_pairs(int(nin));
+      const double P = moment_pairs(int(ng));
       add("start", "gains (primal): Z, Y, the inputs, every source's samples (2 m Ts + n Ts)", 2 * m * Ts + n * Ts);
       add("start", "gains (primal): the folds' moments and a fold's systems ((F P + 5) n^2)",
           (p.gains_folds * P + 5.0) * n * n);
       add("start", "gains (primal): the target's moments and weights ((F + 1)(C + 1) n m + 4 n m)",
-          ((p.gains_folds + 1.0) * (nin + 1.0) + 4.0) * n * m);
+          ((p.gains_folds + 1.0) * (ng + 1.0) + 4.0) * n * m);
     } else if (p.gains_used()) {
       // gated_start.cpp: every source region's Gram matrix, the inputs', a fold's K, Kc and the
       // Omega matrices (about 4 Ts^2), per-source alpha x gains (M m Ts) and the gains (M^2 Ts).

@@ -164,6 +164,16 @@ void Trainer::write_result(const std::string& path, const std::string& config_te
       h5::write_doubles(f, "/gains", {hsize_t(M), hsize_t(M), hsize_t(T_)}, g.data());
       h5::set_attr(f, "/gains", "layout", "[target region, source region, sample]: J_eff(t)[Q,S] = gains[Q,S,t] J[Q,S]");
       write_gain_model(f, gains_);
+      // What the gains are linear in: the input channels, or the latent factors (gain_drivers.cpp).
+      std::vector<double> drv(size_t(n_drv_) * size_t(T_));
+      for (std::int64_t t = 0; t < T_; ++t)
+        for (int k = 0; k < n_drv_; ++k) drv[size_t(k) * size_t(T_) + size_t(t)] = Gd_[size_t(t) * size_t(n_drv_) + size_t(k)];
+      h5::write_doubles(f, "/gains_model/drivers", {hsize_t(n_drv_), hsize_t(T_)}, drv.data());
+      h5::write_strings(f, "/gains_model/driver_names", driver_names_);
+      h5::set_attr(f, "/gains_model/drivers", "definition",
+                   params_.latent_gains()
+                       ? "[factor, sample]: the latent factors of the activity the gains are linear in (--gains latent:K)"
+                       : "[input channel, sample]: the input channels the gains are linear in (--gains inputs)");
     }
     decompose::write_currents(f, c, meta_.region_names);
     if (per_unit_currents) {
@@ -208,7 +218,7 @@ void Trainer::write_result(const std::string& path, const std::string& config_te
   h5::set_attr(f, "/", "inputs", std::int64_t(n_in_));
   h5::set_attr(f, "/", "start", params_.starts_from_regression() ? "regression" : "random");
   // Gated pathways: the model, and how many target regions kept their gains (the others: gain 1).
-  h5::set_attr(f, "/", "gains", gains_.empty() ? "none" : "inputs");
+  h5::set_attr(f, "/", "gains", gains_.empty() ? "none" : params_.latent_gains() ? cat("latent:", n_drv_) : std::string("inputs"));
   if (!gains_.empty())
     h5::set_attr(f, "/", "gains_kept", std::int64_t(std::count(gains_.kept.begin(), gains_.kept.end(), 1)));
   if (params_.starts_from_regression()) {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <sstream>
 
 #include "core/error.hpp"
@@ -343,21 +344,49 @@ std::vector<ParamSpec> make_table() {
   // Gated pathways (docs/currents.md "Gated pathways").
   const When gated = [](const Params& p) { return p.gains_used(); };
   t.push_back(word(
-      "gains", "gains", [](const Params& d) { return std::string(d.gains == GainModel::Inputs ? "inputs" : "none"); },
-      "pathway gains: 'none' (one fixed J, CURBD) or 'inputs' (each inter-region block of J scaled in time by a "
+      "gains", "gains",
+      [](const Params& d) {
+        return d.gains == GainModel::Inputs ? std::string("inputs")
+               : d.gains == GainModel::Latent ? cat("latent:", d.gains_latent)
+                                              : std::string("none");
+      },
+      "pathway gains: 'none' (one fixed J, CURBD); 'inputs' (each inter-region block of J scaled in time by a "
       "gain linear in the animal's /inputs, fitted with J in the regression start and kept per target region "
-      "where it predicts held-out blocks better; needs --start regression, --prior block and /inputs)",
+      "where it predicts held-out blocks better; needs --start regression, --prior block and /inputs); "
+      "'latent:K' (the same, the gains linear in K slow factors of the recorded activity instead: for animals "
+      "whose state is not among the known inputs)",
       [](const std::string& s, Params& p) {
         if (s == "none") p.gains = GainModel::None;
         else if (s == "inputs") p.gains = GainModel::Inputs;
-        else fail("option --gains: unknown model '", s, "' (use none or inputs)");
+        else if (s.rfind("latent", 0) == 0) {
+          // latent:K (or "latent K" in a config file)
+          std::string k = s.substr(6);
+          if (!k.empty() && (k[0] == ':' || k[0] == ' ')) k = k.substr(1);
+          char* end = nullptr;
+          const long v = k.empty() ? 0 : std::strtol(k.c_str(), &end, 10);
+          if (k.empty() || *end != '\0' || v < 1 || v > 64)
+            fail("option --gains: '", s, "' needs the number of latent factors, 1 to 64 (e.g. latent:3)");
+          p.gains = GainModel::Latent;
+          p.gains_latent = int(v);
+        } else {
+          fail("option --gains: unknown model '", s, "' (use none, inputs or latent:K)");
+        }
       },
       // Absent from the fingerprint without gains: fits made before the option stay current. With
       // gains the record names the acceptance rule's version: gated fits made under the older rule
       // (v1: against the start-prior fixed J only, 2026-12-04) are stale on --resume.
-      [](const Params& p) { return p.gains_used() ? std::optional<std::string>("inputs/acceptance-v2") : std::nullopt; }));
+      [](const Params& p) {
+        if (!p.gains_used()) return std::optional<std::string>();
+        return std::optional<std::string>((p.latent_gains() ? cat("latent:", p.gains_latent) : std::string("inputs")) +
+                                          "/acceptance-v2");
+      }));
+  t.push_back(number<double>("gains-latent-tau", "gains_latent_tau", &Params::gains_latent_tau,
+                             "--gains latent:K: time constant (s) of the causal smoothing of the activity the latent "
+                             "factors are taken from",
+                             std::function<void(double, const char*)>(positive),
+                             [](const Params& p) { return p.latent_gains(); }));
   t.push_back(number<double>("gains-accept", "gains_accept", &Params::gains_accept,
-                             "--gains inputs: keep a target region's gains when their nested cross-validated error is at "
+                             "with gains: keep a target region's gains when their nested cross-validated error is at "
                              "most this times the fixed J's (the better of the fixed J at the start prior and at the "
                              "learnt per-pathway priors) (0..1]",
                              std::function<void(double, const char*)>([](double v, const char* o) {
@@ -365,21 +394,21 @@ std::vector<ParamSpec> make_table() {
                              }),
                              gated));
   t.push_back(number<int>("gains-folds", "gains_folds", &Params::gains_folds,
-                          "--gains inputs: cross-validation folds of the gains' acceptance (>= 2)",
+                          "with gains: cross-validation folds of the gains' acceptance (>= 2)",
                           std::function<void(int, const char*)>([](int v, const char* o) {
                             if (v < 2) fail("option --", o, " must be >= 2, is ", v);
                           }),
                           gated));
   t.push_back(number<double>("gains-shrink", "gains_shrink", &Params::gains_shrink,
-                             "--gains inputs: prior on the gains' parameters, + S |theta|^2 added to their fit's "
+                             "with gains: prior on the gains' parameters, + S |theta|^2 added to their fit's "
                              "cross-validated error (a share of the implied currents' sum of squares)",
                              std::function<void(double, const char*)>(non_negative), gated));
   t.push_back(number<double>("gains-min-modulation", "gains_min_modulation", &Params::gains_min_modulation,
-                             "--gains inputs: keep a target region's gains only when the largest std over time of "
+                             "with gains: keep a target region's gains only when the largest std over time of "
                              "its gains g_QS(t) reaches this (gains have mean square 1)",
                              std::function<void(double, const char*)>(non_negative), gated));
   t.push_back(number<double>("gains-block", "gains_block", &Params::gains_block,
-                             "--gains inputs: length (s) of the blocks the folds hold out",
+                             "with gains: length (s) of the blocks the folds hold out",
                              std::function<void(double, const char*)>(positive), gated));
   {
     ParamSpec s;
@@ -423,7 +452,7 @@ Params read_fit_params(const po::variables_map& vm) {
     fail("option --prior block needs --start regression (its inter-region weights come only from the start); "
          "use --prior region with --start random");
   if (p.gains_used() && !(p.starts_from_regression() && p.block_prior()))
-    fail("option --gains inputs needs --start regression and --prior block (the gains are fitted in the start; "
+    fail("option --gains ", p.latent_gains() ? "latent" : "inputs", " needs --start regression and --prior block (the gains are fitted in the start; "
          "block RLS learns only the ungated within-region weights)");
   if (p.reference_compat && !vm["horizon"].defaulted() && p.horizon_used())
     fail("options --reference-compat and --horizon conflict: the reference resets only at trial starts");

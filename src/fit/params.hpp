@@ -43,7 +43,9 @@ enum class StartForm { Auto, Dual, Primal };
 // g_QS(t) = (1 + sum_c theta_QSc (u_c(t) - mean u_c)) / rho_QS (unit mean square over the
 // regression samples; g_QQ = 1), the theta fitted jointly with J in the regression start and kept
 // per target region only where they predict held-out blocks of the implied currents better.
-enum class GainModel { None, Inputs };
+// Latent: the same gains, driven instead of the inputs by K slow factors of the recorded activity
+// (gain_drivers.cpp): for animals whose state is not among the known inputs.
+enum class GainModel { None, Inputs, Latent };
 
 struct Params {
   int dt_factor = 1;        // RNN Euler steps per data sample
@@ -107,6 +109,8 @@ struct Params {
   double gains_shrink = 1e-5;
   // ... and when the gains move materially: the largest std over time of g_QS(t) over its sources.
   double gains_min_modulation = 0.1;
+  int gains_latent = 0;              // --gains latent:K: the number of factors K
+  double gains_latent_tau = 0.1;     // s: the factors' causal smoothing
   // Fixed time settings (not from the data): what `--tau-rnn X --dt-factor K` means.
   void set_time(double tau, int dt_factor_) {
     tau_rnn = tau;
@@ -117,7 +121,13 @@ struct Params {
   bool split_used() const { return holdout.has_value() && !reference_compat; }
   bool horizon_used() const { return !reference_compat && (horizon_auto || horizon > 0); }
   int total_runs() const { return runs_train + runs_free; }
-  bool gains_used() const { return gains == GainModel::Inputs && !reference_compat; }
+  bool gains_used() const { return gains != GainModel::None && !reference_compat; }
+  bool latent_gains() const { return gains == GainModel::Latent && !reference_compat; }
+  // The channels the gains are linear in: the input channels (with --input-smoothing's copies)
+  // for --gains inputs, the K factors for --gains latent:K, none without gains.
+  int gain_drivers(int input_channels) const {
+    return !gains_used() ? 0 : latent_gains() ? gains_latent : input_channels;
+  }
   // The prior actually used: --reference-compat means the reference's shared P; the block prior
   // from a random J0 (no inter-region weights to keep) is the region prior.
   Prior prior_used() const {

@@ -181,13 +181,16 @@ void Trainer::regression_start() {
     }
     for (int c = 0; c < n_in; ++c) Uz[t + size_t(c) * ts] = U_[size_t(S[t]) * size_t(n_in) + size_t(c)];
   }
+  std::vector<double> Gz(ts * size_t(n_drv_));  // the gains' drivers at the regression samples
+  for (size_t t = 0; t < ts; ++t)
+    for (int c = 0; c < n_drv_; ++c) Gz[t + size_t(c) * ts] = Gd_[size_t(S[t]) * size_t(n_drv_) + size_t(c)];
 
   const std::int64_t n_src = N_ + n_in;
   const bool primal = params_.start_form == StartForm::Primal ||
                       (params_.start_form == StartForm::Auto && n_src < std::int64_t(Ts));
   double res[2] = {0, 0};  // residual and total sums of squares of the implied currents
   if (params_.gains_used()) {
-    res[0] = gated_start(Z, Y, Uz, Ts);
+    res[0] = gated_start(Z, Y, Uz, Gz, Ts);
   } else if (primal) {
     res[0] = primal_start(Z, Y, Uz, Ts);
   } else {

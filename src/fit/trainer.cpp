@@ -273,10 +273,11 @@ void Trainer::setup(const AnimalData& data, const Init* init) {
     Win_.assign(size_t(m_) * size_t(n_in_), 0.0);
   }
   if (params_.gains_used()) {
-    if (n_in_ == 0)
+    if (n_in_ == 0 && !params_.latent_gains())
       fail("animal ", id, ": option --gains inputs needs the animal's known inputs (/inputs, with --inputs use); ",
-           "it has none");
-    gains_ = PathwayGains::identity(M, n_in_);
+           "it has none (--gains latent:K takes the gains from the activity instead)");
+    make_gain_drivers();
+    gains_ = PathwayGains::identity(M, n_drv_);
     col_runs_ = kernels::segments(meta_.unit_region);
     gbuf_.assign(size_t(M) * size_t(M), 1.0);
     pbuf_.assign(size_t(m_), 0.0);
@@ -466,6 +467,10 @@ RunStats Trainer::run(bool noise_free_eval) {
     const std::int64_t s = std::min<std::int64_t>(T_ - 1, std::int64_t(tt - 1) / params_.dt_factor);
     return &U_[size_t(s) * size_t(n_in)];
   };
+  auto driver_at = [&](int tt) -> const double* {  // the gains' drivers, held as the inputs
+    const std::int64_t s = std::min<std::int64_t>(T_ - 1, std::int64_t(tt - 1) / params_.dt_factor);
+    return &Gd_[size_t(s) * size_t(n_drv_)];
+  };
   prepare(tt0, rl, r);
   bool have_y = false;
   int since_check = 0;
@@ -492,7 +497,7 @@ RunStats Trainer::run(bool noise_free_eval) {
     if (advance) {
       EventScope ev(events().rnn_step);
       if (!have_y) {
-        if (gated) gated_product(r, input_at(tt), y.data());
+        if (gated) gated_product(r, driver_at(tt), y.data());
         else kernels::gemv(m, N, Ja.a, Ja.lda, r, y.data());
         if (j_count > 0) {
           rls.j_dots(j_count, r, dots.data());

@@ -32,10 +32,11 @@ Command make_validate_command() {
          "activity follows the state, gains do not) or hidden (switched; the drives /inputs follow other "
          "states); docs/simulate.md")
         ("methods", po::value<std::string>()->default_value("shared@random,region@random,block,block+inputs"),
-         "fit variants PRIOR[+inputs][+gains][@START]: PRIOR shared (the reference's one P), region or block "
+         "fit variants PRIOR[+inputs][+gains|+latentK][@START]: PRIOR shared (the reference's one P), region or block "
          "(--prior); '+inputs': the animal's inputs as input channels (--inputs use; only for cases whose animals "
          "have inputs); '+gains': gated pathways (--gains inputs; block prior, regression start, implies +inputs; "
-         "the table adds gains kept and gains r); START regression (default) or random (--start); shared@random "
+         "the table adds gains kept and gains r); '+latentK': gated pathways on K latent factors of the activity "
+         "(--gains latent:K; add +inputs for the inputs as input channels); START regression (default) or random (--start); shared@random "
          "is the reference")
         ("seeds", po::value<int>()->default_value(3), "seeds per case (simulation and fit seed 1..N)")
         ("ensemble", po::value<int>()->default_value(1),
@@ -153,25 +154,30 @@ Command make_validate_command() {
         const auto at = name.find('@');
         const std::string base = name.substr(0, at);
         const fit::Start start = at == std::string::npos ? fit::Params{}.start : fit::parse_start(name.substr(at + 1));
-        // PRIOR, then '+'-separated extras: inputs, gains (gated pathways: implies inputs).
+        // PRIOR, then '+'-separated extras: inputs, gains (gated pathways: implies inputs), latentK.
         const std::vector<std::string> part = split_list(base, '+');
         std::string prior = part.empty() ? std::string() : part[0];
         bool with_inputs = false, with_gains = false;
+        int latent = 0;  // +latentK: gains on K latent factors of the activity (--gains latent:K)
         for (size_t k = 1; k < part.size(); ++k) {
-          if (part[k] == "inputs") with_inputs = true;
-          else if (part[k] == "gains") with_gains = with_inputs = true;
+          const std::string& x = part[k];
+          if (x == "inputs") with_inputs = true;
+          else if (x == "gains") with_gains = with_inputs = true;
+          else if (x.size() > 6 && x.rfind("latent", 0) == 0 && x.find_first_not_of("0123456789", 6) == std::string::npos)
+            latent = std::stoi(x.substr(6)), with_gains = true;
           else prior.clear();
         }
         if (prior != "shared" && prior != "region" && prior != "block")
-          fail("option --methods: unknown method '", name, "' (use PRIOR[+inputs][+gains][@START]: shared, region or "
-               "block, optionally +inputs and +gains, optionally @regression or @random)");
+          fail("option --methods: unknown method '", name, "' (use PRIOR[+inputs][+gains|+latentK][@START]: shared, "
+               "region or block, optionally +inputs and +gains or +latentK, optionally @regression or @random)");
         m.fit.prior = fit::parse_prior(prior);
         m.fit.use_inputs = with_inputs;
         if (with_inputs) m.fit.input_smoothing = fit::parse_input_smoothing(vm["input-smoothing"].as<std::string>());
         if (with_gains) {
           if (m.fit.prior != fit::Prior::Block || start != fit::Start::Regression)
-            fail("option --methods: '", name, "': +gains needs the block prior and the regression start (block+gains)");
-          m.fit.gains = fit::GainModel::Inputs;
+            fail("option --methods: '", name, "': +gains and +latentK need the block prior and the regression start (block+gains)");
+          m.fit.gains = latent > 0 ? fit::GainModel::Latent : fit::GainModel::Inputs;
+          m.fit.gains_latent = latent;
         }
         m.fit.prior_ratio = fit::parse_prior_ratio(vm["prior-ratio"].as<std::string>());
         m.fit.p0 = vm["p0"].as<double>();

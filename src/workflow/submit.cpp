@@ -455,8 +455,15 @@ int submit_study(const std::vector<Command>& stages, const po::variables_map& vm
     std::ostringstream os;
     os << "study " << s.config << "\ncohort " << s.cohort_dir << " (" << animals.size() << " animals)\n"
        << "node: " << s.mem_per_node_gb << " GB, " << s.cores_per_node << " cores; estimate = peak resident memory per rank\n"
-       << "estimated fit time at " << s.node_gbs << " GB/s per node (--node-gbs; the fit is memory-bound)\n"
-       << "animal                units  samples  ranks  GB/rank  fit h  status\n";
+       << "estimated fit time at " << s.node_gbs << " GB/s per node (--node-gbs; the fit is memory-bound)\n";
+    if (s.fit_params && s.fit_params->gains_used())
+      // Not modelled (its cost is min(N, Ts)^3 factorisations per target region and TAO iteration,
+      // compute-bound, and its iteration count is data-dependent): said, not hidden.
+      os << "NOT in the fit time: the gated start (--gains), measured 14-35 s per animal at N 252 on 2 ranks (the "
+            "demo), 50-100 s at N 1,200-2,400 with 800 training samples, ~200 s per fit with latent:6 at N 600; it "
+            "grows as min(N, training samples)^3 per target region (docs/currents.md, \"Cost\"): time one animal "
+            "before sizing --time-fit\n";
+    os << "animal                units  samples  ranks  GB/rank  fit h  status\n";
     const double limit_s = double(slurm_minutes("option --time-fit", s.time_fit)) * 60.0 - double(s.signal_lead_s);
     std::ostringstream over;
     for (auto& a : plan.animals) {

@@ -15,6 +15,10 @@ expect_error fit --normalise --cohort "$W/cohort" --out "$W/r" --normalise media
 expect_error fit --p0        --cohort "$W/cohort" --out "$W/r" --p0 0
 expect_error fit --runs-train --cohort "$W/cohort" --out "$W/r" --runs-train=-3
 expect_error fit --gains     --cohort "$W/cohort" --out "$W/r" --gains latent
+expect_error fit --gains     --cohort "$W/cohort" --out "$W/r" --gains latent:0
+expect_error fit --gains     --cohort "$W/cohort" --out "$W/r" --gains latent:two
+expect_error fit --gains     --cohort "$W/cohort" --out "$W/r" --gains latent:3 --prior region
+expect_error fit --gains-latent-tau --cohort "$W/cohort" --out "$W/r" --gains latent:3 --gains-latent-tau 0
 expect_error fit --gains     --cohort "$W/cohort" --out "$W/r" --gains inputs --prior region
 expect_error fit --gains-accept --cohort "$W/cohort" --out "$W/r" --gains inputs --gains-accept 1.5
 expect_error fit --gains-folds --cohort "$W/cohort" --out "$W/r" --gains inputs --gains-folds 1

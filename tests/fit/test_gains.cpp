@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <random>
 #include <string>
 
@@ -305,4 +306,102 @@ TEST(Gains, ModulationFloorRejectsGainsThatDoNotMove) {
   const GatedFit floor = fit_gated(a, MPI_COMM_WORLD, p);
   EXPECT_EQ(std::count(floor.kept.begin(), floor.kept.end(), 1), 0);
   for (double t : floor.theta) EXPECT_EQ(t, 0.0);
+}
+
+// --gains latent:K (gain_drivers.cpp): the factors are the activity's dominant slow
+// co-fluctuations. Units driven by one planted slow signal s(t) (a random telegraph, each unit
+// with its own weight and its own fast noise): the single factor follows s smoothed as the
+// factors are (causally, gains-latent-tau), has unit variance over the samples, and is the same
+// on every rank count.
+TEST(Gains, LatentFactorFollowsAPlantedSlowSignal) {
+  const int M = 3, per = 8, N = M * per, T = 800;
+  std::mt19937_64 rng(5);
+  std::normal_distribution<double> nd;
+  std::vector<double> s(static_cast<size_t>(T)), w(static_cast<size_t>(N)), act(size_t(N) * size_t(T));
+  double level = 1;
+  for (int t = 0; t < T; ++t) {
+    if (t % 80 == 0 && t > 0 && nd(rng) > 0) level = -level;
+    s[size_t(t)] = level;
+  }
+  for (double& v : w) v = 0.5 + 0.5 * std::fabs(nd(rng));
+  for (int i = 0; i < N; ++i)
+    for (int t = 0; t < T; ++t) act[size_t(i) * size_t(T) + size_t(t)] = std::tanh(w[size_t(i)] * s[size_t(t)] + 0.8 * nd(rng));
+  AnimalMeta meta;
+  meta.animal_id = "latent";
+  meta.n_units = N;
+  meta.n_samples = T;
+  meta.sample_interval = 0.01;
+  meta.trial_starts = {0};
+  for (int q = 0; q < M; ++q) meta.region_names.push_back("R" + std::to_string(q));
+  for (int i = 0; i < N; ++i) meta.unit_region.push_back(i / per);
+  fit::Params p = fittest::gated_start_params();
+  p.gains = fit::GainModel::Latent;
+  p.gains_latent = 1;
+  p.use_inputs = false;
+  p.holdout = std::nullopt;  // every sample trains: the unit variance is over all of them
+  auto drivers = [&](MPI_Comm comm) {
+    AnimalData data;
+    data.meta = meta;
+    data.rows = own_rows(PetscInt(N), comm);
+    data.activity.assign(act.begin() + data.rows.begin * T, act.begin() + data.rows.end * T);
+    fit::Trainer tr(data, 0, p, comm);
+    EXPECT_EQ(tr.n_gain_drivers(), 1);
+    return tr.gain_drivers();
+  };
+  const std::vector<double> all = drivers(MPI_COMM_WORLD), one = drivers(MPI_COMM_SELF);
+  ASSERT_EQ(all.size(), size_t(T));
+  // s smoothed as the factors are: s is the slow part of x = atanh(activity) (w s plus noise).
+  const double a = 1.0 - std::exp(-0.01 / p.gains_latent_tau);
+  std::vector<double> ss(static_cast<size_t>(T));
+  double acc = 0;
+  for (int t = 0; t < T; ++t) ss[size_t(t)] = acc = t == 0 ? s[0] : acc + a * (s[size_t(t)] - acc);
+  double m = 0, v = 0, ms = 0, c = 0, vs = 0;
+  for (int t = 0; t < T; ++t) m += all[size_t(t)], ms += ss[size_t(t)];
+  m /= T;
+  ms /= T;
+  for (int t = 0; t < T; ++t) {
+    v += (all[size_t(t)] - m) * (all[size_t(t)] - m);
+    vs += (ss[size_t(t)] - ms) * (ss[size_t(t)] - ms);
+    c += (all[size_t(t)] - m) * (ss[size_t(t)] - ms);
+  }
+  EXPECT_NEAR(v / T, 1.0, 1e-9) << "unit variance over the training samples";
+  const double r = c / std::sqrt(v * vs);
+  if (comm_rank(MPI_COMM_WORLD) == 0) std::printf("latent factor against the planted signal: r %.4f\n", r);
+  EXPECT_GT(std::fabs(r), 0.97);
+  double d = 0;
+  for (size_t k = 0; k < all.size(); ++k) d = std::max(d, std::fabs(all[k] - one[k]));
+  EXPECT_LT(d, 1e-8) << "the factor depends on the rank count";
+}
+
+// The gated start on latent factors: the same fit on every rank count, and resumed bit-identical.
+TEST(Gains, LatentGatedStartDoesNotDependOnTheRankCountAndResumes) {
+  const sim::SimulatedAnimal a = fittest::simulated_animal(3, 12, 301);
+  fit::Params p = fittest::gated_start_params_accepting();
+  p.gains = fit::GainModel::Latent;
+  p.gains_latent = 2;
+  const GatedFit all = fit_gated(a, MPI_COMM_WORLD, p);
+  const GatedFit one = fit_gated(a, MPI_COMM_SELF, p);
+  ASSERT_GT(std::count(one.kept.begin(), one.kept.end(), 1), 0) << "no region kept gains: the test needs one";
+  ASSERT_EQ(all.theta.size(), size_t(3 * 3 * 2)) << "theta is M x M x K";
+  expect_same_fit(all, one, std::to_string(comm_size(MPI_COMM_WORLD)) + " rank(s) against 1, latent:2");
+
+  const AnimalData data = fittest::data_of(a, MPI_COMM_WORLD);
+  p.runs_train = 2;
+  const std::string dir = testutil::scratch_dir("fit-gains-latent-resume");
+  fit::Trainer full(data, 0, p, MPI_COMM_WORLD);
+  while (!full.finished()) full.run_next();
+  int calls = 0;
+  {
+    fit::Trainer t(data, 0, p, MPI_COMM_WORLD);
+    t.run_next();
+    t.set_stop_check([&] { return ++calls == 3; }, 100);
+    ASSERT_FALSE(t.run_next().complete);
+    t.save_checkpoint(dir + "/latent.h5", "[fit]\n");
+  }
+  fit::Trainer b(data, 0, p, MPI_COMM_WORLD);
+  b.load_checkpoint(dir + "/latent.h5");
+  while (!b.finished()) EXPECT_TRUE(b.run_next().complete);
+  EXPECT_EQ(b.gains().theta, full.gains().theta);
+  EXPECT_EQ(b.local_J(), full.local_J());
+  EXPECT_EQ(b.local_rates(), full.local_rates());
 }

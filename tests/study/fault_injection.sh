@@ -168,6 +168,10 @@ INI
 grep -q "^a01 .*fitted with other options (runs_train 3 -> 2)" r10.submit.log || die "stale: submit does not flag a01"
 grep -q "^a00 .*done" r10.submit.log || die "stale: submit does not call a00 done"
 grep -q "afterany" r10.submit.log || die "submit: modes does not run after a partly failed fit array"
+! grep -q "NOT in the fit time" r10.submit.log || die "submit: a fixed-J study's plan warns about a gated start"
+sed 's/^runs-free = 1$/runs-free = 1\ngains = inputs/' study.ini > gated.ini
+"$B" submit --config gated.ini --dry-run --mem-per-node 4 --cores-per-node 2 > gated.submit.log 2>&1 || die "gated: submit --dry-run exited $?"
+grep -q "NOT in the fit time: the gated start" gated.submit.log || die "submit: a gated study's time estimate does not say it omits the gated start"
 rc=$(fit r10 --cohort clean_cohort --resume); [ "$rc" = 1 ] || die "stale: fit --resume exited $rc"
 grep -q "a01.*runs_train 3 -> 2" r10.log || die "stale: fit --resume does not name the option"
 modes_ok r10
