@@ -236,10 +236,15 @@ std::vector<std::string> usable_fits(const std::string& fits_dir, const InputSpe
       continue;
     }
     std::string fp;
+    bool no_gains_kept = false;  // a gated fit that kept gains in no target: nothing for gains / pathways
     {
       h5::File f = h5::open_read(fit, MPI_COMM_SELF);
       if (!h5::has_attr(f, "/", "fingerprint")) fail("fit file ", fit, ": has no fingerprint attribute");
       fp = h5::attr_string(f, "/", "fingerprint");
+      if ((in.summary == "gains" || in.summary == "pathways") && h5::exists(f, "/gains_model/kept")) {
+        const auto kept = h5::read_ints(f, "/gains_model/kept");
+        no_gains_kept = std::none_of(kept.begin(), kept.end(), [](std::int64_t k) { return k != 0; });
+      }
     }
     // Stale inputs are refused: the study would mix configurations or outdated data.
     if (fp != st.fingerprint)
@@ -256,6 +261,12 @@ std::vector<std::string> usable_fits(const std::string& fits_dir, const InputSpe
     const auto t_fit = fs::last_write_time(fit, e1), t_src = fs::last_write_time(st.source, e2);
     if (!e1 && !e2 && t_src > t_fit)
       fail("fit file ", fit, " is older than its animal file ", st.source, "; refit the animal (fit without --resume)");
+    // One animal whose gains were rejected everywhere costs that animal, not the cohort's modes.
+    if (no_gains_kept) {
+      leave_out(st.animal_id, cat("the fit kept gains in none of its target regions (/gains_model/kept): --summary ",
+                                  in.summary, " has nothing of it"));
+      continue;
+    }
     used.push_back(fit);
     rec.fingerprints.push_back(fp);
     rec.statuses.push_back(st.status);

@@ -54,6 +54,22 @@ modes_ok clean
 cp -r clean rp; sed -i 's/"status": "ok"/"status": "poor"/' rp/fits/a02.status.json
 modes_ok rp; grep -q "left out: a02 (poor" rp/modes_summary.txt || die "poor: a02 not left out"
 modes_ok rp --include-poor; grep -q "left out" rp/modes_summary.txt && die "poor: --include-poor still left a02 out"
+# A gated fit whose gains were kept in no target region: `--summary gains` leaves that animal out,
+# named, and factors the others (it used to stop the stage). Gains written into copies of the fits.
+cp -r clean rg
+"$PY" - rg/fits <<'PYEOF' || die "gains: could not write gains into the fits"
+import os, sys
+import h5py, numpy as np
+for a, kept in (("a00", [1, 1, 1]), ("a01", [1, 0, 1]), ("a02", [0, 0, 0])):
+    with h5py.File(os.path.join(sys.argv[1], a + ".h5"), "a") as f:
+        M, T = len(f["currents/region_names"]), f["currents/rms"].shape[2]
+        t = np.arange(T)
+        f["gains"] = np.array([[1 + 0.5 * np.sin(0.1 * t + q + 2 * s) for s in range(M)] for q in range(M)])
+        f.create_group("gains_model")["kept"] = np.array(kept[:M], dtype=np.int64)
+PYEOF
+modes_ok rg --summary gains
+grep -q "left out: a02 (the fit kept gains in none of its target regions" rg/modes_summary.txt \
+  || die "gains: a02 (no gains kept) not left out by name"
 # ... and the report says at the top that the modes include a fit that does not beat its baseline.
 "$B" report --results rp --python "$PY" > rp.report.log 2>&1 || die "report of rp exited $?"
 "$PY" - rp/report/summary.json rp/report/index.html <<'PYEOF' || die "report of rp does not warn about the poor fit a02"
