@@ -367,7 +367,7 @@ std::vector<ParamSpec> make_table() {
           if (k.empty() || *end != '\0' || v < 1 || v > 64)
             fail("option --gains: '", s, "' needs the number of latent factors, 1 to 64 (e.g. latent:3)");
           p.gains = GainModel::Latent;
-          p.gains_latent = int(v);
+          p.gains_latent = int(v);  // the range is check_params' (validate sets it directly)
         } else {
           fail("option --gains: unknown model '", s, "' (use none, inputs or latent:K)");
         }
@@ -465,6 +465,8 @@ void check_params(const Params& p) {
   if (p.prior_ratio && (!(*p.prior_ratio >= 0) || !std::isfinite(*p.prior_ratio)))
     fail("option --prior-ratio must be a finite number >= 0 (or auto), is ", *p.prior_ratio);
   if (p.total_runs() < 1) fail("options --runs-train and --runs-free: at least one run is needed");
+  if (p.gains == GainModel::Latent && !(p.gains_latent >= 1 && p.gains_latent <= 64))
+    fail("option --gains: latent:K needs K from 1 to 64 latent factors, is ", p.gains_latent);
 }
 
 std::string fingerprint(const Params& p, std::int64_t n_units, std::int64_t n_samples, double dt_data,

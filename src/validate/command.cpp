@@ -1,5 +1,6 @@
 #include "validate/command.hpp"
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -158,13 +159,14 @@ Command make_validate_command() {
         const std::vector<std::string> part = split_list(base, '+');
         std::string prior = part.empty() ? std::string() : part[0];
         bool with_inputs = false, with_gains = false;
-        int latent = 0;  // +latentK: gains on K latent factors of the activity (--gains latent:K)
+        int latent = -1;  // +latentK: gains on K latent factors of the activity (--gains latent:K); -1 none
         for (size_t k = 1; k < part.size(); ++k) {
           const std::string& x = part[k];
           if (x == "inputs") with_inputs = true;
           else if (x == "gains") with_gains = with_inputs = true;
-          else if (x.size() > 6 && x.rfind("latent", 0) == 0 && x.find_first_not_of("0123456789", 6) == std::string::npos)
-            latent = std::stoi(x.substr(6)), with_gains = true;
+          else if (x.size() > 6 && x.size() <= 9 && x.rfind("latent", 0) == 0 &&
+                   x.find_first_not_of("0123456789", 6) == std::string::npos)
+            latent = std::stoi(x.substr(6)), with_gains = true;  // range: fit::check_params below
           else prior.clear();
         }
         if (prior != "shared" && prior != "region" && prior != "block")
@@ -176,8 +178,8 @@ Command make_validate_command() {
         if (with_gains) {
           if (m.fit.prior != fit::Prior::Block || start != fit::Start::Regression)
             fail("option --methods: '", name, "': +gains and +latentK need the block prior and the regression start (block+gains)");
-          m.fit.gains = latent > 0 ? fit::GainModel::Latent : fit::GainModel::Inputs;
-          m.fit.gains_latent = latent;
+          m.fit.gains = latent >= 0 ? fit::GainModel::Latent : fit::GainModel::Inputs;
+          m.fit.gains_latent = std::max(latent, 0);
         }
         m.fit.prior_ratio = fit::parse_prior_ratio(vm["prior-ratio"].as<std::string>());
         m.fit.p0 = vm["p0"].as<double>();

@@ -71,6 +71,8 @@ grep -q -- "+gains and +latentK need the block prior" "$W/bad8.log" || die "regi
 grep -q -- "need the block prior" "$W/bad8b.log" || die "region+latent3 error does not say why"
 "$BIN" validate --out "$W/x.txt" --methods block+latent > "$W/bad8c.log" 2>&1 && die "block+latent (no K) accepted"
 grep -q -- "unknown method 'block+latent'" "$W/bad8c.log" || die "block+latent error does not name the method"
+"$BIN" validate --out "$W/x.txt" --methods block+latent0 > "$W/bad8d.log" 2>&1 && die "block+latent0 accepted"
+grep -q -- "latent:K needs K from 1 to 64" "$W/bad8d.log" || die "block+latent0 error does not say why"
 "$BIN" validate --out "$W/x.txt" --methods block+gains --ensemble 2 > "$W/bad9.log" 2>&1 && die "gated ensemble accepted"
 grep -q -- "--ensemble" "$W/bad9.log" || die "gated ensemble error does not name --ensemble"
 "$BIN" validate --out "$W/x.txt" --input-smoothing fast > "$W/bad11.log" 2>&1 && die "--input-smoothing fast accepted"
