@@ -57,6 +57,7 @@ RegionCurrentsPart region_currents_by_rows(const double* J_rows, RowRange rows, 
   for (size_t k = 0; k < mine.size(); ++k) slot[size_t(mine[k])] = int(k);
   // Sums and sums of squares over target units (total, excitatory, inhibitory) per slot: 6 x M x T.
   std::vector<double> acc(mine.size() * 6 * MT, 0.0);
+  std::vector<double> strength(size_t(M) * size_t(M), 0.0);  // sums of squares of the ungated current
   if (per_unit) per_unit->assign(size_t(m) * MT, 0.0);
 
   std::vector<int> counts, offsets;
@@ -97,7 +98,10 @@ RegionCurrentsPart region_currents_by_rows(const double* J_rows, RowRange rows, 
         const int q = unit_region[size_t(rows.begin + i)];
         double* a = &acc[size_t(slot[size_t(q)]) * 6 * MT + size_t(s) * size_t(T) + size_t(t0)];
         const double* gq = gains ? gains + (size_t(q) * size_t(M) + size_t(s)) * size_t(T) + size_t(t0) : nullptr;
+        double& ss_ungated = strength[size_t(q) * size_t(M) + size_t(s)];
         for (std::int64_t t = 0; t < n_t; ++t) {
+          const double u = cp[size_t(i) + size_t(t) * size_t(m)] + cn[size_t(i) + size_t(t) * size_t(m)];
+          ss_ungated += u * u;
           // A gated pathway's current is g_QS(t) J_QS r_S(t) (its weights' sign parts scaled alike).
           const double gt = gq ? gq[t] : 1.0;
           const double e = gt * cp[size_t(i) + size_t(t) * size_t(m)], h = gt * cn[size_t(i) + size_t(t) * size_t(m)];
@@ -119,6 +123,14 @@ RegionCurrentsPart region_currents_by_rows(const double* J_rows, RowRange rows, 
   RegionCurrentsPart out;
   out.M = M;
   out.T = T;
+  MPI_Allreduce(MPI_IN_PLACE, strength.data(), M * M, MPI_DOUBLE, MPI_SUM, comm);
+  for (int q = 0; q < M; ++q)
+    for (int s = 0; s < M; ++s) {
+      const double n = double(units[size_t(q)].size()) * double(T);
+      double& v = strength[size_t(q) * size_t(M) + size_t(s)];
+      v = n > 0 ? std::sqrt(v / n) : 0.0;
+    }
+  out.strength = std::move(strength);
   const int me = comm_rank(comm);
   std::vector<std::vector<double>> kept;
   for (int q = 0; q < M; ++q) {

@@ -50,6 +50,12 @@ struct RegionCurrentsPart {
   std::vector<int> targets;  // the target regions whose summaries this rank holds, ascending
   // Each targets.size() x M x T, index (k*M + s)*T + t for target targets[k].
   std::vector<double> mean, rms, exc_mean, exc_rms, inh_mean, inh_rms;
+  // Each pathway's strength, on every rank, M x M (index q*M + s): the rms over Q's units and all
+  // samples of the ungated current sum_{j in S} J[i,j] r[j,t]. Only the part of J that acts on the
+  // source's activity counts: J's norm also holds weights along activity S never takes, which the
+  // data do not determine (on the fitted demo they put 0.2-1.8x the true strength on a pathway and
+  // up to 0.3 of it on absent ones). `modes --summary pathways` factors gains x strength. Its definition: kPathwayStrengthDefinition.
+  std::vector<double> strength;
 };
 RegionCurrentsPart region_currents_by_rows(const double* J_rows, RowRange rows, std::int64_t N,
                                            const double* rates_rows, std::int64_t T,

@@ -139,27 +139,10 @@ void Trainer::write_result(const std::string& path, const std::string& config_te
     const decompose::RegionCurrentsPart c = decompose::region_currents_by_rows(
         jr.data(), rows_, N_, rl.data(), T_, meta_.unit_region, M, comm_, per_unit_currents ? &per_unit : nullptr, 0,
         g.empty() ? nullptr : g.data());
-    {
-      // Each pathway's strength, sqrt(sum_{i in Q, j in S} J_ij^2 / n_Q) (the rms over Q's units of
-      // the norm of their weights from S): the fitted gains have rms 1 per pathway, the strength
-      // is in J; `modes --summary pathways` factors gains x strength.
-      std::vector<double> ss(size_t(M) * size_t(M), 0.0), n(size_t(M), 0.0);
-      for (PetscInt i = 0; i < m_; ++i)
-        for (std::int64_t j = 0; j < N_; ++j) {
-          const double w = jr[size_t(i) * size_t(N_) + size_t(j)];
-          ss[size_t(row_region_[size_t(i)]) * size_t(M) + size_t(meta_.unit_region[size_t(j)])] += w * w;
-        }
-      MPI_Allreduce(MPI_IN_PLACE, ss.data(), M * M, MPI_DOUBLE, MPI_SUM, comm_);
-      for (std::int64_t u : meta_.unit_region) n[size_t(u)] += 1;
-      for (int q = 0; q < M; ++q)
-        for (int s2 = 0; s2 < M; ++s2) {
-          double& v = ss[size_t(q) * size_t(M) + size_t(s2)];
-          v = n[size_t(q)] > 0 ? std::sqrt(v / n[size_t(q)]) : 0.0;
-        }
-      h5::write_doubles(f, "/pathway_strength", {hsize_t(M), hsize_t(M)}, ss.data());
-      h5::set_attr(f, "/pathway_strength", "definition",
-                   "[target Q, source S]: sqrt(sum over units i of Q and j of S of J[i,j]^2 / units of Q)");
-    }
+    // Each pathway's strength (decompose.hpp): the scale the fitted gains (rms 1 per pathway) do
+    // not carry; `modes --summary pathways` factors gains x strength.
+    h5::write_doubles(f, "/pathway_strength", {hsize_t(M), hsize_t(M)}, c.strength.data());
+    h5::set_attr(f, "/pathway_strength", "definition", kPathwayStrengthDefinition);
     if (!g.empty()) {
       h5::write_doubles(f, "/gains", {hsize_t(M), hsize_t(M), hsize_t(T_)}, g.data());
       h5::set_attr(f, "/gains", "layout", "[target region, source region, sample]: J_eff(t)[Q,S] = gains[Q,S,t] J[Q,S]");

@@ -14,6 +14,10 @@ namespace cohortnet {
 
 inline constexpr const char* kAnimalFormat = "cohortnet-animal";
 inline constexpr std::int64_t kAnimalFormatVersion = 1;
+// /pathway_strength's definition, written as its attribute `definition` by fit and simulate and
+// checked by `modes --summary pathways` (a file with another definition is refused, not mixed).
+inline constexpr const char* kPathwayStrengthDefinition =
+    "[target Q, source S]: rms over the units i of Q and all samples t of the ungated current sum_{j in S} J[i,j] r[j,t]";
 
 // Everything about an animal except the activity values; identical on every rank.
 struct AnimalMeta {

@@ -121,6 +121,13 @@ AnimalMatrix load_summary(const std::string& path, const std::string& dataset, c
     if (!h5::exists(f, "/pathway_strength"))
       fail("file ", path, ": --summary pathways needs /pathway_strength (written by fit and simulate since 2026-12-07; "
            "refit, or use --summary gains)");
+    // An older file's strength was J's norm, which the data do not determine (kPathwayStrengthDefinition):
+    // refused rather than mixed with the current definition in one cohort.
+    const std::string def = h5::has_attr(f, "/pathway_strength", "definition")
+                                ? h5::attr_string(f, "/pathway_strength", "definition") : std::string("(none)");
+    if (def != kPathwayStrengthDefinition)
+      fail("file ", path, ": /pathway_strength is of another definition ('", def, "'; this version factors '",
+           kPathwayStrengthDefinition, "'): written by an older cohortnet; rerun its fit (or simulate), or use --summary gains");
     const std::vector<double> st = h5::read_doubles(f, "/pathway_strength");
     if (st.size() != M * M) fail("file ", path, ": /pathway_strength must be [", M, " x ", M, "]");
     const size_t T = size_t(shape[2]);

@@ -537,6 +537,7 @@ SimulatedAnimal simulate_animal(const SimulateParams& p, const CohortPlan& plan,
   out.mode_activations.assign(size_t(K) * TT, 0.0);
   for (auto* v : {&out.cur_mean, &out.cur_rms, &out.exc_mean, &out.exc_rms, &out.inh_mean, &out.inh_rms})
     v->assign(MM * TT, 0.0);
+  out.pathway_strength.assign(MM, 0.0);  // sums of squares of the ungated currents until the end
 
   const double dts = p.dt / p.dt_factor;
   const long lead_steps = std::lround(p.lead_time / dts);
@@ -638,12 +639,12 @@ SimulatedAnimal simulate_animal(const SimulateParams& p, const CohortPlan& plan,
         for (int q = 0; q < M; ++q)
           for (int sr = 0; sr < M; ++sr) {
             const size_t qs = size_t(q) * size_t(M) + size_t(sr);
-            if (G[qs] == 0) continue;
             double sm = 0, ss = 0, pm = 0, ps = 0, nm = 0, ns = 0;
             for (int i = off[size_t(q)]; i < off[size_t(q) + 1]; ++i) {
               const size_t j0 = size_t(i) * NN + size_t(off[size_t(sr)]), ns_ = size_t(sizes[size_t(sr)]);
               const double* rs = r.data() + off[size_t(sr)];
               double cp = dot(Jpos.data() + j0, rs, ns_), cn = dot(Jneg.data() + j0, rs, ns_);
+              out.pathway_strength[qs] += (cp + cn) * (cp + cn);  // ungated, also while the gain is 0
               cp *= G[qs];
               cn *= G[qs];
               const double c = cp + cn;
@@ -688,6 +689,10 @@ SimulatedAnimal simulate_animal(const SimulateParams& p, const CohortPlan& plan,
         for (int i = 0; i < S; ++i) ind[size_t(i)] += relax * (itarget[size_t(i)] - ind[size_t(i)]);
       }
     }
+  }
+  for (size_t qs = 0; qs < MM; ++qs) {
+    const double n = double(sizes[qs / size_t(M)]) * double(TT);
+    out.pathway_strength[qs] = n > 0 ? std::sqrt(out.pathway_strength[qs] / n) : 0.0;
   }
   if (cohort) {
     out.mode_active_fraction.assign(size_t(K), 0.0);
@@ -740,18 +745,9 @@ void write_truth_file(const SimulateParams& p, const SimulatedAnimal& a, int K, 
   h5::write_ints(f, "/region_draws", {M}, a.region_draws.data());
   h5::write_doubles(f, "/gains", shape3(M, M, T), a.gains.data());
   h5::write_doubles(f, "/J", {N, N}, a.J.data());
-  {
-    // The same pathway strength as the fit's output (modes --summary pathways).
-    std::vector<double> st(size_t(M) * size_t(M), 0.0), n(size_t(M), 0.0);
-    const size_t NN = size_t(N);
-    for (size_t i = 0; i < NN; ++i) {
-      n[size_t(a.meta.unit_region[i])] += 1;
-      for (size_t j = 0; j < NN; ++j)
-        st[size_t(a.meta.unit_region[i]) * size_t(M) + size_t(a.meta.unit_region[j])] += a.J[i * NN + j] * a.J[i * NN + j];
-    }
-    for (size_t qs = 0; qs < st.size(); ++qs) st[qs] = n[qs / size_t(M)] > 0 ? std::sqrt(st[qs] / n[qs / size_t(M)]) : 0.0;
-    h5::write_doubles(f, "/pathway_strength", {M, M}, st.data());
-  }
+  // The same pathway strength as the fit's output (modes --summary pathways).
+  h5::write_doubles(f, "/pathway_strength", {M, M}, a.pathway_strength.data());
+  h5::set_attr(f, "/pathway_strength", "definition", kPathwayStrengthDefinition);
   h5::write_doubles(f, "/rates", {N, T}, a.rates.data());
   h5::write_doubles(f, "/external", {N, T}, a.external.data());
   std::vector<std::int64_t> labels(a.meta.unit_region.begin(), a.meta.unit_region.end());

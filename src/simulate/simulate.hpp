@@ -151,6 +151,8 @@ struct SimulatedAnimal {
   std::vector<double> mode_active_fraction;  // K: fraction of samples with activation > kModeActive
   // Region-pair currents [M x M x T]: total, positive-weight and negative-weight parts.
   std::vector<double> cur_mean, cur_rms, exc_mean, exc_rms, inh_mean, inh_rms;
+  // M x M: each pathway's strength as the fit defines it (kPathwayStrengthDefinition, io/animal.hpp).
+  std::vector<double> pathway_strength;
 };
 // A mode counts as active at a sample when its activation exceeds this (levels are U(0.6, 1)).
 inline constexpr double kModeActive = 0.1;

@@ -11,6 +11,7 @@
 
 #include "core/bookkeeping.hpp"
 #include "core/h5.hpp"
+#include "io/animal.hpp"
 #include "fit/cohort.hpp"
 #include "fit_test_data.hpp"
 #include "test_util.hpp"
@@ -184,20 +185,27 @@ TEST(FitUnitOrder, UnitsGroupedByRegionGiveTheFileOrdersResult) {
     for (size_t k = 0; k < x.size(); ++k) d = std::max(d, std::abs(x[k] - y[k])), s = std::max(s, std::abs(x[k]));
     EXPECT_LE(d, 1e-9 * std::max(s, 1.0)) << ds << ": max difference " << d;
   }
-  // /pathway_strength is its definition on the written J and unit regions (file order), in both.
+  // /pathway_strength is its definition (the rms over Q's units and the samples of the ungated
+  // current J[Q,S] r_S(t)) on the written J, rates and unit regions (file order), in both.
   for (h5::File* f : {&a, &b}) {
+    EXPECT_EQ(h5::attr_string(*f, "/pathway_strength", "definition"), kPathwayStrengthDefinition);
     const std::vector<double> J = h5::read_doubles(*f, "/J"), st = h5::read_doubles(*f, "/pathway_strength");
+    const std::vector<double> R = h5::read_doubles(*f, "/rates");
     const std::vector<std::int64_t> reg = h5::read_ints(*f, "/unit_region");
-    const size_t N = reg.size(), M = 3;
+    const size_t N = reg.size(), M = 3, T = R.size() / N;
     ASSERT_EQ(st.size(), M * M);
     std::vector<double> ss(M * M, 0.0), n(M, 0.0);
     for (size_t i = 0; i < N; ++i) {
       n[size_t(reg[i])] += 1;
-      for (size_t j = 0; j < N; ++j) ss[size_t(reg[i]) * M + size_t(reg[j])] += J[i * N + j] * J[i * N + j];
+      for (size_t t = 0; t < T; ++t) {
+        std::vector<double> c(M, 0.0);
+        for (size_t j = 0; j < N; ++j) c[size_t(reg[j])] += J[i * N + j] * R[j * T + t];
+        for (size_t s2 = 0; s2 < M; ++s2) ss[size_t(reg[i]) * M + s2] += c[s2] * c[s2];
+      }
     }
     for (size_t qs = 0; qs < M * M; ++qs) {
-      const double want = std::sqrt(ss[qs] / n[qs / M]);
-      EXPECT_NEAR(st[qs], want, 1e-12 * std::max(1.0, want)) << "pathway " << qs / M << " <- " << qs % M;
+      const double want = std::sqrt(ss[qs] / (n[qs / M] * double(T)));
+      EXPECT_NEAR(st[qs], want, 1e-10 * std::max(1.0, want)) << "pathway " << qs / M << " <- " << qs % M;
       EXPECT_GT(st[qs], 0.0);
     }
   }

@@ -13,6 +13,7 @@
 #include "core/bookkeeping.hpp"
 #include "core/error.hpp"
 #include "core/h5.hpp"
+#include "io/animal.hpp"
 #include "core/parallel.hpp"
 #include "modes/analysis.hpp"
 #include "modes/command.hpp"
@@ -444,7 +445,8 @@ TEST(ModesCommand, TruthCheckOnANullCohort) {
 }
 
 // --summary pathways: each pair's gains times its /pathway_strength (the fitted gains carry no
-// scale: it is in J), with the same masking; a file without /pathway_strength is an error naming it.
+// scale: it is in J), with the same masking; a file without /pathway_strength, or with one of
+// another definition (an older version's J norm), is an error naming it.
 TEST(ModesCommand, PathwaysAreGainsTimesTheirStrength) {
   const std::string dir = cohortnet::testutil::scratch_dir("modes-pathways");
   const std::vector<std::string> names = {"A", "B", "C"};
@@ -452,14 +454,17 @@ TEST(ModesCommand, PathwaysAreGainsTimesTheirStrength) {
   std::vector<double> g(M * M * T), st(M * M);
   for (size_t e = 0; e < g.size(); ++e) g[e] = 1.0 + 0.5 * std::sin(0.7 * double(e));
   for (size_t e = 0; e < st.size(); ++e) st[e] = 0.1 * double(e + 1);
-  auto write = [&](const std::string& path, bool strength) {
+  auto write = [&](const std::string& path, bool strength, const char* definition = kPathwayStrengthDefinition) {
     if (comm_rank(MPI_COMM_WORLD) == 0) {
       h5::File f = h5::create(path, MPI_COMM_SELF);
       h5::set_attr(f, "/", "animal_id", "a00");
       h5::ensure_group(f, "/currents");
       h5::write_strings(f, "/currents/region_names", names);
       h5::write_doubles(f, "/gains", {M, M, T}, g.data());
-      if (strength) h5::write_doubles(f, "/pathway_strength", {M, M}, st.data());
+      if (strength) {
+        h5::write_doubles(f, "/pathway_strength", {M, M}, st.data());
+        if (definition) h5::set_attr(f, "/pathway_strength", "definition", definition);
+      }
     }
     MPI_Barrier(MPI_COMM_WORLD);
   };
@@ -483,6 +488,16 @@ TEST(ModesCommand, PathwaysAreGainsTimesTheirStrength) {
   } catch (const std::exception& e) {
     EXPECT_NE(std::string(e.what()).find("without.h5: --summary pathways needs /pathway_strength"), std::string::npos)
         << e.what();
+  }
+  for (const char* def : {static_cast<const char*>(nullptr), "[target Q, source S]: sqrt(sum over units i of Q and j of S of J[i,j]^2 / units of Q)"}) {
+    write(dir + "/older.h5", true, def);
+    try {
+      load_summary(dir + "/older.h5", "/pathways", L, names, "none", "error", false, nullptr, MPI_COMM_WORLD);
+      ADD_FAILURE() << "a /pathway_strength of another definition was accepted";
+    } catch (const std::exception& e) {
+      EXPECT_NE(std::string(e.what()).find("older.h5: /pathway_strength is of another definition"), std::string::npos)
+          << e.what();
+    }
   }
 }
 

@@ -228,16 +228,23 @@ TEST(Simulate, TruthCurrentsFollowFromJAndRates) {
     EXPECT_EQ(an.d("/activity"), R);
     EXPECT_EQ(an.i("/trial_starts"), (std::vector<std::int64_t>{0, 120}));
     {
-      // Pathway strength: sqrt(sum over i in Q, j in S of J_ij^2 / n_Q); zero exactly where no link.
+      // Pathway strength: the rms over Q's units and the recorded samples of the ungated current
+      // sum_{j in S} J_ij r_j(t) (the fit's definition); zero exactly where no link.
+      EXPECT_EQ(h5::attr_string(tr.f, "/pathway_strength", "definition"), kPathwayStrengthDefinition);
       auto st = tr.d("/pathway_strength");
       ASSERT_EQ(st.size(), M * M);
       std::vector<double> ss(M * M, 0.0), nq(M, 0.0);
       for (size_t i = 0; i < N; ++i) {
         nq[size_t(lab[i])] += 1;
-        for (size_t j = 0; j < N; ++j) ss[size_t(lab[i]) * M + size_t(lab[j])] += J[i * N + j] * J[i * N + j];
+        for (size_t t = 0; t < T; ++t) {
+          std::vector<double> c(M, 0.0);
+          for (size_t j = 0; j < N; ++j) c[size_t(lab[j])] += J[i * N + j] * R[j * T + t];
+          for (size_t s = 0; s < M; ++s) ss[size_t(lab[i]) * M + s] += c[s] * c[s];
+        }
       }
       for (size_t qs = 0; qs < M * M; ++qs) {
-        EXPECT_NEAR(st[qs], std::sqrt(ss[qs] / nq[qs / M]), 1e-12) << "pathway " << qs / M << " <- " << qs % M;
+        const double want = std::sqrt(ss[qs] / (nq[qs / M] * double(T)));
+        EXPECT_NEAR(st[qs], want, 1e-10 * std::max(1.0, want)) << "pathway " << qs / M << " <- " << qs % M;
         if (qs / M != qs % M) {
           EXPECT_EQ(st[qs] > 0, coupled[qs] != 0) << "pathway " << qs / M << " <- " << qs % M;
         }
