@@ -53,8 +53,9 @@ struct RegionCurrentsPart {
   // Each pathway's strength, on every rank, M x M (index q*M + s): the rms over Q's units and all
   // samples of the ungated current sum_{j in S} J[i,j] r[j,t]. Only the part of J that acts on the
   // source's activity counts: J's norm also holds weights along activity S never takes, which the
-  // data do not determine (on the fitted demo they put 0.2-1.8x the true strength on a pathway and
-  // up to 0.3 of it on absent ones). `modes --summary pathways` factors gains x strength. Its definition: kPathwayStrengthDefinition.
+  // data do not determine (on fitted demo cohorts J's norm put 0.3-1.8x the true strength on a
+  // coupled pathway and up to 0.37 of the coupled level on absent ones). `modes --summary pathways`
+  // factors gains x strength; the definition's text: kPathwayStrengthDefinition (io/animal.hpp).
   std::vector<double> strength;
 };
 RegionCurrentsPart region_currents_by_rows(const double* J_rows, RowRange rows, std::int64_t N,
