@@ -16,7 +16,9 @@ cluster_start() {
     [ -f /etc/munge/munge.key ] || { dd if=/dev/urandom of=/etc/munge/munge.key bs=1 count=128 2>/dev/null;
                                      chown munge:munge /etc/munge/munge.key; chmod 600 /etc/munge/munge.key; }
     runuser -u munge -- /usr/sbin/munged --pid-file="$dir/munged.pid" || return 1
-    echo started >"$dir/munged.ours"
+    # The munge user cannot write into DIR (root's, 755): its pid file may be missing, so the pid
+    # of the daemon started here is recorded by root (cluster_stop kills it, nothing broader).
+    pgrep -n -u munge -f -- "--pid-file=$dir/munged.pid" >"$dir/munged.ours" || true
   fi
   cat >"$dir/slurm.conf" <<CONF
 ClusterName=cohortnet-test
@@ -72,8 +74,8 @@ cluster_stop() {
     for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
     kill -9 "$pid" 2>/dev/null
   done
-  if [ -f "$dir/munged.ours" ] && [ -f "$dir/munged.pid" ]; then
-    kill "$(cat "$dir/munged.pid")" 2>/dev/null
+  if [ -s "$dir/munged.ours" ]; then
+    kill "$(cat "$dir/munged.ours")" 2>/dev/null
   fi
   return 0
 }
