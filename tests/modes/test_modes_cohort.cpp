@@ -481,23 +481,21 @@ TEST(ModesCommand, PathwaysAreGainsTimesTheirStrength) {
         EXPECT_NEAR(a.X[size_t(p) * T + t], st[size_t(q) * M + size_t(src)] * b.X[size_t(p) * T + t], 1e-15)
             << "pair " << q << "<-" << src << " sample " << t;
     }
-  write(dir + "/without.h5", false);
-  try {
-    load_summary(dir + "/without.h5", "/pathways", L, names, "none", "error", false, nullptr, MPI_COMM_WORLD);
-    ADD_FAILURE() << "a file without /pathway_strength was accepted";
-  } catch (const std::exception& e) {
-    EXPECT_NE(std::string(e.what()).find("without.h5: --summary pathways needs /pathway_strength"), std::string::npos)
-        << e.what();
-  }
-  for (const char* def : {static_cast<const char*>(nullptr), "[target Q, source S]: sqrt(sum over units i of Q and j of S of J[i,j]^2 / units of Q)"}) {
-    write(dir + "/older.h5", true, def);
+  // A refused file: the error names it and says why.
+  auto refused = [&](const std::string& file, const std::string& why) {
     try {
-      load_summary(dir + "/older.h5", "/pathways", L, names, "none", "error", false, nullptr, MPI_COMM_WORLD);
-      ADD_FAILURE() << "a /pathway_strength of another definition was accepted";
+      load_summary(dir + "/" + file, "/pathways", L, names, "none", "error", false, nullptr, MPI_COMM_WORLD);
+      ADD_FAILURE() << file << " was accepted";
     } catch (const std::exception& e) {
-      EXPECT_NE(std::string(e.what()).find("older.h5: /pathway_strength is of another definition"), std::string::npos)
-          << e.what();
+      EXPECT_NE(std::string(e.what()).find(file + ": " + why), std::string::npos) << e.what();
     }
+  };
+  write(dir + "/without.h5", false);
+  refused("without.h5", "--summary pathways needs /pathway_strength");
+  for (const char* def : {static_cast<const char*>(nullptr),
+                          "[target Q, source S]: sqrt(sum over units i of Q and j of S of J[i,j]^2 / units of Q)"}) {
+    write(dir + "/older.h5", true, def);
+    refused("older.h5", "/pathway_strength is of another definition");
   }
 }
 
