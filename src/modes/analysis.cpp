@@ -185,6 +185,42 @@ std::vector<double> shared_start(const std::vector<const AnimalMatrix*>& ptrs, i
   return v;
 }
 
+// The K rule: the smallest K whose CV error is within k_cv_tolerance of the lowest over all K (the
+// "enough modes" candidate; with the default tolerance 0, the K with the lowest error: a 2%
+// tolerance preferred K = 3 where K = 4 predicted the unseen animals best, and the animal-out
+// error already charges a K for modes that do not carry over, which is the parsimony wanted).
+// If that K is not stable across starts (stability < k_min_stability)
+// its extra mode is not identified, so the choice steps down to the largest stable K below it:
+// on the simulator's truth, K = 5 for 4 true modes reached the error tolerance at stability
+// 0.84-0.89 while K = 4 was stable. Only when no K below is stable does a stable K above the
+// candidate (within tolerance) count; if no K qualifies, the candidate is kept and flagged.
+KChoice choose_k(const std::vector<double>& cv_mean, double tolerance, const std::function<bool(int)>& is_stable) {
+  const int nK = int(cv_mean.size());
+  double best = std::numeric_limits<double>::infinity();
+  for (double v : cv_mean)
+    if (std::isfinite(v)) best = std::min(best, v);
+  auto in_tolerance = [&](int ik) { return cv_mean[size_t(ik)] <= best * (1 + tolerance); };
+  int candidate = -1;
+  for (int ik = 0; ik < nK && candidate < 0; ++ik)
+    if (in_tolerance(ik)) candidate = ik;
+  if (candidate < 0) fail("modes: cross-validation failed for every K (no held-out data?)");
+  KChoice c;
+  if (is_stable(candidate)) {
+    c.index = candidate;
+    return c;
+  }
+  for (int ik = candidate - 1; ik >= 0 && c.index < 0; --ik)
+    if (is_stable(ik) && std::isfinite(cv_mean[size_t(ik)])) c.index = ik;
+  if (c.index >= 0) c.stepped_down_from = candidate;
+  for (int ik = candidate + 1; ik < nK && c.index < 0; ++ik)
+    if (is_stable(ik) && in_tolerance(ik)) c.index = ik;
+  if (c.index < 0) {
+    c.index = candidate;
+    c.stable = false;
+  }
+  return c;
+}
+
 KSelection select_k(const std::vector<AnimalMatrix>& animals, const PairLayout& L, const ModesConfig& cfg,
                     MPI_Comm comm) {
   KSelection sel;
@@ -273,12 +309,7 @@ KSelection select_k(const std::vector<AnimalMatrix>& animals, const PairLayout& 
     sel.cv_mean.push_back(m);
     sel.cv_se.push_back(se);
   }
-  // The rule: the smallest K whose CV error is within k_cv_tolerance of the lowest over all K (the
-  // "enough modes" candidate). If that K is not stable across starts (stability < k_min_stability)
-  // its extra mode is not identified, so the choice steps down to the largest stable K below it:
-  // on the simulator's truth, K = 5 for 4 true modes reached the error tolerance at stability
-  // 0.84-0.89 while K = 4 was stable. Only when no K below is stable does a stable K above the
-  // candidate (within tolerance) count; if no K qualifies, the candidate is kept and flagged.
+  // The K rule: choose_k above; best_cv is for the reason.
   double best_cv = std::numeric_limits<double>::infinity();
   for (double v : sel.cv_mean)
     if (std::isfinite(v)) best_cv = std::min(best_cv, v);
@@ -303,28 +334,18 @@ KSelection select_k(const std::vector<AnimalMatrix>& animals, const PairLayout& 
     const double st = sel.stability[size_t(ik)];
     return std::isnan(st) || st >= cfg.k_min_stability;
   };
-  auto in_tolerance = [&](int ik) { return sel.cv_mean[size_t(ik)] <= best_cv * (1 + cfg.k_cv_tolerance); };
-  sel.rule = cat("smallest K with ", cfg.k_cv_average, " held-out error <= (1 + ", cfg.k_cv_tolerance,
-                 ") x the lowest over K; if its stability across starts is below ", cfg.k_min_stability,
+  sel.rule = cat(cfg.k_cv_tolerance > 0 ? cat("smallest K with ", cfg.k_cv_average, " held-out error <= (1 + ",
+                                               cfg.k_cv_tolerance, ") x the lowest over K")
+                                         : cat("the K with the lowest ", cfg.k_cv_average, " held-out error"),
+                 "; if its stability across starts is below ", cfg.k_min_stability,
                  ", the largest stable K below it (else the smallest stable K above it within the tolerance)");
-  int candidate = -1;
-  for (int ik = 0; ik < nK && candidate < 0; ++ik)
-    if (in_tolerance(ik)) candidate = ik;
-  if (candidate < 0) fail("modes: cross-validation failed for every K (no held-out data?)");
-  int chosen = -1;
+  const KChoice c = choose_k(sel.cv_mean, cfg.k_cv_tolerance, is_stable);
+  const int chosen = c.index;
+  const bool stable = c.stable;
   std::string how;
-  if (is_stable(candidate)) {
-    chosen = candidate;
-  } else {
-    for (int ik = candidate - 1; ik >= 0 && chosen < 0; --ik)
-      if (is_stable(ik) && std::isfinite(sel.cv_mean[size_t(ik)])) chosen = ik;
-    if (chosen >= 0) how = cat(" (stepped down from K = ", sel.k_values[size_t(candidate)], ", stability ",
-                               sel.stability[size_t(candidate)], ")");
-    for (int ik = candidate + 1; ik < nK && chosen < 0; ++ik)
-      if (is_stable(ik) && in_tolerance(ik)) chosen = ik;
-  }
-  const bool stable = chosen >= 0;
-  if (!stable) chosen = candidate;
+  if (c.stepped_down_from >= 0)
+    how = cat(" (stepped down from K = ", sel.k_values[size_t(c.stepped_down_from)], ", stability ",
+              sel.stability[size_t(c.stepped_down_from)], ")");
   sel.k_chosen = sel.k_values[size_t(chosen)];
   const bool undetermined = std::isnan(sel.stability[size_t(chosen)]);
   sel.reason = cat("K = ", sel.k_chosen, ": held-out error ", sel.cv_mean[size_t(chosen)], " vs lowest ", best_cv,

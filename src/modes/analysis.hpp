@@ -5,6 +5,7 @@
 #include <mpi.h>
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -33,7 +34,10 @@ struct ModesConfig {
   // How the per-fold (per-animal) held-out errors of a K are averaged: "geomean" (the mean of their
   // logs: a relative change counts the same in every animal), "mean", or "median".
   std::string k_cv_average = "geomean";
-  double k_cv_tolerance = 0.02;     // K within this relative distance of the best CV error qualify
+  // K within this relative distance of the best CV error qualify. 0: the lowest error decides. A
+  // 2% tolerance (the default until 2026-12-08) chose K = 3 for 4 true modes on fitted demo
+  // cohorts where K = 4 had the lowest error (docs/modes.md, "Tolerance").
+  double k_cv_tolerance = 0.0;
   double k_min_stability = 0.9;     // ... and must be this stable across starts
   // conservation
   bool conserve = true;
@@ -122,6 +126,17 @@ AnimalMatrix permuted(const AnimalMatrix& a, const PairLayout& L, const std::vec
 // A K's held-out errors over folds averaged as --k-cv-average says (geomean | mean | median) and
 // the standard error of that average; NaN entries are skipped.
 std::pair<double, double> cv_average(const std::vector<double>& errors, const std::string& how);
+
+// The K rule on the per-K average held-out errors (NaN: failed): the candidate is the smallest K
+// whose error is within `tolerance` of the lowest (tolerance 0: the lowest); if is_stable(candidate)
+// fails, the largest stable K below it, else the smallest stable K above it within the tolerance;
+// if none, the candidate with stable = false. Indices are into cv_mean.
+struct KChoice {
+  int index = -1;
+  int stepped_down_from = -1;  // the candidate, when the choice stepped down from it
+  bool stable = true;
+};
+KChoice choose_k(const std::vector<double>& cv_mean, double tolerance, const std::function<bool(int)>& is_stable);
 
 // Cross-validation and stability for K = k_min..k_max; fills the selection and picks K.
 KSelection select_k(const std::vector<AnimalMatrix>& animals, const PairLayout& L, const ModesConfig& cfg, MPI_Comm comm);

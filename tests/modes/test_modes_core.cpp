@@ -112,6 +112,33 @@ TEST(ModesSelection, HeldOutErrorsAveragedOverAnimals) {
   EXPECT_TRUE(std::isnan(cv_average({nan}, "mean").first));
 }
 
+TEST(ModesSelection, RuleTakesTheLowestErrorThenStepsDownIfUnstable) {
+  // The fitted demo cohort of seed 1 (K = 1..6): K = 4 predicts the left-out animals best, K = 3
+  // is 0.3% behind. The rule takes K = 4; the 2% tolerance of before took K = 3 (4 true modes).
+  const std::vector<double> cv = {0.3308, 0.1844, 0.0678, 0.0676, 0.0793, 0.0776};
+  auto all_stable = [](int) { return true; };
+  KChoice c = choose_k(cv, 0.0, all_stable);
+  EXPECT_EQ(c.index, 3);
+  EXPECT_TRUE(c.stable);
+  EXPECT_EQ(c.stepped_down_from, -1);
+  EXPECT_EQ(choose_k(cv, 0.02, all_stable).index, 2);
+  // An unstable candidate steps down to the largest stable K below it, and says so.
+  c = choose_k(cv, 0.0, [](int ik) { return ik != 3; });
+  EXPECT_EQ(c.index, 2);
+  EXPECT_EQ(c.stepped_down_from, 3);
+  // Nothing stable below: a stable K above counts only within the tolerance; else the candidate, flagged.
+  c = choose_k(cv, 0.0, [](int ik) { return ik > 3; });
+  EXPECT_EQ(c.index, 3);
+  EXPECT_FALSE(c.stable);
+  c = choose_k(cv, 0.2, [](int ik) { return ik == 5; });  // candidate K = 3 (index 2); 0.0776 within 20%
+  EXPECT_EQ(c.index, 5);
+  EXPECT_TRUE(c.stable);
+  // Failed K (NaN) are skipped; all failed is an error.
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  EXPECT_EQ(choose_k({0.3, nan, 0.1, 0.2}, 0.0, all_stable).index, 2);
+  EXPECT_THROW(choose_k({nan, nan}, 0.0, all_stable), Error);
+}
+
 TEST(ModesHungarian, MatchesBruteForce) {
   Stream s(7, {99});
   for (int trial = 0; trial < 50; ++trial) {
