@@ -122,6 +122,8 @@ TEST(ModesSelection, RuleTakesTheLowestErrorThenStepsDownIfUnstable) {
   EXPECT_TRUE(c.stable);
   EXPECT_EQ(c.stepped_down_from, -1);
   EXPECT_EQ(choose_k(cv, 0.02, all_stable).index, 2);
+  // ... and the default is the former (what `modes --k auto` and the demo use).
+  EXPECT_EQ(choose_k(cv, ModesConfig{}.k_cv_tolerance, all_stable).index, 3);
   // An unstable candidate steps down to the largest stable K below it, and says so.
   c = choose_k(cv, 0.0, [](int ik) { return ik != 3; });
   EXPECT_EQ(c.index, 2);
