@@ -9,6 +9,8 @@
 #include <numeric>
 #include <sstream>
 
+#include <petscblaslapack.h>
+
 #include "core/error.hpp"
 #include "core/h5.hpp"
 #include "core/log.hpp"
@@ -44,6 +46,25 @@ enum Purpose : std::uint64_t {
 bool is_cohort(const SimulateParams& p) { return p.preset == kPresetCohort; }
 
 constexpr int kMaxDraws = 20;
+
+// The modes' state levels (states x modes) must tell the modes apart: the smallest singular value
+// at least 5% of the largest (seeds 1-40 of the demo cohort drew 0.072-0.42, and seed 17 0.007).
+constexpr double kMinLevelCondition = 0.05;
+constexpr int kMaxLevelDraws = 100;
+
+// sigma_min / sigma_max of an S x K row-major matrix (S >= K), from the eigenvalues of its K x K
+// Gram matrix (K is a handful of modes).
+double column_condition(const std::vector<double>& m, int S, int K) {
+  std::vector<double> G(size_t(K) * size_t(K), 0.0), ev(static_cast<size_t>(K));
+  for (int i = 0; i < K; ++i)
+    for (int j = 0; j < K; ++j)
+      for (int st = 0; st < S; ++st) G[size_t(i) * size_t(K) + size_t(j)] += m[size_t(st) * size_t(K) + size_t(i)] * m[size_t(st) * size_t(K) + size_t(j)];
+  PetscBLASInt k = K, lwork = 8 * std::max(K, 1), info = 0;
+  std::vector<double> work(static_cast<size_t>(lwork));
+  LAPACKsyev_("N", "U", &k, G.data(), &k, ev.data(), work.data(), &lwork, &info);
+  if (info != 0 || ev[size_t(K) - 1] <= 0.0) return 0.0;
+  return std::sqrt(std::max(ev[0], 0.0) / ev[size_t(K) - 1]);
+}
 
 // Dot product with four partial sums (vectorises; a fixed order, so results are reproducible).
 inline double dot(const double* a, const double* b, size_t n) {
@@ -293,34 +314,48 @@ CohortPlan make_plan(const SimulateParams& p) {
   // shared out first so each gets a mode when K >= states) and in any other with probability 0.3.
   // Two modes with the same on/off pattern would have proportional activations (indistinguishable
   // by any factorization), so a pattern equal to an earlier mode's is redrawn while distinct
-  // patterns exist (2^S - 1 >= K). With S >= K the distinct homes make the levels matrix of full
-  // column rank; with S < K the activations stay linearly dependent (n_states() avoids that).
+  // patterns exist (2^S - 1 >= K). Distinct patterns are not enough: seed 17's four level vectors
+  // were distinct yet one was within 0.7% of a combination of the others (smallest singular value
+  // 0.007 of the largest), so its truth held three identifiable modes, not four. With S >= K the
+  // whole draw is repeated until the levels matrix is well conditioned (kMinLevelCondition); the
+  // first draw is kept whenever it passes, so other seeds' cohorts are unchanged.
   {
     // A null cohort: every animal's k-th mode switches with the states as the shared cohort's
     // k-th would (the levels of its first K0 modes, repeated), so only the pathways differ.
     Stream s(p.seed, {kTagSimulate, kCohort, kPStateLevels});
     const int S = n_states(p), KL = K / groups;
-    std::vector<int> home_order = choose(s, S, S);
     plan.state_levels.assign(size_t(S) * size_t(K), 0.0);
     const bool can_differ = S >= 20 || (1L << S) - 1 >= KL;
-    std::vector<std::vector<int>> patterns;
-    for (int k = 0; k < KL; ++k) {
-      std::vector<double> lv(static_cast<size_t>(S));
-      std::vector<int> on(static_cast<size_t>(S));
-      for (int attempt = 0; attempt < 1000; ++attempt) {
-        const int home = k < S ? home_order[size_t(k)] : int(s.below(std::uint64_t(S)));
-        for (int st = 0; st < S; ++st) {
-          const double u = s.uniform(), level = 0.6 + 0.4 * s.uniform();
-          on[size_t(st)] = (st == home || u < 0.3) ? 1 : 0;
-          lv[size_t(st)] = on[size_t(st)] ? level : 0.0;
+    std::vector<double> levels(size_t(S) * size_t(KL));  // S x KL, this draw's
+    for (int draw = 1;; ++draw) {
+      std::vector<int> home_order = choose(s, S, S);
+      std::vector<std::vector<int>> patterns;
+      for (int k = 0; k < KL; ++k) {
+        std::vector<double> lv(static_cast<size_t>(S));
+        std::vector<int> on(static_cast<size_t>(S));
+        for (int attempt = 0; attempt < 1000; ++attempt) {
+          const int home = k < S ? home_order[size_t(k)] : int(s.below(std::uint64_t(S)));
+          for (int st = 0; st < S; ++st) {
+            const double u = s.uniform(), level = 0.6 + 0.4 * s.uniform();
+            on[size_t(st)] = (st == home || u < 0.3) ? 1 : 0;
+            lv[size_t(st)] = on[size_t(st)] ? level : 0.0;
+          }
+          if (!can_differ || std::find(patterns.begin(), patterns.end(), on) == patterns.end()) break;
         }
-        if (!can_differ || std::find(patterns.begin(), patterns.end(), on) == patterns.end()) break;
+        patterns.push_back(on);
+        for (int st = 0; st < S; ++st) levels[size_t(st) * size_t(KL) + size_t(k)] = lv[size_t(st)];
       }
-      patterns.push_back(on);
-      for (int g = 0; g < groups; ++g)
-        for (int st = 0; st < S; ++st)
-          plan.state_levels[size_t(st) * size_t(K) + size_t(g * KL + k)] = lv[size_t(st)];
+      plan.state_levels_draws = draw;
+      plan.state_levels_condition = S >= KL ? column_condition(levels, S, KL) : 0.0;
+      if (S < KL || plan.state_levels_condition >= kMinLevelCondition || draw == kMaxLevelDraws) break;
     }
+    if (S >= KL && plan.state_levels_condition < kMinLevelCondition)
+      log::warn(MPI_COMM_SELF, "simulate: seed ", p.seed, ": the modes' state levels stay ill-conditioned after ", kMaxLevelDraws,
+                " draws (smallest/largest singular value ", plan.state_levels_condition, ")");
+    for (int g = 0; g < groups; ++g)
+      for (int st = 0; st < S; ++st)
+        for (int k = 0; k < KL; ++k)
+          plan.state_levels[size_t(st) * size_t(K) + size_t(g * KL + k)] = levels[size_t(st) * size_t(KL) + size_t(k)];
   }
 
   // Missing regions.
@@ -777,6 +812,8 @@ void write_cohort_truth(const SimulateParams& p, const CohortPlan& plan, const s
   if (plan.individual >= 0) conserved[size_t(plan.individual)] = 0;
   h5::write_ints(f, "/mode_conserved", {K}, conserved.data());
   h5::write_doubles(f, "/state_levels", {hsize_t(n_states(p)), K}, plan.state_levels.data());
+  h5::set_attr(f, "/state_levels", "condition", plan.state_levels_condition);
+  h5::set_attr(f, "/state_levels", "draws", std::int64_t(plan.state_levels_draws));
   h5::write_strings(f, "/region_names", plan.regions);
   h5::write_strings(f, "/animal_ids", plan.animal_ids);
   out.commit();

@@ -124,6 +124,8 @@ struct CohortPlan {
   int individual = -1;                  // index of the individual (non-conserved) mode, or -1
   std::vector<double> modes;            // K x R x R, target x source, >= 0, zero diagonal
   std::vector<double> state_levels;     // n_states x K: target activation of each mode per state
+  double state_levels_condition = 0.0;  // sigma_min / sigma_max of one group's levels (0: states < modes)
+  int state_levels_draws = 0;           // draws until the levels were well conditioned (1 for most seeds)
   std::vector<int> mode_has;            // A x K: 1 if the animal carries mode k at all
   std::vector<int> mode_present;        // A x K: carries it and has at least one of its pairs
                                         // (whether it is used: SimulatedAnimal::mode_active_fraction)

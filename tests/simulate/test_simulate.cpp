@@ -504,6 +504,67 @@ TEST(Simulate, ModesNeverShareTheirStatePattern) {
   EXPECT_EQ(sim::n_states(p), 2);
 }
 
+// Distinct on/off patterns are not enough to tell modes apart: the levels matrix must have full
+// column rank with room to spare. Seed 17's first draw of the demo cohort (4 states, 4 modes) had
+// smallest/largest singular value 0.007: its truth held three identifiable modes, not four.
+TEST(Simulate, ModesStateLevelsAreWellConditioned) {
+  // sigma_min / sigma_max of the levels, independently of the simulator's LAPACK call: power
+  // iteration on the Gram matrix G for its largest eigenvalue, and on lmax I - G for the smallest.
+  auto condition = [](const sim::CohortPlan& plan, int S, int K) {
+    std::vector<double> G(size_t(K) * size_t(K), 0.0);
+    for (int i = 0; i < K; ++i)
+      for (int j = 0; j < K; ++j)
+        for (int st = 0; st < S; ++st)
+          G[size_t(i * K + j)] += plan.state_levels[size_t(st * K + i)] * plan.state_levels[size_t(st * K + j)];
+    auto largest = [K](const std::vector<double>& M) {
+      std::vector<double> v(size_t(K), 1.0), w(size_t(K), 0.0);
+      double lambda = 0.0;
+      for (int it = 0; it < 20000; ++it) {
+        double nrm = 0.0;
+        for (int i = 0; i < K; ++i) {
+          w[size_t(i)] = 0.0;
+          for (int j = 0; j < K; ++j) w[size_t(i)] += M[size_t(i * K + j)] * v[size_t(j)];
+          nrm += w[size_t(i)] * w[size_t(i)];
+        }
+        lambda = std::sqrt(nrm);
+        for (int i = 0; i < K; ++i) v[size_t(i)] = w[size_t(i)] / lambda;
+      }
+      return lambda;
+    };
+    const double lmax = largest(G);
+    std::vector<double> shifted(G.size());
+    for (int i = 0; i < K; ++i)
+      for (int j = 0; j < K; ++j) shifted[size_t(i * K + j)] = (i == j ? lmax : 0.0) - G[size_t(i * K + j)];
+    const double lmin = lmax - largest(shifted);
+    return std::sqrt(std::max(lmin, 0.0) / lmax);
+  };
+  int redrawn = 0;
+  for (std::uint64_t seed = 1; seed <= 40; ++seed) {
+    sim::SimulateParams p = sim::default_params("cohort");
+    p.seed = seed;
+    p.animals = 2;
+    p.modes = 4;
+    const sim::CohortPlan plan = sim::make_plan(p);
+    const int S = sim::n_states(p);
+    ASSERT_EQ(S, 4);
+    EXPECT_NEAR(plan.state_levels_condition, condition(plan, S, 4), 1e-6) << "seed " << seed;
+    EXPECT_GE(plan.state_levels_condition, 0.05) << "seed " << seed;
+    EXPECT_GE(plan.state_levels_draws, 1) << "seed " << seed;
+    if (plan.state_levels_draws > 1) ++redrawn;
+    if (seed == 17) {
+      EXPECT_GE(plan.state_levels_draws, 2) << "seed 17's first draw was ill-conditioned";
+    }
+  }
+  EXPECT_LE(redrawn, 4) << "the check should redraw rarely, keeping most seeds' cohorts as they were";
+  // With fewer states than modes no draw can have full column rank: nothing is redrawn.
+  sim::SimulateParams p = sim::default_params("cohort");
+  p.animals = 2;
+  p.states = 3;
+  p.modes = 6;
+  EXPECT_EQ(sim::make_plan(p).state_levels_draws, 1);
+  EXPECT_EQ(sim::make_plan(p).state_levels_condition, 0.0);
+}
+
 TEST(Simulate, MissingRegionsAreMissing) {
   const int rank = comm_rank(MPI_COMM_WORLD);
   sim::SimulateParams p = small_cohort();
