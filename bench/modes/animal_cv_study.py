@@ -13,19 +13,24 @@ another as keeps it non-negative, the activations take it, a short HALS polish; 
 objective stays within 1%).
 
   /usr/bin/python3 bench/modes/animal_cv_study.py COHORT_DIR [--ks 3,4] [--sub 5] [--starts 3]
+  /usr/bin/python3 bench/modes/animal_cv_study.py COHORT_DIR --fits FITS_DIR --full [--ks 4]
 
 COHORT_DIR holds truth/ (e.g. WORK/seed12/cohort of bench/modes/end_to_end.py). Not the stage's
 code: its numbers are close to, not equal to, `/select_k/cv_error` (other starts and masks).
+--fits: factor the fits' pathways (FITS_DIR/a*.h5: /gains x /pathway_strength, magnitudes, as the
+demo's `--negative abs`) instead of the truth's; the true modes still come from COHORT_DIR.
+--full: instead of the animal-out study, one fit on all animals (best of --starts) and the matched
+cosines of its modes to the true modes (Hungarian) before and after the sparsifying step.
 """
 import argparse
 import glob
 
 import h5py
 import numpy as np
-from scipy.optimize import nnls
+from scipy.optimize import linear_sum_assignment, nnls
 
 
-def load(cohort, sub):
+def load(cohort, sub, fits=None):
     t = h5py.File(cohort + "/truth/cohort.h5", "r")
     names = [x.decode() if isinstance(x, bytes) else x for x in t["region_names"][:]]
     R = len(names)
@@ -33,7 +38,7 @@ def load(cohort, sub):
     Wt = np.array([[m[q, s] for q, s in pairs] for m in t["modes"][:]]).T
     Wt /= np.linalg.norm(Wt, axis=0)
     Xs = []
-    for f in sorted(glob.glob(cohort + "/truth/a*.h5")):
+    for f in sorted(glob.glob((fits or cohort + "/truth") + "/a*.h5")):
         a = h5py.File(f, "r")
         an = [x.decode() if isinstance(x, bytes) else x for x in a["region_names"][:]]
         g, st = a["gains"][:, :, ::sub], a["pathway_strength"][:]
@@ -41,7 +46,7 @@ def load(cohort, sub):
         for p, (q, s) in enumerate(pairs):
             if names[q] in an and names[s] in an:
                 qi, si = an.index(names[q]), an.index(names[s])
-                X[p] = g[qi, si] * st[qi, si]
+                X[p] = np.abs(g[qi, si] * st[qi, si])
         Xs.append(X / np.sqrt(np.nanmean(X ** 2)))
     return Xs, Wt
 
@@ -138,8 +143,24 @@ def main():
     ap.add_argument("--ks", default="3,4")
     ap.add_argument("--sub", type=int, default=5, help="keep every sub-th sample (speed)")
     ap.add_argument("--starts", type=int, default=3)
+    ap.add_argument("--fits", help="factor these fits' pathways (a*.h5) instead of the truth's")
+    ap.add_argument("--full", action="store_true", help="one fit on all animals, cosines before/after sparsifying")
     a = ap.parse_args()
-    Xs, Wt = load(a.cohort, a.sub)
+    Xs, Wt = load(a.cohort, a.sub, a.fits)
+    if a.full:
+        def matched(W):
+            C = Wt.T @ (W / np.linalg.norm(W, axis=0))
+            r, c = linear_sum_assignment(-C)
+            cos = np.zeros(Wt.shape[1])
+            cos[r] = C[r, c]
+            return cos
+        for K in [int(k) for k in a.ks.split(",")]:
+            W, H, o = fit(Xs, K, np.random.default_rng(0), max(a.starts, 5))
+            Ws, Hs = sparsify(Xs, W, H)
+            c, cs = matched(W), matched(Ws)
+            print("K = %d: matched cosines %s (mean %.3f); sparsified %s (mean %.3f); objective %.1f -> %.1f" %
+                  (K, np.round(c, 2), c.mean(), np.round(cs, 2), cs.mean(), o, objective(Xs, Ws, Hs)), flush=True)
+        return
     block = max(2, 50 // a.sub)
     geo = lambda v: float(np.exp(np.mean(np.log(v))))
     e_true = [heldout(X, Wt, block) for X in Xs]
