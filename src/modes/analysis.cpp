@@ -735,6 +735,12 @@ ModesResult run_modes(const std::vector<AnimalMatrix>& animals, const PairLayout
   log::info(comm, "modes: K = ", K, ", best of ", n_starts, " starts: objective ", res.fit.objective, " (start ",
             res.best_start, ", ", res.fit.iterations, " iterations), stability across the ", res.starts_at_best,
             " starts at the best objective ", res.stability);
+  if (cfg.sparsify) {
+    res.objective_before_sparsify = res.fit.objective;
+    res.fit = sparsify(ptrs, P, fit_options(cfg, K), res.fit, comm, 0.01, 50, &res.sparsify_accepted);
+    log::info(comm, "modes: sparsifying step: ", res.sparsify_accepted, " move(s) kept, objective ",
+              res.objective_before_sparsify, " -> ", res.fit.objective);
+  }
   if (cfg.conserve) conservation(animals, L, cfg, res, comm);
   // Behaviour profiles for the animals that have labels (NaN rows for the others).
   bool states = false;

@@ -39,6 +39,8 @@ struct ModesConfig {
   // cohorts where K = 4 had the lowest error (docs/modes.md, "Tolerance").
   double k_cv_tolerance = 0.0;
   double k_min_stability = 0.9;     // ... and must be this stable across starts
+  // After the best start: the sparsest modes within 1% of its objective (nmf.hpp, sparsify()).
+  bool sparsify = false;
   // conservation
   bool conserve = true;
   int loo_starts = 3;        // starts of every leave-one-out and single-animal fit
@@ -76,6 +78,8 @@ struct ModesResult {
   std::vector<std::vector<double>> start_W;
   double stability = 0;  // as KSelection::stability, for the chosen K
   int starts_at_best = 1;
+  int sparsify_accepted = -1;             // sparsifying moves kept (-1: --sparsify off)
+  double objective_before_sparsify = 0;
   bool have_selection = false;
   KSelection selection;
   // leave-one-animal-out conservation index

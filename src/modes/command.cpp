@@ -105,6 +105,7 @@ void options_from(const po::variables_map& vm, InputSpec& in, ModesConfig& cfg) 
   cfg.k_min_stability = d("k-min-stability");
   cfg.conserve = !vm["no-conserve"].as<bool>();
   cfg.loo_starts = i("loo-starts");
+  cfg.sparsify = vm["sparsify"].as<bool>();
   if (cfg.loo_starts < 1) fail("option --loo-starts: must be at least 1");
   cfg.own_tolerance = d("own-tolerance");
   if (!(cfg.own_tolerance >= 0 || cfg.own_tolerance == -1))
@@ -168,6 +169,7 @@ Command make_modes_command() {
       ("truth-check", po::value<std::string>()->default_value("auto"), "auto: on a simulated cohort (COHORT/truth/cohort.h5) compare the modes with the true ones; the result goes to modes.h5 /truth_check, and a failed check exits 3 | off")
       ("truth-min-cosine", po::value<double>()->default_value(0.85), "truth check: the mean matched cosine to the true shared modes (unmatched: 0) must reach this")
       ("loo-starts", po::value<int>()->default_value(def.loo_starts), "starts of each leave-one-out and single-animal fit")
+      ("sparsify", po::value<bool>()->default_value(def.sparsify)->implicit_value(true), "after the best start, the sparsest modes within 1% of its objective (docs/modes.md, \"Sparsifying step\")")
       ("own-tolerance", po::value<double>()->default_value(def.own_tolerance), "an animal's own fit also starts from the cohort's modes fitted without it, kept when its R2 is within this of the best random start's (one animal's factorization is not unique); -1: random starts only")
       ("loo-null", po::value<int>()->default_value(def.loo_null), "label permutations per animal for R2_null")
       ("permutations", po::value<int>()->default_value(def.permutations), "label permutations for the per-mode p-values (resolution 1/(n+1))")

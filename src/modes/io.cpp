@@ -514,6 +514,9 @@ void write_results(const std::string& out_dir, const LoadedCohort& c, const Mode
   h5::set_attr(f, "/", "self_pairs", std::int64_t(in.self_pairs ? 1 : 0));
   h5::set_attr(f, "/", "regions_from", c.regions_from);
   h5::set_attr(f, "/", "K", std::int64_t(K));
+  // --sparsify: moves kept (-1: off) and the best start's objective before them.
+  h5::set_attr(f, "/", "sparsify_accepted", std::int64_t(r.sparsify_accepted));
+  if (r.sparsify_accepted >= 0) h5::set_attr(f, "/", "objective_before_sparsify", r.objective_before_sparsify);
   h5::write_strings(f, "/region_names", c.region_names);
   // A simulated cohort's modes against its truth: "pass", "fail", or "none" (no truth: real data).
   const bool checked = truth != nullptr && truth->have;

@@ -276,6 +276,26 @@ double MaskedHals::step() {
   return std::max(0.0, f);
 }
 
+void MaskedHals::set_state(const std::vector<double>& W, const std::vector<std::vector<double>>& H) {
+  if (W.size() != size_t(P_) * size_t(K_) || H.size() != animals_.size()) fail("modes: W or H has the wrong size");
+  W_ = W;
+  H_ = H;
+  for (int k = 0; k < K_; ++k) {
+    double n2 = 0;
+    for (int p = 0; p < P_; ++p) n2 += W_[size_t(p) * size_t(K_) + size_t(k)] * W_[size_t(p) * size_t(K_) + size_t(k)];
+    const double n = std::sqrt(n2);
+    if (n <= 0) continue;
+    for (int p = 0; p < P_; ++p) W_[size_t(p) * size_t(K_) + size_t(k)] /= n;
+    for (size_t i = 0; i < H_.size(); ++i) {
+      const size_t T = size_t(animals_[i]->T);
+      if (H_[i].size() != size_t(K_) * T) fail("modes: H of animal ", i, " has the wrong size");
+      for (size_t t = 0; t < T; ++t) H_[i][size_t(k) * T + t] *= n;
+    }
+  }
+  iterations_ = 0;
+  converged_ = false;
+}
+
 double MaskedHals::objective() const {
   std::vector<double> per(animals_.size(), 0.0);
   for (int i = own_begin_; i < own_end_; ++i)
@@ -343,6 +363,64 @@ FitResult fit_best(const std::vector<const AnimalMatrix*>& animals, int P, FitOp
       best = std::move(r);
       have = true;
     }
+  }
+  return best;
+}
+
+FitResult sparsify(const std::vector<const AnimalMatrix*>& animals, int P, const FitOptions& opt, const FitResult& fit,
+                   MPI_Comm comm, double tolerance, int polish, int* accepted) {
+  const int K = fit.K;
+  FitResult best = fit;
+  if (accepted) *accepted = 0;
+  if (K < 2) return best;
+  const double base = fit.objective;
+  auto at = [&](const std::vector<double>& W, int p, int k) { return W[size_t(p) * size_t(K) + size_t(k)]; };
+  auto l1 = [](const std::vector<double>& W) {
+    double s = 0;
+    for (double v : W) s += std::abs(v);
+    return s;
+  };
+  MaskedHals h(animals, P, opt, comm);
+  for (int pass = 0; pass < 3 * K; ++pass) {
+    bool changed = false;
+    for (int i = 0; i < K; ++i)
+      for (int j = 0; j < K; ++j) {
+        if (i == j) continue;
+        const std::vector<double>& W = best.W;
+        double wmax = 0;
+        for (int p = 0; p < P; ++p) wmax = std::max(wmax, at(W, p, j));
+        if (wmax <= 0) continue;
+        double a = std::numeric_limits<double>::infinity();
+        for (int p = 0; p < P; ++p)
+          if (at(W, p, j) > 0.1 * wmax) a = std::min(a, (at(W, p, i) + 0.05) / at(W, p, j));
+        if (!(a >= 0.05) || !std::isfinite(a)) continue;
+        std::vector<double> W2 = W;
+        double n2 = 0;
+        for (int p = 0; p < P; ++p) {
+          double& w = W2[size_t(p) * size_t(K) + size_t(i)];
+          w = std::max(0.0, w - a * at(W, p, j));
+          n2 += w * w;
+        }
+        if (std::sqrt(n2) < 0.2) continue;  // mode i would all but vanish: not a sparser mode, a lost one
+        std::vector<std::vector<double>> H2 = best.H;
+        for (size_t an = 0; an < H2.size(); ++an) {
+          const size_t T = size_t(animals[an]->T);
+          for (size_t t = 0; t < T; ++t) H2[an][size_t(j) * T + t] += a * H2[an][size_t(i) * T + t];
+        }
+        h.set_state(W2, H2);
+        for (int it = 0; it < polish; ++it) h.step();
+        const double obj = h.objective();
+        FitResult cand = h.result();
+        if (obj <= base * (1 + tolerance) && l1(cand.W) < l1(W) - 1e-3) {
+          cand.objective = obj;
+          cand.iterations = best.iterations + polish;
+          cand.converged = best.converged;
+          best = std::move(cand);
+          changed = true;
+          if (accepted) ++*accepted;
+        }
+      }
+    if (!changed) break;
   }
   return best;
 }

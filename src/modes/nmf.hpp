@@ -78,6 +78,8 @@ class MaskedHals {
   MaskedHals(std::vector<const AnimalMatrix*> animals, int P, const FitOptions& opt, MPI_Comm comm);
   void init_random();                        // W, H from Stream(seed, {kTagModes, start, ...})
   void set_W(const std::vector<double>& W);  // then H is re-initialised from its stream
+  // W and every animal's H as given (W's columns normalised, H's rows scaled to keep W H).
+  void set_state(const std::vector<double>& W, const std::vector<std::vector<double>>& H);
   // One outer iteration: H step (local), one Allreduce, W step, column normalisation. Returns the
   // masked objective at (previous W, new H), computed from the reduced sums.
   double step();
@@ -115,6 +117,18 @@ class MaskedHals {
 // objective (ties: the earliest start). objectives (optional) gets every start's objective.
 FitResult fit_best(const std::vector<const AnimalMatrix*>& animals, int P, FitOptions opt, int n_starts,
                    MPI_Comm comm, std::vector<double>* objectives = nullptr);
+
+// The sparsest modes at the fit's objective (docs/modes.md, "Sparsifying step"): NMF's W is not
+// unique where modes share pathways, and HALS from random starts ends at mixtures of them. For each
+// ordered pair of modes (i, j), mode i loses the largest multiple a of mode j that keeps it
+// non-negative up to a margin (a = min over j's support of (W_pi + 0.05) / W_pj), the activations
+// of j take over a times those of i (W H unchanged but for the clipping), and `polish` HALS
+// iterations follow; the candidate is kept when its objective is within `tolerance` of the
+// original fit's and the L1 norm of W falls. Passes over all pairs until none is kept (at most
+// 3 K). Collective on comm; every decision uses reduced values, so it does not depend on the rank
+// count beyond the HALS's own. accepted (optional): how many candidates were kept.
+FitResult sparsify(const std::vector<const AnimalMatrix*>& animals, int P, const FitOptions& opt, const FitResult& fit,
+                   MPI_Comm comm, double tolerance = 0.01, int polish = 50, int* accepted = nullptr);
 
 // Projection on fixed modes: non-negative H (K x T) minimising the masked error of one animal
 // (local, no communication). Deterministic initialisation (least squares clipped at 0). ridge:

@@ -428,3 +428,58 @@ TEST(ModesAnalysis, WholeAnalysisIndependentOfRankCount) {
   const ModesResult d = run_modes(c.animals, c.layout, cfg, {}, MPI_COMM_SELF);
   EXPECT_NE(d.null_statistic, o.null_statistic);
 }
+
+// A mixture of modes fits the data as well as the modes do when one mode is always on with
+// another: here h1 >= 0.7 h0, so W0' = W0 + 0.6 W1 with h1' = h1 - 0.6 h0 >= 0 is an exact second
+// factorization. The sparsifying step must find the planted modes from the mixture, stay within
+// 1% of the objective, and give the same result at any rank count (ordered reduction).
+TEST(ModesSparsify, RecoversPlantedModesFromAMixture) {
+  auto c = small_cohort(11, 6);
+  const int P = c.layout.P(), K = 3;
+  const std::vector<double>& W = c.W_true;
+  std::vector<std::vector<double>> Hmix;
+  Stream s(7, {99});
+  for (auto& a : c.animals) {
+    const size_t T = size_t(a.T);
+    std::vector<double> H(size_t(K) * T);
+    for (size_t t = 0; t < T; ++t) {
+      H[t] = s.uniform();
+      H[T + t] = 0.7 * H[t] + 0.5 * s.uniform();
+      H[2 * T + t] = s.uniform();
+    }
+    for (int p = 0; p < P; ++p)
+      for (size_t t = 0; t < T; ++t) {
+        double x = 0;
+        for (int k = 0; k < K; ++k) x += W[size_t(p) * size_t(K) + size_t(k)] * H[size_t(k) * T + t];
+        a.X[size_t(p) * T + t] = std::max(0.0, x + 0.01 * (s.uniform() - 0.5));
+      }
+    std::vector<double> Hm = H;  // h1' = h1 - 0.6 h0
+    for (size_t t = 0; t < T; ++t) Hm[T + t] -= 0.6 * H[t];
+    Hmix.push_back(Hm);
+  }
+  std::vector<double> Wmix = W;  // W0' = W0 + 0.6 W1
+  for (int p = 0; p < P; ++p) Wmix[size_t(p) * K] += 0.6 * W[size_t(p) * K + 1];
+  FitOptions o;
+  o.K = K;
+  o.seed = 3;
+  auto cosine_to_truth = [&](const std::vector<double>& Wf, int k) {
+    return column_cosine(Wf, K, k, W, K, k);
+  };
+  auto run = [&](MPI_Comm comm, int* accepted) {
+    MaskedHals h(ptrs(c.animals), P, o, comm);
+    h.set_state(Wmix, Hmix);
+    FitResult fit = h.result();
+    fit.objective = h.objective();
+    EXPECT_LT(cosine_to_truth(fit.W, 0), 0.9) << "the start is not a mixture";
+    FitResult out = sparsify(ptrs(c.animals), P, o, fit, comm, 0.01, 50, accepted);
+    EXPECT_LE(out.objective, fit.objective * 1.01);
+    return out;
+  };
+  int accepted = 0, accepted_self = 0;
+  const FitResult world = run(MPI_COMM_WORLD, &accepted);
+  EXPECT_GE(accepted, 1);
+  for (int k = 0; k < K; ++k) EXPECT_GT(cosine_to_truth(world.W, k), 0.99) << "mode " << k;
+  const FitResult self = run(MPI_COMM_SELF, &accepted_self);
+  EXPECT_EQ(world.W, self.W);
+  EXPECT_EQ(accepted, accepted_self);
+}
