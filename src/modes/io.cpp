@@ -442,6 +442,9 @@ std::string summary_table(const LoadedCohort& c, const ModesResult& r, const Mod
   for (size_t i = 0; i < c.record.left_out_ids.size(); ++i)
     os << "# left out: " << c.record.left_out_ids[i] << " (" << c.record.left_out_reasons[i] << ")\n";
   os << "# stability across the " << r.starts_at_best << " starts at the best objective: " << std::setprecision(4) << r.stability << "\n";
+  if (r.sparsify_accepted >= 0)
+    os << "# sparsifying step (--sparsify): " << r.sparsify_accepted << " move(s) kept, objective "
+       << r.objective_before_sparsify << " -> " << r.fit.objective << "\n";
   if (r.have_conservation) {
     os << "# conserved = Bonferroni-corrected p (min(1, K p)) < " << cfg.alpha << " and similarity >= "
        << cfg.min_similarity << "; similarity = "

@@ -252,6 +252,8 @@ TEST(ModesCommand, TruthFilesEndToEndAndProjection) {
     EXPECT_EQ(h5::read_strings(f, "/region_names"), c.region_names);
     EXPECT_EQ(h5::attr_int(f, "/", "seed"), 7);
     EXPECT_NE(h5::attr_string(f, "/", "config").find("k = 3"), std::string::npos);
+    EXPECT_EQ(h5::attr_int(f, "/", "sparsify_accepted"), -1);  // --sparsify is off by default
+    EXPECT_FALSE(h5::has_attr(f, "/", "objective_before_sparsify"));
     EXPECT_EQ(h5::dims(f, "/mode_test/null"), (std::vector<hsize_t>{99, 3}));
     EXPECT_EQ(h5::dims(f, "/mode_test/p_animal"), (std::vector<hsize_t>{6, 3}));
     EXPECT_EQ(h5::dims(f, "/mode_test/p_presence"), (std::vector<hsize_t>{3}));
